@@ -1,0 +1,54 @@
+// The one bounded-wait helper every spin loop uses (architecture.md section 5).
+// It polls `ready()` until it holds, the timeout passes, the host raises the abort flag, or
+// another wait of the same Buffer already failed. On timeout or abort it records
+// (op, rank, peer, stage) in the host-readable error record; the first failure wins the record,
+// every failing peer is added to peer_mask.
+#pragma once
+
+#include <cstdint>
+
+#include "core/error_record.h"
+#include "kernels/device/ptx.cuh"
+#include "kernels/device/wait_context.h"
+
+namespace epcomm::kernels {
+
+__device__ __forceinline__ void record_wait_failure(const WaitContext& ctx, int32_t peer,
+                                                    core::WaitStage stage, uint64_t waited_ns,
+                                                    bool aborted) {
+  if (peer >= 0 && peer < 64) atomicOr(reinterpret_cast<unsigned long long*>(&ctx.error->peer_mask),
+                                       1ull << peer);
+  if (atomicCAS(&ctx.error->status, core::kRecordEmpty, core::kRecordWriting) != core::kRecordEmpty)
+    return;
+  ctx.error->op = ctx.op;
+  ctx.error->rank = ctx.rank;
+  ctx.error->peer = peer;
+  ctx.error->stage = static_cast<int32_t>(stage);
+  ctx.error->reserved = aborted ? 1 : 0;
+  ctx.error->waited_ns = waited_ns;
+  // Orders the fields above before the status the host polls.
+  __threadfence_system();
+  atomicExch(&ctx.error->status, core::kRecordValid);
+}
+
+// Returns true when ready() held, false when the wait gave up (and the record was written).
+template <class Ready>
+__device__ __forceinline__ bool bounded_wait(const WaitContext& ctx, int32_t peer,
+                                             core::WaitStage stage, Ready ready) {
+  if (ready()) return true;
+  const uint64_t start = global_timer_ns();
+  uint32_t polls = 0;
+  while (!ready()) {
+    if ((++polls & 63u) != 0) continue;  // read the clock and flags every 64 polls
+    const uint64_t waited = global_timer_ns() - start;
+    const bool aborted = ld_relaxed_sys(&ctx.control->abort_flag) != 0;
+    const bool other_failed = ld_relaxed_sys(&ctx.error->status) != core::kRecordEmpty;
+    if (aborted || other_failed || waited > ctx.timeout_ns) {
+      if (!other_failed || waited > ctx.timeout_ns) record_wait_failure(ctx, peer, stage, waited, aborted);
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace epcomm::kernels

@@ -1,0 +1,36 @@
+// PTX wrappers named by their memory-model semantics. Each caller says what it orders.
+#pragma once
+
+#include <cstdint>
+
+namespace epcomm::kernels {
+
+// Load with acquire semantics at system scope: later reads of this thread see every write the
+// releasing thread (any GPU) made before its matching release.
+__device__ __forceinline__ uint64_t ld_acquire_sys(const uint64_t* ptr) {
+  uint64_t value;
+  asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(value) : "l"(ptr) : "memory");
+  return value;
+}
+
+// Store with release semantics at system scope: every earlier write of this thread is visible
+// to a thread (any GPU) that observes this value through an acquire.
+__device__ __forceinline__ void st_release_sys(uint64_t* ptr, uint64_t value) {
+  asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(ptr), "l"(value) : "memory");
+}
+
+// Relaxed load at system scope, for flags in host-mapped memory that order nothing.
+__device__ __forceinline__ int32_t ld_relaxed_sys(const int32_t* ptr) {
+  int32_t value;
+  asm volatile("ld.relaxed.sys.global.s32 %0, [%1];" : "=r"(value) : "l"(ptr) : "memory");
+  return value;
+}
+
+// Nanoseconds of the GPU's global timer (wall-clock, not SM cycles).
+__device__ __forceinline__ uint64_t global_timer_ns() {
+  uint64_t ns;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(ns));
+  return ns;
+}
+
+}  // namespace epcomm::kernels

@@ -1,0 +1,18 @@
+// What a bounded wait needs to know (plain struct: host code fills it, kernels read it).
+#pragma once
+
+#include <cstdint>
+
+#include "core/error_record.h"
+
+namespace epcomm::kernels {
+
+struct WaitContext {
+  core::DeviceErrorRecord* error;    // mapped pinned memory
+  const core::HostControl* control;  // mapped pinned memory
+  uint64_t timeout_ns;
+  int32_t op;    // core::OpId
+  int32_t rank;  // this rank
+};
+
+}  // namespace epcomm::kernels
