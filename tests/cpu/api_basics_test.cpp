@@ -1,0 +1,193 @@
+// Public value types, layout math, size hints, logger and the C ABI's error paths.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "core/buffer_layout.h"
+#include "core/log.h"
+#include "core/low_latency_layout.h"
+#include "epcomm/epcomm.h"
+#include "epcomm/epcomm.hpp"
+
+namespace epcomm {
+namespace {
+
+TEST(Basics, VersionMatchesTheBuild) {
+  EXPECT_STREQ(version(), EPCOMM_VERSION_STRING);
+  EXPECT_STREQ(epcomm_version(), EPCOMM_VERSION_STRING);
+}
+
+TEST(Basics, DTypeSizesAndNames) {
+  EXPECT_EQ(dtype_size(DType::kBFloat16), 2u);
+  EXPECT_EQ(dtype_size(DType::kFloat8E4M3), 1u);
+  EXPECT_EQ(dtype_size(DType::kInt64), 8u);
+  EXPECT_STREQ(dtype_name(DType::kFloat8E4M3), "float8_e4m3fn");
+  EXPECT_FALSE(dtype_is_valid(static_cast<DType>(42)));
+}
+
+TEST(Basics, TensorViewContiguityAndNumel) {
+  int dummy = 0;
+  auto t = TensorView::contiguous(&dummy, DType::kInt32, {3, 4, 5});
+  EXPECT_EQ(t.numel(), 60);
+  EXPECT_EQ(t.strides[0], 20);
+  EXPECT_TRUE(t.is_contiguous());
+  auto s = TensorView::strided(&dummy, DType::kFloat32, {4, 2}, {1, 4});
+  EXPECT_FALSE(s.is_contiguous());
+  EXPECT_FALSE(TensorView{}.defined());
+}
+
+TEST(Basics, ErrorToStringCarriesCodeName) {
+  Error e(ErrorCode::kTimeout, "barrier waited for rank 3");
+  EXPECT_EQ(e.to_string(), "timeout: barrier waited for rank 3");
+  EXPECT_TRUE(Error::success().ok());
+}
+
+TEST(Basics, LogLevelParsing) {
+  using core::LogLevel;
+  EXPECT_EQ(core::parse_log_level(nullptr), LogLevel::kError);
+  EXPECT_EQ(core::parse_log_level("INFO"), LogLevel::kInfo);
+  EXPECT_EQ(core::parse_log_level("debug"), LogLevel::kDebug);
+  EXPECT_EQ(core::parse_log_level("3"), LogLevel::kDebug);
+  EXPECT_EQ(core::parse_log_level("nonsense"), LogLevel::kError);
+}
+
+TEST(Layout, BufferRegionsAreAlignedAndDisjoint) {
+  const auto l = core::BufferLayout::make(1000, 5000);
+  EXPECT_EQ(l.signal_offset, 0);
+  EXPECT_GE(l.nvl_offset, l.signal_offset + l.signal_bytes);
+  EXPECT_GE(l.rdma_offset, l.nvl_offset + 1000);
+  EXPECT_EQ(l.nvl_offset % core::kRegionAlignment, 0);
+  EXPECT_EQ(l.rdma_offset % core::kRegionAlignment, 0);
+  EXPECT_EQ(l.total_bytes % core::kAllocationAlignment, 0);
+  EXPECT_GE(l.total_bytes, l.rdma_offset + 5000);
+}
+
+TEST(Layout, SignalSlotsDoNotOverlap) {
+  core::SignalLayout s{8};
+  for (int r = 1; r < 8; ++r) EXPECT_EQ(s.barrier_slot(r) - s.barrier_slot(r - 1), 8);
+  EXPECT_LE(s.barrier_bytes(), core::kSignalAreaBytes);
+}
+
+TEST(Layout, LowLatencyHalvesHoldEveryRegion) {
+  const auto l = core::LowLatencyLayout::make(128, 7168, 4, 288);
+  EXPECT_EQ(l.message_bytes % 16, 0);
+  EXPECT_GE(l.message_bytes, 7168 * 2 + core::kLowLatencyHeaderBytes);
+  EXPECT_GE(l.combine_recv_offset, int64_t{4} * 128 * l.message_bytes);
+  EXPECT_GE(l.signal_offset, l.combine_recv_offset + int64_t{128} * 16 * 7168 * 2);
+  EXPECT_EQ(l.half_offset(3), l.half_bytes);
+  EXPECT_EQ(l.total_bytes(), 2 * l.half_bytes);
+}
+
+TEST(SizeHints, LowLatencyHintCoversTheLayoutAndRejectsBadShapes) {
+  const int64_t hint = get_low_latency_buffer_size_hint(128, 7168, 4, 288);
+  EXPECT_GE(hint, core::LowLatencyLayout::make(128, 7168, 4, 288).total_bytes());
+  EXPECT_EQ(hint % core::kAllocationAlignment, 0);
+  EXPECT_LE(hint, int64_t{2147} << 20) << "no more than DeepEP's hint for this setting";
+  EXPECT_EQ(get_low_latency_buffer_size_hint(128, 7168, 4, 287), 0);
+  EXPECT_EQ(get_low_latency_buffer_size_hint(0, 7168, 4, 288), 0);
+  EXPECT_EQ(epcomm_get_low_latency_buffer_size_hint(128, 7168, 4, 288), hint);
+  EXPECT_LT(get_low_latency_buffer_size_hint(64, 7168, 4, 288), hint);
+}
+
+TEST(SizeHints, NvlHintGrowsWithHiddenAndRanks) {
+  Config c;
+  const int64_t a = c.get_nvl_buffer_size_hint(7168 * 2, 4);
+  EXPECT_GT(a, 0);
+  EXPECT_GT(c.get_nvl_buffer_size_hint(7168 * 2, 8), a);
+  EXPECT_GT(c.get_nvl_buffer_size_hint(4096 * 2 * 2, 4), a);
+  EXPECT_EQ(c.get_nvl_buffer_size_hint(0, 4), 0);
+  epcomm_config_t cc;
+  epcomm_config_init(&cc);
+  EXPECT_EQ(epcomm_config_get_nvl_buffer_size_hint(&cc, 7168 * 2, 4), a);
+}
+
+int gather_fail(const void*, void*, size_t, void*) { return 7; }
+
+TEST(CAbi, CreateRejectsBadStructSizeWithAMessage) {
+  epcomm_buffer_options_t o;
+  epcomm_buffer_options_init(&o);
+  o.struct_size = 4;
+  epcomm_buffer_t b = nullptr;
+  EXPECT_EQ(epcomm_buffer_create(&o, gather_fail, nullptr, &b), EPCOMM_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::strstr(epcomm_last_error_message(), "struct_size"), nullptr) << epcomm_last_error_message();
+  EXPECT_EQ(b, nullptr);
+}
+
+TEST(CAbi, CreateValidatesOptionsBeforeTouchingCuda) {
+  epcomm_buffer_options_t o;
+  epcomm_buffer_options_init(&o);
+  o.num_ranks = 2;
+  o.rank = 5;
+  epcomm_buffer_t b = nullptr;
+  EXPECT_EQ(epcomm_buffer_create(&o, gather_fail, nullptr, &b), EPCOMM_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::strstr(epcomm_last_error_message(), "rank: expected a value in [0, 2), got 5"), nullptr)
+      << epcomm_last_error_message();
+  EXPECT_EQ(epcomm_buffer_create(&o, nullptr, nullptr, &b), EPCOMM_ERROR_INVALID_ARGUMENT);
+  EXPECT_EQ(epcomm_buffer_create(nullptr, gather_fail, nullptr, &b), EPCOMM_ERROR_INVALID_ARGUMENT);
+}
+
+TEST(CAbi, MultiNodeOptionsAreNotSupported) {
+  epcomm_buffer_options_t o;
+  epcomm_buffer_options_init(&o);
+  o.num_ranks = 4;
+  o.gpus_per_node = 2;
+  epcomm_buffer_t b = nullptr;
+  EXPECT_EQ(epcomm_buffer_create(&o, gather_fail, nullptr, &b), EPCOMM_ERROR_NOT_SUPPORTED);
+  EXPECT_NE(std::strstr(epcomm_last_error_message(), "multi-node is not supported yet"), nullptr);
+}
+
+TEST(CAbi, CallsOnANullBufferFailCleanly) {
+  EXPECT_EQ(epcomm_buffer_barrier(nullptr, nullptr), EPCOMM_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::strstr(epcomm_last_error_message(), "epcomm_buffer_barrier: buffer"), nullptr);
+  EXPECT_EQ(epcomm_buffer_destroy(nullptr), EPCOMM_SUCCESS);
+  epcomm_dispatch_args_t d;
+  epcomm_dispatch_args_init(&d);
+  EXPECT_EQ(epcomm_dispatch(nullptr, &d, nullptr), EPCOMM_ERROR_INVALID_ARGUMENT);
+  EXPECT_STREQ(epcomm_status_name(EPCOMM_ERROR_TIMEOUT), "timeout");
+}
+
+TEST(CAbi, InitFunctionsLeaveTensorsAbsentAndDefaultsSet) {
+  epcomm_low_latency_dispatch_args_t a;
+  epcomm_low_latency_dispatch_args_init(&a);
+  EXPECT_EQ(a.struct_size, sizeof(a));
+  EXPECT_EQ(a.x.ndim, -1);
+  EXPECT_EQ(a.use_fp8, 1);
+  EXPECT_EQ(a.hook, -1);
+  epcomm_dispatch_args_t d;
+  epcomm_dispatch_args_init(&d);
+  EXPECT_EQ(d.expert_alignment, 1);
+  EXPECT_EQ(d.config.num_sms, Config{}.num_sms);
+}
+
+TEST(CAbi, CreateWithoutAGpuReportsACudaErrorNotACrash) {
+  // On a CPU-only machine the all-gather still runs (so peers are never left waiting) and the
+  // local failure comes back as an error. On a GPU machine a 1-rank buffer is created.
+  epcomm_buffer_options_t o;
+  epcomm_buffer_options_init(&o);
+  auto gather = [](const void* mine, void* all, size_t bytes, void*) -> int {
+    std::memcpy(all, mine, bytes);
+    return 0;
+  };
+  epcomm_buffer_t b = nullptr;
+  const epcomm_status_t st = epcomm_buffer_create(&o, gather, nullptr, &b);
+  if (st == EPCOMM_SUCCESS) {
+    EXPECT_NE(b, nullptr);
+    EXPECT_EQ(epcomm_buffer_destroy(b), EPCOMM_SUCCESS);
+  } else {
+    EXPECT_EQ(st, EPCOMM_ERROR_CUDA) << epcomm_last_error_message();
+    EXPECT_EQ(b, nullptr);
+    EXPECT_GT(std::strlen(epcomm_last_error_message()), 10u);
+  }
+}
+
+TEST(CAbi, AllGatherFailureIsABootstrapError) {
+  epcomm_buffer_options_t o;
+  epcomm_buffer_options_init(&o);
+  epcomm_buffer_t b = nullptr;
+  EXPECT_EQ(epcomm_buffer_create(&o, gather_fail, nullptr, &b), EPCOMM_ERROR_BOOTSTRAP);
+  EXPECT_NE(std::strstr(epcomm_last_error_message(), "all-gather callback returned 7"), nullptr)
+      << epcomm_last_error_message();
+}
+
+}  // namespace
+}  // namespace epcomm
