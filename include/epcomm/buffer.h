@@ -61,6 +61,10 @@ class EPCOMM_EXPORT Buffer {
   int32_t device() const;
   // Device address of this rank's normal (nvl) or low-latency (rdma) region.
   void* local_region(bool low_latency) const;
+  // Device address, valid in this process, of rank `rank`'s region (its IPC mapping; this rank's
+  // own region for rank == topology().rank); nullptr for a rank out of range. Writes there
+  // become visible to that rank after a barrier() that follows them on the same stream.
+  void* peer_region(int32_t rank, bool low_latency) const;
 
   // Collective, asynchronous on `stream`: returns when every rank has reached the barrier on
   // the GPU. Capturable. A missing rank makes the kernel give up after the timeout and record

@@ -265,6 +265,11 @@ void* Buffer::local_region(bool low_latency) const {
   return impl_->local_base + (low_latency ? impl_->layout.rdma_offset : impl_->layout.nvl_offset);
 }
 
+void* Buffer::peer_region(int32_t rank, bool low_latency) const {
+  if (rank < 0 || rank >= static_cast<int32_t>(impl_->peer_bases.size())) return nullptr;
+  return impl_->peer_bases[rank] + (low_latency ? impl_->layout.rdma_offset : impl_->layout.nvl_offset);
+}
+
 Error Buffer::barrier(StreamHandle stream) {
   if (auto e = impl_->usable("barrier"); !e.ok()) return e;
   if (auto e = impl_->read_error_record(); !e.ok()) return e;
