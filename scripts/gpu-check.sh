@@ -25,7 +25,7 @@ add() { summary+=("$(printf '%-44s %s' "$1" "$2")"); }
 
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+commit=${EPCOMM_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 { nvidia-smi; nvidia-smi topo -m; } >"$logdir/nvidia-smi.log" 2>&1
 
 if [ "$build" = 1 ]; then
@@ -35,9 +35,9 @@ fi
 tests=build/release/tests/gpu/epcomm_gpu_tests
 demo=build/release/apps/epcomm_demo
 
-run_tests() {  # name ranks oversubscribe [wrapper...]
-  local name=$1 ranks=$2 over=$3; shift 3
-  local log="$logdir/$name.log" start end rc
+run_tests() {  # name logname ranks oversubscribe [wrapper...]
+  local name=$1 logname=$2 ranks=$3 over=$4; shift 4
+  local log="$logdir/$logname.log" start end rc
   start=$(date +%s)
   EPCOMM_TEST_RANKS=$ranks EPCOMM_TEST_OVERSUBSCRIBE=$over timeout 900 "$@" "$tests" >"$log" 2>&1
   rc=$?
@@ -55,17 +55,17 @@ run_tests() {  # name ranks oversubscribe [wrapper...]
 }
 
 if [ -x "$tests" ] && [ "$ngpu" -ge 1 ]; then
-  for r in $(seq 2 "$ngpu"); do run_tests "gpu tests, $r ranks on $r GPUs" "$r" 0; done
+  for r in $(seq 2 "$ngpu"); do run_tests "gpu tests, $r ranks on $r GPUs" "gpu_r$r" "$r" 0; done
   if [ "$ngpu" -lt 4 ] && [ "$ngpu" -ge 1 ]; then
     for r in 3 4; do
       [ "$r" -le "$ngpu" ] && continue
-      run_tests "gpu tests, $r ranks sharing $ngpu GPUs" "$r" 1
+      run_tests "gpu tests, $r ranks sharing $ngpu GPUs" "gpu_r${r}_shared" "$r" 1
     done
   fi
   grep -h "timeout error after" "$logdir"/*.log | head -4 >"$logdir/timeouts.txt"
   if [ "$sanitize" = 1 ]; then
     if command -v compute-sanitizer >/dev/null; then
-      run_tests "memcheck, 2 ranks" 2 1 compute-sanitizer --tool memcheck --target-processes all --error-exitcode 9
+      run_tests "memcheck, 2 ranks" "memcheck_r2" 2 1 compute-sanitizer --tool memcheck --target-processes all --error-exitcode 9
     else
       add "memcheck" "compute-sanitizer not found"
     fi
