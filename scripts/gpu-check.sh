@@ -65,7 +65,10 @@ if [ -x "$tests" ] && [ "$ngpu" -ge 1 ]; then
   grep -h "timeout error after" "$logdir"/*.log | head -4 >"$logdir/timeouts.txt"
   if [ "$sanitize" = 1 ]; then
     if command -v compute-sanitizer >/dev/null; then
-      run_tests "memcheck, 2 ranks" "memcheck_r2" 2 1 compute-sanitizer --tool memcheck --target-processes all --error-exitcode 9
+      GTEST_FILTER='-*TwoHundred*' run_tests "memcheck, 2 ranks" "memcheck_r2" 2 1 \
+        compute-sanitizer --tool memcheck --target-processes all --error-exitcode 9
+      GTEST_FILTER='GpuNormal.Bf16*:GpuNormal.WorstCase*' run_tests "racecheck (shared memory), 2 ranks" "racecheck_r2" 2 1 \
+        compute-sanitizer --tool racecheck --target-processes all --error-exitcode 9
     else
       add "memcheck" "compute-sanitizer not found"
     fi

@@ -23,6 +23,10 @@ const char* stage_name(WaitStage stage) {
     case WaitStage::kCountExchange: return "count exchange";
     case WaitStage::kDataArrival: return "data arrival";
     case WaitStage::kCompletion: return "completion";
+    case WaitStage::kInvalidExpertId: return "invalid expert id";
+    case WaitStage::kBufferTooSmall: return "buffer too small";
+    case WaitStage::kArgumentMismatch: return "argument mismatch";
+    case WaitStage::kTooManyTokens: return "more rows than num_worst_tokens";
   }
   return "unknown stage";
 }

@@ -23,6 +23,11 @@ enum class WaitStage : int32_t {
   kCountExchange = 2,  // waiting for a peer's token counts
   kDataArrival = 3,    // waiting for a peer's rows
   kCompletion = 4,     // waiting for a peer to finish reading our rows
+  // Not waits: input errors only the GPU can see (values in device memory).
+  kInvalidExpertId = 5,   // value = the id, limit = num_experts, peer = flat position
+  kBufferTooSmall = 6,    // value = rows needed on rank `peer`, limit = rows that fit
+  kArgumentMismatch = 7,  // rank `peer` called with a different shape (signature)
+  kTooManyTokens = 8,     // value = rows received, limit = num_worst_tokens
 };
 
 enum RecordStatus : int32_t { kRecordEmpty = 0, kRecordWriting = 1, kRecordValid = 2 };
@@ -36,6 +41,8 @@ struct DeviceErrorRecord {
   int32_t reserved;
   uint64_t peer_mask;  // every peer (rank < 64) some wait gave up on
   uint64_t waited_ns;  // how long the first wait lasted
+  int64_t value;       // input errors: the offending value
+  int64_t limit;       // input errors: the bound it broke
 };
 
 // Host-written, device-read: a non-zero value makes every bounded wait give up.

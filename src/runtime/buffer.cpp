@@ -73,6 +73,27 @@ Error setup_local(Buffer::Impl& impl, runtime::RankInfo* info) {
     return e;
   impl.error_device = static_cast<core::DeviceErrorRecord*>(dev_record);
   impl.control_device = reinterpret_cast<core::HostControl*>(impl.error_device + 1);
+  void* counts = nullptr;
+  if (auto e = cuda_error(cudaHostAlloc(&counts, sizeof(kernels::NotifyHostCounts), cudaHostAllocMapped),
+                          "cudaHostAlloc of the notify counts");
+      !e.ok())
+    return e;
+  std::memset(counts, 0, sizeof(kernels::NotifyHostCounts));
+  impl.notify_host = static_cast<kernels::NotifyHostCounts*>(counts);
+  if (auto e = cuda_error(cudaHostGetDevicePointer(&dev_record, counts, 0), "cudaHostGetDevicePointer"); !e.ok())
+    return e;
+  impl.notify_device = static_cast<kernels::NotifyHostCounts*>(dev_record);
+  void* block_counters = nullptr;
+  // [0, 32): epochs (4 x uint64); [32, 48): block counters (4 x uint32).
+  if (auto e = cuda_error(cudaMalloc(&block_counters, 64), "cudaMalloc of epoch and block counters"); !e.ok())
+    return e;
+  impl.epochs = static_cast<uint64_t*>(block_counters);
+  impl.block_counters = reinterpret_cast<uint32_t*>(static_cast<uint8_t*>(block_counters) + 32);
+  if (auto e = cuda_error(cudaMemset(block_counters, 0, 64), "cudaMemset of epoch counters"); !e.ok()) return e;
+  if (auto e = cuda_error(cudaDeviceGetAttribute(&impl.num_device_sms, cudaDevAttrMultiProcessorCount, device),
+                          "cudaDeviceGetAttribute");
+      !e.ok())
+    return e;
   return Error::success();
 }
 
@@ -138,21 +159,46 @@ Error Buffer::Impl::read_error_record() {
   const core::DeviceErrorRecord rec = *error_host;
   std::ostringstream os;
   const auto op = static_cast<core::OpId>(rec.op);
+  const auto stage = static_cast<core::WaitStage>(rec.stage);
+  ErrorCode code = ErrorCode::kTimeout;
   os << core::op_name(op) << " on rank " << rec.rank;
-  if (rec.reserved == 1) {
-    os << " was aborted by the host while waiting for rank " << rec.peer;
-  } else {
-    os << " timed out after " << format_seconds(rec.waited_ns * 1e-9) << " (timeout "
-       << format_seconds(options.timeout_seconds) << ") waiting for rank " << rec.peer;
-  }
-  os << " (stage: " << core::stage_name(static_cast<core::WaitStage>(rec.stage)) << ")";
-  if (rec.peer_mask != 0) {
-    os << "; ranks that did not answer:";
-    for (int r = 0; r < 64; ++r)
-      if (rec.peer_mask & (1ull << r)) os << " " << r;
+  switch (stage) {
+    case core::WaitStage::kInvalidExpertId:
+      code = ErrorCode::kInvalidArgument;
+      os << ": topk_idx: expected -1 or an expert id in [0, " << rec.limit << "), got " << rec.value
+         << " at flat position " << rec.peer << " (detected on the GPU)";
+      break;
+    case core::WaitStage::kBufferTooSmall:
+      code = ErrorCode::kBufferTooSmall;
+      os << ": num_nvl_bytes: rank " << rec.peer << " needs " << rec.value << " rows in its receive area, which holds "
+         << rec.limit << " rows: create the Buffer with more num_nvl_bytes";
+      break;
+    case core::WaitStage::kTooManyTokens:
+      code = ErrorCode::kInvalidArgument;
+      os << ": num_worst_tokens: expected at least the " << rec.value << " rows this rank receives, got " << rec.limit
+         << " (rows past num_worst_tokens were dropped)";
+      break;
+    case core::WaitStage::kArgumentMismatch:
+      code = ErrorCode::kInvalidArgument;
+      os << ": rank " << rec.peer << " called with a different hidden size, dtype or top-k than this rank"
+         << " (call signatures " << std::hex << rec.value << " vs " << rec.limit << std::dec << ")";
+      break;
+    default:
+      if (rec.reserved == 1) {
+        os << " was aborted by the host while waiting for rank " << rec.peer;
+      } else {
+        os << " timed out after " << format_seconds(rec.waited_ns * 1e-9) << " (timeout "
+           << format_seconds(options.timeout_seconds) << ") waiting for rank " << rec.peer;
+      }
+      os << " (stage: " << core::stage_name(stage) << ")";
+      if (rec.peer_mask != 0) {
+        os << "; ranks that did not answer:";
+        for (int r = 0; r < 64; ++r)
+          if (rec.peer_mask & (1ull << r)) os << " " << r;
+      }
   }
   if (failure.ok()) {
-    failure = Error(ErrorCode::kTimeout, os.str());
+    failure = Error(code, os.str());
     core::log_message(LogLevel::kError, failure.message());
   }
   return failure;
@@ -172,6 +218,8 @@ Error Buffer::Impl::release() {
     if (peer_bases_device) keep(cuda_error(cudaFree(peer_bases_device), "cudaFree of the peer table"));
     if (local_base) keep(cuda_error(cudaFree(local_base), "cudaFree of the buffer"));
     if (error_host) keep(cuda_error(cudaFreeHost(error_host), "cudaFreeHost of the error record"));
+    if (notify_host) keep(cuda_error(cudaFreeHost(notify_host), "cudaFreeHost of the notify counts"));
+    if (epochs) keep(cuda_error(cudaFree(epochs), "cudaFree of epoch counters"));
   }
   peer_bases.clear();
   peer_opened.clear();
@@ -179,6 +227,10 @@ Error Buffer::Impl::release() {
   local_base = nullptr;
   error_host = nullptr;
   error_device = nullptr;
+  notify_host = nullptr;
+  notify_device = nullptr;
+  block_counters = nullptr;
+  epochs = nullptr;
   control_host = nullptr;
   control_device = nullptr;
   return first;
@@ -278,7 +330,7 @@ Error Buffer::barrier(StreamHandle stream) {
   p.peer_bases = impl_->peer_bases_device;
   p.signal_offset = impl_->layout.signal_offset;
   p.num_ranks = impl_->topo.num_ranks;
-  p.epoch = ++impl_->barrier_epoch;
+  p.epoch_counter = impl_->epochs + 0;
   p.wait = impl_->wait_context(core::OpId::kBarrier);
   return cuda_error(kernels::launch_barrier(p, static_cast<cudaStream_t>(stream)), "barrier kernel launch");
 }

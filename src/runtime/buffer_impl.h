@@ -3,13 +3,18 @@
 
 #include <cuda_runtime.h>
 
+#include <chrono>
 #include <cstdint>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "core/buffer_layout.h"
 #include "core/error_record.h"
 #include "epcomm/buffer.h"
+#include "epcomm/dispatch.h"
 #include "kernels/device/wait_context.h"
+#include "kernels/notify.h"
 
 namespace epcomm {
 
@@ -29,7 +34,13 @@ struct Buffer::Impl {
   core::HostControl* control_host = nullptr;
   core::HostControl* control_device = nullptr;
 
-  uint64_t barrier_epoch = 0;
+  // Normal kernels: one epoch per kind of call, equal on every rank (same call sequence).
+  uint64_t notify_ticket = 0;       // host-side count of eager count exchanges
+  uint64_t* epochs = nullptr;       // [4] device: barrier, notify, dispatch, combine
+  kernels::NotifyHostCounts* notify_host = nullptr;  // mapped pinned (host address)
+  kernels::NotifyHostCounts* notify_device = nullptr;
+  uint32_t* block_counters = nullptr;  // [4] device: dispatch (2), combine (2)
+  int32_t num_device_sms = 0;
   Error failure;  // set once the Buffer failed; every later op returns it
   bool destroyed = false;
 
@@ -43,6 +54,28 @@ struct Buffer::Impl {
   // Reads the device error record; on a valid record marks the Buffer failed.
   Error read_error_record();
   Error release();
+  // Bounded host wait until `ready()` or an error record appears (the single host wait).
+  template <class Ready>
+  Error host_wait(const char* op, Ready ready);
 };
+
+template <class Ready>
+Error Buffer::Impl::host_wait(const char* op, Ready ready) {
+  const auto start = std::chrono::steady_clock::now();
+  const double limit = options.timeout_seconds * 1.5 + 1.0;
+  while (!ready()) {
+    if (Error e = read_error_record(); !e.ok()) return e;
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (waited > limit) {
+      reinterpret_cast<volatile int32_t*>(&control_host->abort_flag)[0] = 1;
+      failure = Error(ErrorCode::kTimeout, std::string(op) + " on rank " + std::to_string(topo.rank) +
+                                               ": the host waited " + std::to_string(waited) +
+                                               " s for the GPU without an answer (aborted)");
+      return failure;
+    }
+    if (waited > 1e-3) std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+  return read_error_record();
+}
 
 }  // namespace epcomm

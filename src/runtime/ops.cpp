@@ -1,8 +1,7 @@
-// The operations of semantics.md sections 1-5 on a Buffer. Each validates every argument
-// (shared core validation) and checks the buffer size before anything is launched. The GPU
-// kernels arrive with the normal-kernel and low-latency issues; until then each operation
-// reports "not implemented yet" after validation, and the CPU reference (src/core/reference)
-// implements the contract.
+// The low-latency operations of semantics.md sections 4-5 on a Buffer. Each validates every
+// argument (shared core validation) and checks the buffer size before anything is launched.
+// Their GPU kernels arrive with the low-latency issue; until then each reports "not implemented
+// yet" after validation, and the CPU reference (src/core/reference) implements the contract.
 #include <string>
 
 #include "core/low_latency_layout.h"
@@ -37,34 +36,6 @@ Error check_low_latency_size(const Buffer::Impl& impl, const char* op, int32_t n
 }
 
 }  // namespace
-
-Error Buffer::get_dispatch_layout(const LayoutArgs& args, StreamHandle) {
-  if (auto e = impl_->usable("get_dispatch_layout"); !e.ok()) return e;
-  if (auto e = core::validate_layout_args(args, impl_->topo, DeviceKind::kCuda); !e.ok()) return e;
-  return not_implemented("get_dispatch_layout");
-}
-
-Error Buffer::dispatch_notify(const DispatchNotifyArgs& args, DispatchCounts* counts, StreamHandle) {
-  if (auto e = impl_->usable("dispatch_notify"); !e.ok()) return e;
-  if (counts == nullptr)
-    return Error(ErrorCode::kInvalidArgument, "dispatch_notify: counts: expected a pointer, got null");
-  if (auto e = core::validate_dispatch_notify_args(args, impl_->topo, DeviceKind::kCuda); !e.ok())
-    return e;
-  return not_implemented("dispatch_notify");
-}
-
-Error Buffer::dispatch(const DispatchArgs& args, StreamHandle) {
-  if (auto e = impl_->usable("dispatch"); !e.ok()) return e;
-  const int64_t rows = args.num_worst_tokens > 0 ? args.num_worst_tokens : args.handle.num_recv_tokens;
-  if (auto e = core::validate_dispatch_args(args, impl_->topo, DeviceKind::kCuda, rows); !e.ok()) return e;
-  return not_implemented("dispatch");
-}
-
-Error Buffer::combine(const CombineArgs& args, StreamHandle) {
-  if (auto e = impl_->usable("combine"); !e.ok()) return e;
-  if (auto e = core::validate_combine_args(args, impl_->topo, DeviceKind::kCuda); !e.ok()) return e;
-  return not_implemented("combine");
-}
 
 Error Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& args, StreamHandle,
                                    LowLatencyHook* hook) {

@@ -1,0 +1,186 @@
+#include "kernels/device/bounded_wait.cuh"
+#include "kernels/device/copy.cuh"
+#include "kernels/device/report.cuh"
+#include "kernels/intranode_combine.h"
+
+#include <cuda_bf16.h>
+
+namespace epcomm::kernels {
+namespace {
+
+constexpr int kCombineThreads = 512;
+constexpr int kWarps = kCombineThreads / 32;
+constexpr int kMaxCombineRanks = 64;
+
+__device__ __forceinline__ bool last_block_done(uint32_t* counter) {
+  __shared__ bool last;
+  __threadfence_system();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == gridDim.x - 1;
+  __syncthreads();
+  if (last) __threadfence_system();
+  return last;
+}
+
+__device__ __forceinline__ void add_bf16x8(float* acc, const int4& v) {
+  const auto* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(h[i]);
+    acc[2 * i] += f.x;
+    acc[2 * i + 1] += f.y;
+  }
+}
+
+// Preconditions: blockDim = kCombineThreads; R <= 64; hidden % 8 == 0.
+// Phases: (0) wait until every source consumed our previous combine rows; (1) send each received
+// row back to its source; last block signals done; (2) wait for every destination, reduce each
+// token in rank order; last block signals consumed.
+__global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(CombineParams p) {
+  const core::NormalSignalLayout sig{p.num_ranks};
+  const int32_t R = p.num_ranks, me = p.rank;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  // Device-resident epoch (CUDA-graph replays advance it); every block reads it before the last
+  // block of phase 2 can advance it, since that needs every block to have finished.
+  const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(p.epoch_counter) + 1;
+  uint8_t* const my_signals = p.peer_bases[me] + p.signal_offset;
+  const core::NormalArea& a = p.area;
+  // prefix[i][j] from the handle; base_of[s] = rows rank s sent to ranks below me = where my
+  // rows start in s's combine area.
+  __shared__ int32_t prefix_me[kMaxCombineRanks];     // rank_prefix_matrix[s][me]
+  __shared__ int32_t my_base[kMaxCombineRanks];       // where rows from rank d start in my area
+  __shared__ int32_t my_first_slot[kMaxCombineRanks]; // rank_prefix_matrix[me - 1][d]
+  __shared__ bool skip;
+  if (threadIdx.x == 0) {
+    skip = false;
+    int32_t base = 0;
+    for (int32_t d = 0; d < R; ++d) {
+      const int32_t above = me > 0 ? p.rank_prefix_matrix[(me - 1) * R + d] : 0;
+      my_first_slot[d] = above;
+      my_base[d] = base;
+      base += p.rank_prefix_matrix[me * R + d] - above;
+    }
+    if (base > a.capacity) {
+      record_input_error(p.wait, core::WaitStage::kBufferTooSmall, me, base, a.capacity);
+    }
+    for (int32_t s = 0; s < R; ++s) prefix_me[s] = p.rank_prefix_matrix[s * R + me];
+    // Every rank checks every rank's need, so all agree on skipping.
+    for (int32_t s = 0; s < R; ++s) {
+      int32_t need = 0;
+      for (int32_t d = 0; d < R; ++d)
+        need += p.rank_prefix_matrix[s * R + d] - (s > 0 ? p.rank_prefix_matrix[(s - 1) * R + d] : 0);
+      if (need > a.capacity) skip = true;
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x < R) {
+    const auto* consumed = reinterpret_cast<const uint64_t*>(my_signals + sig.flag(core::kCombineConsumed, threadIdx.x));
+    // Acquire: rank threadIdx.x finished reducing from its combine area before we overwrite it.
+    if (!bounded_wait(p.wait, threadIdx.x, core::WaitStage::kCompletion,
+                      [&] { return ld_acquire_sys(consumed) + 1 >= epoch; }))
+      skip = true;
+  }
+  __syncthreads();
+  if (skip) return;
+
+  // ---- phase 1: send row i back to its source s, at s's base for me + (i - first row of s) ----
+  const int64_t received = prefix_me[R - 1];
+  const int64_t row_vec = a.row_bytes / 16;
+  const int64_t global_warp = blockIdx.x * int64_t{kWarps} + warp;
+  const int64_t num_warps = int64_t{gridDim.x} * kWarps;
+  for (int64_t i = global_warp; i < received; i += num_warps) {
+    int32_t s = 0;
+    while (prefix_me[s] <= i) ++s;
+    const int64_t first = s > 0 ? prefix_me[s - 1] : 0;
+    int64_t base = 0;  // rows s sent to ranks below me
+    for (int32_t d = 0; d < me; ++d)
+      base += p.rank_prefix_matrix[s * R + d] - (s > 0 ? p.rank_prefix_matrix[(s - 1) * R + d] : 0);
+    const int64_t row = base + (i - first);
+    uint8_t* area = p.peer_bases[s] + p.area_offset;
+    warp_copy<false>(reinterpret_cast<int4*>(area + a.x_offset + row * a.row_bytes),
+                     reinterpret_cast<const int4*>(p.x + i * p.x_stride), row_vec, lane);
+    if (lane < a.topk)
+      reinterpret_cast<float*>(area + a.topk_weights_offset)[row * a.topk + lane] =
+          p.topk_weights[i * p.weights_stride + lane * p.weights_stride_k];
+  }
+  if (last_block_done(&p.counters[0]) && threadIdx.x < R) {
+    uint8_t* peer_signals = p.peer_bases[threadIdx.x] + p.signal_offset;
+    *reinterpret_cast<volatile uint64_t*>(peer_signals + sig.flag(core::kCombineSignature, me)) = p.signature;
+    // Release: every block's rows and the signature become visible to rank threadIdx.x first.
+    st_release_sys(reinterpret_cast<uint64_t*>(peer_signals + sig.flag(core::kCombineDone, me)), epoch);
+  }
+
+  // ---- phase 2: reduce ----
+  __shared__ bool mismatch;
+  if (threadIdx.x == 0) mismatch = false;
+  __syncthreads();
+  if (threadIdx.x < R) {
+    const int32_t d = threadIdx.x;
+    const auto* done = reinterpret_cast<const uint64_t*>(my_signals + sig.flag(core::kCombineDone, d));
+    // Acquire: rank d's rows in our combine area are visible after this.
+    if (bounded_wait(p.wait, d, core::WaitStage::kDataArrival, [&] { return ld_acquire_sys(done) >= epoch; })) {
+      const uint64_t theirs = *reinterpret_cast<const volatile uint64_t*>(my_signals + sig.flag(core::kCombineSignature, d));
+      if (theirs != p.signature) {
+        record_input_error(p.wait, core::WaitStage::kArgumentMismatch, d, static_cast<int64_t>(theirs),
+                           static_cast<int64_t>(p.signature));
+        mismatch = true;
+      }
+    } else {
+      mismatch = true;
+    }
+  }
+  __syncthreads();
+  if (mismatch) return;
+  const uint8_t* area = p.peer_bases[me] + p.area_offset;
+  const int32_t chunks = p.hidden / 8;  // 16-byte chunks of a bf16 row
+  __shared__ int64_t warp_rows[kWarps][kMaxCombineRanks];  // rows of the warp's token, or -1
+  for (int64_t t = global_warp; t < p.num_tokens; t += num_warps) {
+    // Rows of token t in my combine area; lane d finds rank d's.
+    for (int32_t d = lane; d < R; d += 32) {
+      const int32_t slot = p.is_token_in_rank[t * R + d] ? p.send_slot[t * R + d] : -1;
+      warp_rows[warp][d] = slot >= 0 ? my_base[d] + (slot - my_first_slot[d]) : -1;
+    }
+    __syncwarp();
+    for (int32_t c = lane; c < chunks; c += 32) {
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int32_t d = 0; d < R; ++d) {  // ascending rank order: bitwise reproducible
+        const int64_t row = warp_rows[warp][d];
+        if (row >= 0) add_bf16x8(acc, ld_na_v4(reinterpret_cast<const int4*>(area + a.x_offset + row * a.row_bytes) + c));
+      }
+      if (p.bias0) add_bf16x8(acc, ld_nc_v4(reinterpret_cast<const int4*>(p.bias0 + t * p.bias0_stride) + c));
+      if (p.bias1) add_bf16x8(acc, ld_nc_v4(reinterpret_cast<const int4*>(p.bias1 + t * p.bias1_stride) + c));
+      int4 out;
+      auto* h = reinterpret_cast<__nv_bfloat162*>(&out);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
+      reinterpret_cast<int4*>(p.combined_x + t * p.combined_stride)[c] = out;
+    }
+    if (p.combined_topk_weights && lane < a.topk) {
+      float w = 0.0f;
+      for (int32_t d = 0; d < R; ++d) {
+        const int64_t row = warp_rows[warp][d];
+        if (row >= 0) w += reinterpret_cast<const float*>(area + a.topk_weights_offset)[row * a.topk + lane];
+      }
+      p.combined_topk_weights[t * a.topk + lane] = w;
+    }
+    __syncwarp();
+  }
+  const bool last = last_block_done(&p.counters[1]);
+  if (last && threadIdx.x == 0) *p.epoch_counter = epoch;
+  if (last && threadIdx.x < R) {
+    // Release: our reads of the combine area are done; rank threadIdx.x may overwrite it.
+    st_release_sys(reinterpret_cast<uint64_t*>(p.peer_bases[threadIdx.x] + p.signal_offset +
+                                               sig.flag(core::kCombineConsumed, me)),
+                   epoch);
+  }
+}
+
+}  // namespace
+
+cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaStream_t stream) {
+  if (cudaError_t e = cudaMemsetAsync(p.counters, 0, 2 * sizeof(uint32_t), stream)) return e;
+  intranode_combine_kernel<<<num_sms, kCombineThreads, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace epcomm::kernels

@@ -1,0 +1,49 @@
+// Normal combine inside a node (semantics.md section 3): every rank sends each received row
+// back into the source rank's combine area (rows grouped by sender, in the source's send order);
+// each rank then sums, per token, the rows from its destinations in ascending rank order in
+// float32, adds the biases and rounds once to BF16.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/normal_layout.h"
+#include "kernels/device/wait_context.h"
+
+namespace epcomm::kernels {
+
+struct CombineParams {
+  // Send side: rows of this rank's dispatch receive order.
+  const uint8_t* x;  // [N, H] bf16, row stride x_stride bytes
+  int64_t x_stride;
+  const float* topk_weights;  // [N, K] or null
+  int64_t weights_stride, weights_stride_k;
+  const int32_t* rank_prefix_matrix;  // [R, R] (this rank's handle)
+  // Reduce side: this rank's tokens.
+  const uint8_t* is_token_in_rank;  // [T, R]
+  const int32_t* send_slot;         // [T, R]
+  int64_t num_tokens;
+  const uint16_t* bias0;  // [T, H] bf16 or null
+  int64_t bias0_stride;   // elements
+  const uint16_t* bias1;
+  int64_t bias1_stride;
+  uint16_t* combined_x;  // [T, H]
+  int64_t combined_stride;  // elements
+  float* combined_topk_weights;  // [T, K] contiguous or null
+  int32_t hidden;
+  // Buffer.
+  uint8_t* const* peer_bases;
+  int64_t area_offset;
+  core::NormalArea area;  // x rows of hidden*2 bytes, K weights
+  int64_t signal_offset;
+  uint32_t* counters;  // two local block counters, zeroed by the launcher
+  uint64_t* epoch_counter;  // device: last completed call (advanced by the last block)
+  uint64_t signature;
+  int32_t num_ranks, rank;
+  WaitContext wait;
+};
+
+cudaError_t launch_intranode_combine(const CombineParams& params, int num_sms, cudaStream_t stream);
+
+}  // namespace epcomm::kernels
