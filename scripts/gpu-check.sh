@@ -2,17 +2,21 @@
 # Builds (unless --no-build) and runs every GPU test on this machine's GPUs in one go, writes
 # full logs to LOGDIR (argument, else $OUT, else /tmp/epcomm-gpu-check) and prints a short
 # summary last.
-#   scripts/gpu-check.sh [--no-build] [--sanitize] [LOGDIR]
-# --sanitize additionally runs the GPU tests on 2 ranks under compute-sanitizer memcheck.
+#   scripts/gpu-check.sh [--no-build] [--sanitize] [--no-bench] [--quick-bench] [LOGDIR]
+# --sanitize additionally runs the GPU tests on 2 ranks under compute-sanitizer memcheck and
+# the normal-kernel tests under racecheck. The benchmark (epcomm_bench: its --check, the
+# standard setting at 24 and 12 SMs, and the SM and token sweeps) writes LOGDIR/bench.json.
 # World sizes 2..N run on N GPUs; with fewer than 4 GPUs, 3 and 4 ranks also run with ranks
 # sharing GPUs (EPCOMM_TEST_OVERSUBSCRIBE=1; functional coverage only, reported as such).
 set -u
 cd "$(dirname "$0")/.."
-build=1 sanitize=0 logdir=""
+build=1 sanitize=0 bench=1 quick=0 logdir=""
 for a in "$@"; do
   case "$a" in
     --no-build) build=0 ;;
     --sanitize) sanitize=1 ;;
+    --no-bench) bench=0 ;;
+    --quick-bench) quick=1 ;;
     *) logdir="$a" ;;
   esac
 done
@@ -76,6 +80,34 @@ if [ -x "$tests" ] && [ "$ngpu" -ge 1 ]; then
 else
   add "gpu tests" "not run (no GPU or no test binary)"
 fi
+benchbin=build/release/apps/epcomm_bench
+if [ "$bench" = 1 ] && [ -x "$benchbin" ] && [ "$ngpu" -ge 2 ]; then
+  export EPCOMM_COMMIT="$commit"
+  if timeout 300 "$benchbin" --check --tokens 1024 --iters 3 --warmup 1 >"$logdir/bench_check.txt" 2>&1 &&
+     ! grep -q MISMATCH "$logdir/bench_check.txt"; then
+    add "bench --check (vs reference)" "ok"
+  else
+    add "bench --check (vs reference)" "FAILED"; tail -5 "$logdir/bench_check.txt"
+  fi
+  standard="--tokens 4096 --hidden 7168 --topk 8 --experts 256"
+  timeout 600 "$benchbin" $standard --sms 24 --json "$logdir/bench_std24.json" >"$logdir/bench_std.txt" 2>&1
+  timeout 600 "$benchbin" $standard --sms 12 --json "$logdir/bench_std12.json" >>"$logdir/bench_std.txt" 2>&1
+  if [ "$quick" = 0 ]; then
+    timeout 900 "$benchbin" $standard --sweep all --iters 20 --json "$logdir/bench_sweep.json" >"$logdir/bench_sweep.txt" 2>&1
+  fi
+  python3 - "$logdir" <<'PY' && add "benchmark" "ok (bench.json)" || add "benchmark" "FAILED"
+import json, sys, os, glob
+d = sys.argv[1]
+records = []
+for name in ["bench_std24.json", "bench_std12.json", "bench_sweep.json"]:
+    p = os.path.join(d, name)
+    if os.path.exists(p):
+        records += json.load(open(p))
+json.dump(records, open(os.path.join(d, "bench.json"), "w"), indent=1)
+assert records, "no benchmark records"
+PY
+  grep -v '^#' "$logdir/bench_std.txt" | head -20 >"$logdir/bench_table.txt"
+fi
 if [ -x "$demo" ]; then
   if timeout 300 "$demo" >"$logdir/demo.log" 2>&1; then add "demo (reference + connectivity)" "ok"; else
     add "demo (reference + connectivity)" "FAILED"; tail -5 "$logdir/demo.log"; fi
@@ -85,5 +117,6 @@ echo
 echo "== epcomm gpu-check: ${card:-no GPU} x ${ngpu}, commit $commit, logs in $logdir =="
 printf '%s\n' "${summary[@]}"
 cat "$logdir/timeouts.txt" 2>/dev/null
+[ -f "$logdir/bench_table.txt" ] && { echo "-- benchmark (standard setting; see bench_std.txt) --"; grep -h '^#' "$logdir/bench_std.txt" | head -2; cat "$logdir/bench_table.txt"; }
 grep -q "FAILED" <<<"${summary[*]}" && exit 1
 exit 0

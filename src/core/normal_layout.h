@@ -38,8 +38,9 @@ struct NormalSignalLayout {
   EPCOMM_HOST_DEVICE int64_t notify_slot(int32_t parity, int32_t source) const {
     return barrier_bytes() + (int64_t{parity & 1} * num_ranks + source) * notify_slot_bytes();
   }
+  // After both parities of notify slots (notify_slot masks the parity, so compute the end).
   EPCOMM_HOST_DEVICE int64_t flags_offset() const {
-    return align_up(notify_slot(2, 0), 4096);
+    return align_up(barrier_bytes() + 2 * int64_t{num_ranks} * notify_slot_bytes(), 4096);
   }
   // kind: 0 dispatch_done, 1 dispatch_consumed, 2 combine_done, 3 combine_consumed,
   //       4 dispatch_signature, 5 combine_signature; one uint64 per rank, 128-byte apart rows.

@@ -1,10 +1,13 @@
 // Public value types, layout math, size hints, logger and the C ABI's error paths.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "core/buffer_layout.h"
 #include "core/log.h"
+#include "core/normal_layout.h"
 #include "core/low_latency_layout.h"
 #include "epcomm/epcomm.h"
 #include "epcomm/epcomm.hpp"
@@ -66,6 +69,35 @@ TEST(Layout, SignalSlotsDoNotOverlap) {
   core::SignalLayout s{8};
   for (int r = 1; r < 8; ++r) EXPECT_EQ(s.barrier_slot(r) - s.barrier_slot(r - 1), 8);
   EXPECT_LE(s.barrier_bytes(), core::kSignalAreaBytes);
+}
+
+TEST(Layout, NormalSignalRegionsNeverOverlapAndFitTheSignalArea) {
+  for (int32_t R : {1, 2, 3, 4, 8, 64}) {
+    const core::NormalSignalLayout s{R};
+    // Intervals [begin, end) of every field.
+    std::vector<std::pair<int64_t, int64_t>> spans = {{0, int64_t{R} * 8}};
+    for (int32_t parity : {0, 1})
+      for (int32_t src = 0; src < R; ++src)
+        spans.push_back({s.notify_slot(parity, src), s.notify_slot(parity, src) + s.notify_slot_bytes()});
+    for (int32_t kind = 0; kind < 6; ++kind)
+      for (int32_t r = 0; r < R; ++r) spans.push_back({s.flag(kind, r), s.flag(kind, r) + 8});
+    std::sort(spans.begin(), spans.end());
+    for (size_t i = 1; i < spans.size(); ++i) ASSERT_LE(spans[i - 1].second, spans[i].first) << "R=" << R << " field " << i;
+    EXPECT_LE(s.end() + 64, core::kSignalAreaBytes) << R;
+    EXPECT_GE(s.barrier_bytes(), core::SignalLayout{R}.barrier_bytes());
+  }
+}
+
+TEST(Layout, NormalAreaArraysAreDisjointAndInside) {
+  const auto a = core::NormalArea::make(int64_t{64} << 20, 7168 * 2, 56, 8, true);
+  EXPECT_GT(a.capacity, 0);
+  EXPECT_GE(a.scales_offset, a.x_offset + a.capacity * a.row_bytes);
+  EXPECT_GE(a.topk_idx_offset, a.scales_offset + a.capacity * 4 * 56);
+  EXPECT_GE(a.topk_weights_offset, a.topk_idx_offset + a.capacity * 4 * 8);
+  EXPECT_GE(a.src_offset, a.topk_weights_offset + a.capacity * 4 * 8);
+  EXPECT_LE(a.src_offset + a.capacity * 4, int64_t{64} << 20);
+  EXPECT_EQ(a.scales_offset % 16, 0);
+  EXPECT_EQ(core::NormalArea::make(100, 7168 * 2, 0, 0, true).capacity, 0);
 }
 
 TEST(Layout, LowLatencyHalvesHoldEveryRegion) {

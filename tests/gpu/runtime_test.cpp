@@ -159,9 +159,11 @@ TEST(GpuRuntime, OperationsValidateBeforeLaunchAndCheckBufferSize) {
     Error e = buffer->get_dispatch_layout(la, r.stream);
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
     EXPECT_NE(e.message().find("topk_idx: expected dtype int64 or int32, got float32"), std::string::npos) << e.message();
+    la.num_experts = 8 * R + 1;
     la.topk_idx.dtype = DType::kInt64;
     e = buffer->get_dispatch_layout(la, r.stream);
-    EXPECT_EQ(e.code(), ErrorCode::kNotImplemented) << e.to_string();
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.to_string();
+    EXPECT_NE(e.message().find("num_experts"), std::string::npos) << e.message();
     // Low-latency op on a buffer whose rdma region is too small: both sizes in the message.
     e = buffer->clean_low_latency_buffer(128, 7168, 8 * R, r.stream);
     EXPECT_EQ(e.code(), ErrorCode::kBufferTooSmall) << e.to_string();
