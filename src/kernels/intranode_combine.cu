@@ -11,6 +11,7 @@ namespace {
 constexpr int kCombineThreads = 512;
 constexpr int kWarps = kCombineThreads / 32;
 constexpr int kMaxCombineRanks = 64;
+constexpr int kChunks = 4;  // 16-byte chunks per lane in flight in the reduce
 
 __device__ __forceinline__ bool last_block_done(uint32_t* counter) {
   __shared__ bool last;
@@ -91,6 +92,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   for (int64_t i = global_warp; i < received; i += num_warps) {
     int32_t s = 0;
     while (prefix_me[s] <= i) ++s;
+    if (s == me) continue;  // our own rows: phase 2 reads them from x directly
     const int64_t first = s > 0 ? prefix_me[s - 1] : 0;
     int64_t base = 0;  // rows s sent to ranks below me
     for (int32_t d = 0; d < me; ++d)
@@ -133,34 +135,62 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   if (mismatch) return;
   const uint8_t* area = p.peer_bases[me] + p.area_offset;
   const int32_t chunks = p.hidden / 8;  // 16-byte chunks of a bf16 row
-  __shared__ int64_t warp_rows[kWarps][kMaxCombineRanks];  // rows of the warp's token, or -1
+  // Row (and weights) of the warp's token from each rank, or null: rows from other ranks are in
+  // our combine area, our own rows are still in x (row = our receive slot of the token).
+  __shared__ const int4* warp_rows[kWarps][kMaxCombineRanks];
+  __shared__ const float* warp_weights[kWarps][kMaxCombineRanks];
   for (int64_t t = global_warp; t < p.num_tokens; t += num_warps) {
-    // Rows of token t in my combine area; lane d finds rank d's.
     for (int32_t d = lane; d < R; d += 32) {
       const int32_t slot = p.is_token_in_rank[t * R + d] ? p.send_slot[t * R + d] : -1;
-      warp_rows[warp][d] = slot >= 0 ? my_base[d] + (slot - my_first_slot[d]) : -1;
+      const int4* row = nullptr;
+      const float* w = nullptr;
+      if (slot >= 0 && d == me) {
+        row = reinterpret_cast<const int4*>(p.x + slot * p.x_stride);
+        if (a.topk > 0) w = p.topk_weights + slot * p.weights_stride;
+      } else if (slot >= 0) {
+        const int64_t r = my_base[d] + (slot - my_first_slot[d]);
+        row = reinterpret_cast<const int4*>(area + a.x_offset + r * a.row_bytes);
+        if (a.topk > 0) w = reinterpret_cast<const float*>(area + a.topk_weights_offset) + r * a.topk;
+      }
+      warp_rows[warp][d] = row;
+      warp_weights[warp][d] = w;
     }
     __syncwarp();
-    for (int32_t c = lane; c < chunks; c += 32) {
-      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      for (int32_t d = 0; d < R; ++d) {  // ascending rank order: bitwise reproducible
-        const int64_t row = warp_rows[warp][d];
-        if (row >= 0) add_bf16x8(acc, ld_na_v4(reinterpret_cast<const int4*>(area + a.x_offset + row * a.row_bytes) + c));
-      }
-      if (p.bias0) add_bf16x8(acc, ld_nc_v4(reinterpret_cast<const int4*>(p.bias0 + t * p.bias0_stride) + c));
-      if (p.bias1) add_bf16x8(acc, ld_nc_v4(reinterpret_cast<const int4*>(p.bias1 + t * p.bias1_stride) + c));
-      int4 out;
-      auto* h = reinterpret_cast<__nv_bfloat162*>(&out);
+    // kChunks chunks per lane at once: their loads are in flight together.
+    for (int32_t c0 = lane; c0 < chunks; c0 += 32 * kChunks) {
+      float acc[kChunks][8];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
-      reinterpret_cast<int4*>(p.combined_x + t * p.combined_stride)[c] = out;
+      for (int u = 0; u < kChunks; ++u)
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc[u][i] = 0.0f;
+      for (int32_t d = 0; d < R; ++d) {  // ascending rank order: bitwise reproducible
+        const int4* row = warp_rows[warp][d];
+        if (row == nullptr) continue;
+        int4 v[kChunks];
+#pragma unroll
+        for (int u = 0; u < kChunks; ++u)
+          if (c0 + 32 * u < chunks) v[u] = ld_na_v4(row + c0 + 32 * u);
+#pragma unroll
+        for (int u = 0; u < kChunks; ++u)
+          if (c0 + 32 * u < chunks) add_bf16x8(acc[u], v[u]);
+      }
+#pragma unroll
+      for (int u = 0; u < kChunks; ++u) {
+        const int32_t c = c0 + 32 * u;
+        if (c >= chunks) continue;
+        if (p.bias0) add_bf16x8(acc[u], ld_nc_v4(reinterpret_cast<const int4*>(p.bias0 + t * p.bias0_stride) + c));
+        if (p.bias1) add_bf16x8(acc[u], ld_nc_v4(reinterpret_cast<const int4*>(p.bias1 + t * p.bias1_stride) + c));
+        int4 out;
+        auto* h = reinterpret_cast<__nv_bfloat162*>(&out);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(acc[u][2 * i], acc[u][2 * i + 1]);
+        reinterpret_cast<int4*>(p.combined_x + t * p.combined_stride)[c] = out;
+      }
     }
     if (p.combined_topk_weights && lane < a.topk) {
       float w = 0.0f;
-      for (int32_t d = 0; d < R; ++d) {
-        const int64_t row = warp_rows[warp][d];
-        if (row >= 0) w += reinterpret_cast<const float*>(area + a.topk_weights_offset)[row * a.topk + lane];
-      }
+      for (int32_t d = 0; d < R; ++d)
+        if (warp_weights[warp][d] != nullptr) w += warp_weights[warp][d][d == me ? lane * p.weights_stride_k : lane];
       p.combined_topk_weights[t * a.topk + lane] = w;
     }
     __syncwarp();

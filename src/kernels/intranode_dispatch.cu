@@ -27,6 +27,27 @@ __device__ __forceinline__ bool last_block_done(uint32_t* counter) {
   return last;
 }
 
+// Rows a rank sends to itself skip the receive area: the row goes straight into recv_x (see
+// the send loop) and the metadata straight into the outputs here.
+__device__ __forceinline__ void write_self_metadata(const DispatchParams& p, int64_t t, int64_t slot, int lane) {
+  const core::NormalArea& a = p.area;
+  for (int32_t g = lane; g < a.num_scales; g += 32)
+    p.recv_scales[slot * a.num_scales + g] = p.x_scales[t * p.scale_stride_token + g * p.scale_stride_group];
+  if (a.topk > 0 && lane < a.topk) {
+    const int64_t e = load_index(p.topk_idx, p.topk_is_int64, t * p.topk_stride + lane * p.topk_stride_k);
+    const int64_t first = int64_t{p.rank} * p.experts_per_rank;
+    const bool local = e >= first && e < first + p.experts_per_rank;
+    const int64_t out = local ? e - first : -1;
+    if (p.topk_is_int64) {
+      static_cast<int64_t*>(p.recv_topk_idx)[slot * a.topk + lane] = out;
+    } else {
+      static_cast<int32_t*>(p.recv_topk_idx)[slot * a.topk + lane] = static_cast<int32_t>(out);
+    }
+    p.recv_topk_weights[slot * a.topk + lane] = local ? p.topk_weights[t * p.weights_stride + lane * p.weights_stride_k] : 0.0f;
+  }
+  if (lane == 0 && p.recv_src_idx) p.recv_src_idx[slot] = static_cast<int32_t>(t);
+}
+
 // One warp sends token t to num_dst destinations: the row (read once), scales, remapped top-k
 // and weights, and the source index.
 __device__ __forceinline__ void send_token(const DispatchParams& p, int64_t t, int4* const* dst,
@@ -35,6 +56,10 @@ __device__ __forceinline__ void send_token(const DispatchParams& p, int64_t t, i
   const core::NormalArea& a = p.area;
   warp_multicast_copy<kDstBatch>(dst, num_dst, reinterpret_cast<const int4*>(p.x + t * p.x_stride), row_vec, lane);
   for (int i = 0; i < num_dst; ++i) {
+    if (dst_rank[i] == p.rank) {
+      write_self_metadata(p, t, dst_slot[i], lane);
+      continue;
+    }
     uint8_t* area = p.peer_bases[dst_rank[i]] + p.area_offset;
     const int64_t slot = dst_slot[i];
     for (int32_t g = lane; g < a.num_scales; g += 32)
@@ -108,9 +133,10 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
     int32_t dst_slot[kDstBatch];
     int num_dst = 0;
     for (int32_t d = 0; d < R; ++d) {
-      if (p.is_token_in_rank[t * R + d]) {
-        const int32_t slot = p.send_slot[t * R + d];
-        dst[num_dst] = reinterpret_cast<int4*>(p.peer_bases[d] + p.area_offset + a.x_offset + slot * a.row_bytes);
+      const int32_t slot = p.is_token_in_rank[t * R + d] ? p.send_slot[t * R + d] : -1;
+      if (slot >= 0 && (d != me || slot < p.num_out_rows)) {
+        dst[num_dst] = d == me ? reinterpret_cast<int4*>(p.recv_x + slot * p.recv_x_stride)
+                               : reinterpret_cast<int4*>(p.peer_bases[d] + p.area_offset + a.x_offset + slot * a.row_bytes);
         dst_rank[num_dst] = d;
         dst_slot[num_dst++] = slot;
       }
@@ -155,7 +181,11 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
   const int64_t rows = received < p.num_out_rows ? received : p.num_out_rows;
   const int64_t global_warp = blockIdx.x * int64_t{kWarps} + warp;
   const int64_t num_warps = int64_t{gridDim.x} * kWarps;
+  // Rows from this rank itself were written to the outputs directly in phase 1.
+  const int64_t self_begin = me > 0 ? p.rank_prefix_matrix[(me - 1) * R + me] : 0;
+  const int64_t self_end = p.rank_prefix_matrix[me * R + me];
   for (int64_t i = global_warp; i < rows; i += num_warps) {
+    if (i >= self_begin && i < self_end) continue;
     warp_copy<true>(reinterpret_cast<int4*>(p.recv_x + i * p.recv_x_stride),
                     reinterpret_cast<const int4*>(area + a.x_offset + i * a.row_bytes), row_vec, lane);
     for (int32_t g = lane; g < a.num_scales; g += 32)

@@ -29,7 +29,7 @@ __device__ __forceinline__ void st_na_v4(int4* ptr, const int4& v) {
                "r"(v.z), "r"(v.w));
 }
 
-constexpr int kCopyUnroll = 4;
+constexpr int kCopyUnroll = 8;  // 128 bytes in flight per lane
 
 // Warp copies `num_vec` 16-byte vectors from src to dst. kCoherent: src was written by peers
 // during this kernel (use coherent loads); otherwise src is read-only for the kernel.
