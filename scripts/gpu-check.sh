@@ -107,6 +107,7 @@ json.dump(records, open(os.path.join(d, "bench.json"), "w"), indent=1)
 assert records, "no benchmark records"
 PY
   grep -v '^#' "$logdir/bench_std.txt" | head -20 >"$logdir/bench_table.txt"
+  python3 scripts/plot_bench.py "$logdir/bench.json" "$logdir/bench.png" 2>"$logdir/plot.log" || add "chart" "FAILED (plot.log)"
 fi
 if [ -x "$demo" ]; then
   if timeout 300 "$demo" >"$logdir/demo.log" 2>&1; then add "demo (reference + connectivity)" "ok"; else

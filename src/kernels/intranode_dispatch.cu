@@ -122,11 +122,13 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
   if (skip) return;
 
   // ---- phase 1: send ----
-  const int64_t per_block = (p.num_tokens + gridDim.x - 1) / gridDim.x;
-  const int64_t t_begin = blockIdx.x * per_block;
-  const int64_t t_end = t_begin + per_block < p.num_tokens ? t_begin + per_block : p.num_tokens;
+  // Tokens round-robin over every warp of the grid: at any moment the warps write a window of
+  // consecutive tokens, whose destination rows are consecutive too (slots grow with t). Giving
+  // each block a contiguous token range instead spread the writes over the whole destination
+  // area and got slower with more SMs (docs/perf.md, v2).
   const int64_t row_vec = a.row_bytes / 16;
-  for (int64_t t = t_begin + warp; t < t_end; t += kWarps) {
+  const int64_t num_warps_total = int64_t{gridDim.x} * kWarps;
+  for (int64_t t = int64_t{warp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += num_warps_total) {
     // Destinations in batches of kDstBatch: the row is read once per batch.
     int4* dst[kDstBatch];
     int32_t dst_rank[kDstBatch];

@@ -15,11 +15,14 @@ class DeviceTensor {
     bytes_ = h.bytes().size();
     EXPECT_EQ(cudaMalloc(&data_, bytes_ ? bytes_ : 16), cudaSuccess);
     if (bytes_) EXPECT_EQ(cudaMemcpy(data_, h.bytes().data(), bytes_, cudaMemcpyHostToDevice), cudaSuccess);
+    // The legacy default stream does not order with the tests' non-blocking streams: finish now.
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   }
   // Poisoned buffer shaped like h (every byte 0xA5), so unwritten outputs show.
   static DeviceTensor poisoned(const reference::HostTensor& h, int device) {
     DeviceTensor t(h, device);
     if (t.bytes_) EXPECT_EQ(cudaMemset(t.data_, 0xA5, t.bytes_), cudaSuccess);
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // see the constructor
     return t;
   }
   DeviceTensor(DeviceTensor&& o) noexcept { *this = std::move(o); }
@@ -50,6 +53,7 @@ class DeviceTensor {
   void upload(const reference::HostTensor& h) {
     ASSERT_EQ(h.bytes().size(), bytes_);
     if (bytes_) ASSERT_EQ(cudaMemcpy(data_, h.bytes().data(), bytes_, cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   }
   void* data() const { return data_; }
 
