@@ -137,7 +137,7 @@ int main(int argc, char** argv) {
     bo.rank = ctx.rank;
     bo.num_ranks = R;
     bo.device = ctx.rank;
-    bo.num_nvl_bytes = eb::normal_buffer_bytes(biggest, R);
+    bo.num_nvl_bytes = epcomm::get_normal_buffer_size_hint(biggest.tokens, biggest.hidden * 2, R, static_cast<int32_t>(biggest.topk));
     bo.timeout_seconds = 60;
     std::unique_ptr<epcomm::Buffer> buffer;
     if (auto e = epcomm::Buffer::create(bo, ctx.all_gather, &buffer); !e.ok()) {

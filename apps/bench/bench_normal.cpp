@@ -36,12 +36,6 @@ TensorView view(const DevMem& m, DType dt, std::initializer_list<int64_t> shape,
 
 }  // namespace
 
-int64_t normal_buffer_bytes(const NormalConfig& c, int32_t R) {
-  const int64_t per_row = core::NormalArea::bytes_per_row(c.hidden * 2, static_cast<int32_t>(c.hidden / 128),
-                                                          static_cast<int32_t>(c.topk), true);
-  return 2 * (int64_t{R} * c.tokens * per_row + (int64_t{4} << 20));
-}
-
 RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, NcclComm comm, const NormalConfig& c,
                        uint64_t seed) {
   const int32_t R = ctx.num_ranks, me = ctx.rank, dev = buffer.device();

@@ -42,7 +42,4 @@ struct RankBench {
 RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, NcclComm comm, const NormalConfig& cfg,
                        uint64_t seed);
 
-// Bytes of num_nvl_bytes the largest config needs.
-int64_t normal_buffer_bytes(const NormalConfig& cfg, int32_t num_ranks);
-
 }  // namespace epcomm::bench

@@ -18,8 +18,10 @@ struct EPCOMM_EXPORT Config {
   int32_t num_max_rdma_chunked_send_tokens = 6;
   int32_t num_max_rdma_chunked_recv_tokens = 256;
 
-  // Bytes of NVLink buffer a normal dispatch/combine with this Config needs for rows of
-  // hidden_bytes on num_ranks ranks.
+  // DeepEP-compatible estimate from the chunk fields (callers ported from DeepEP use it).
+  // epcomm's kernels write each row straight to its final place, so what they really need
+  // depends on the token count: size buffers with get_normal_buffer_size_hint (size_hints.h);
+  // a call whose rows do not fit fails with kBufferTooSmall and both sizes.
   int64_t get_nvl_buffer_size_hint(int64_t hidden_bytes, int32_t num_ranks) const;
   // Bytes of RDMA buffer (multi-node only; 0 on one node).
   int64_t get_rdma_buffer_size_hint(int64_t hidden_bytes, int32_t num_ranks) const;

@@ -121,6 +121,26 @@ TEST(SizeHints, LowLatencyHintCoversTheLayoutAndRejectsBadShapes) {
   EXPECT_LT(get_low_latency_buffer_size_hint(64, 7168, 4, 288), hint);
 }
 
+TEST(SizeHints, NormalHintHoldsTheWorstCaseRowsInBothAreas) {
+  const int64_t hint = get_normal_buffer_size_hint(4096, 7168 * 2, 4, 8);
+  const auto region = core::NormalRegionLayout::make(hint);
+  const auto bf16 = core::NormalArea::make(region.dispatch_bytes, 7168 * 2, 0, 8, true);
+  const auto fp8 = core::NormalArea::make(region.dispatch_bytes, 7168, 56, 8, true);
+  const auto comb = core::NormalArea::make(region.combine_bytes, 7168 * 2, 0, 8, false);
+  EXPECT_GE(bf16.capacity, 4 * 4096);
+  EXPECT_GE(fp8.capacity, 4 * 4096);
+  EXPECT_GE(comb.capacity, 4 * 4096);
+  EXPECT_EQ(hint % core::kAllocationAlignment, 0);
+  EXPECT_EQ(get_normal_buffer_size_hint(4096, 100, 4, 8), 0) << "row not a multiple of 16 bytes";
+  EXPECT_GT(get_normal_buffer_size_hint(8192, 7168 * 2, 4, 8), hint);
+}
+
+TEST(SizeHints, DefaultConfigsComeFromMeasurements) {
+  EXPECT_EQ(default_dispatch_config(2).num_sms, 16);
+  EXPECT_EQ(default_combine_config(2).num_sms, 24);
+  EXPECT_EQ(default_dispatch_config(8).num_sms, Config{}.num_sms);
+}
+
 TEST(SizeHints, NvlHintGrowsWithHiddenAndRanks) {
   Config c;
   const int64_t a = c.get_nvl_buffer_size_hint(7168 * 2, 4);
