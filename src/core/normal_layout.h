@@ -9,12 +9,15 @@
 // dispatch and a combine never wait for each other's buffer.
 // Each area is structure-of-arrays over `capacity` rows:
 //   dispatch: x row (row_bytes) | scales (G f32) | topk idx (K i32) | topk weights (K f32) | src (i32)
-//   combine : x row (H bf16)    | topk weights (K f32)
+//             | arrival tag (u32)
+//   combine : x row (H bf16)    | topk weights (K f32) | arrival tag (u32)
+// A sender writes a row, then releases its arrival tag (the call's epoch); receivers copy or
+// reduce each row as soon as its tag shows the current epoch, overlapping with the sending.
 // Signal area (after the barrier slots):
 //   notify[parity][source]: signature, counts to each rank [R] i32, counts per local expert
 //                           of the receiving rank [E_local] i32, then the epoch (uint64)
-//   dispatch_done[source], dispatch_consumed[destination], combine_done[source],
-//   combine_consumed[destination]: uint64 epochs; *_signature[source]: uint64
+//   *_started[source] (signature valid), *_consumed[destination]: uint64 epochs;
+//   *_signature[source]: uint64; *_done: unused since v4 (arrival tags replace them)
 #pragma once
 
 #include <cstdint>
@@ -42,12 +45,11 @@ struct NormalSignalLayout {
   EPCOMM_HOST_DEVICE int64_t flags_offset() const {
     return align_up(barrier_bytes() + 2 * int64_t{num_ranks} * notify_slot_bytes(), 4096);
   }
-  // kind: 0 dispatch_done, 1 dispatch_consumed, 2 combine_done, 3 combine_consumed,
-  //       4 dispatch_signature, 5 combine_signature; one uint64 per rank, 128-byte apart rows.
+  // kind: NormalFlag (below); one uint64 per rank, rows of kMaxNormalRanks, 128-byte aligned.
   EPCOMM_HOST_DEVICE int64_t flag(int32_t kind, int32_t rank) const {
     return flags_offset() + int64_t{kind} * align_up(8 * int64_t{kMaxNormalRanks}, 128) + 8 * int64_t{rank};
   }
-  EPCOMM_HOST_DEVICE int64_t end() const { return flag(6, 0); }
+  EPCOMM_HOST_DEVICE int64_t end() const { return flag(8, 0); }
 };
 
 enum NormalFlag : int32_t {
@@ -57,19 +59,23 @@ enum NormalFlag : int32_t {
   kCombineConsumed = 3,
   kDispatchSignature = 4,
   kCombineSignature = 5,
+  kDispatchStarted = 6,  // the sender's signature is valid for this epoch
+  kCombineStarted = 7,
 };
+constexpr int32_t kNumNormalFlags = 8;
 
 // Structure-of-arrays receive area for one op (offsets relative to the area's start).
 struct NormalArea {
   int64_t capacity = 0;  // rows
   int64_t x_offset = 0, scales_offset = 0, topk_idx_offset = 0, topk_weights_offset = 0, src_offset = 0;
+  int64_t tag_offset = 0;  // uint32 per row: the epoch (low 32 bits) of the call that wrote it
   int64_t row_bytes = 0;
   int32_t num_scales = 0;  // G (0 for BF16)
   int32_t topk = 0;        // K (0 when no top-k travels)
 
   EPCOMM_HOST_DEVICE static int64_t bytes_per_row(int64_t row_bytes, int32_t num_scales, int32_t topk,
                                                   bool with_src) {
-    return row_bytes + 4 * int64_t{num_scales} + 8 * int64_t{topk} + (with_src ? 4 : 0);
+    return row_bytes + 4 * int64_t{num_scales} + 8 * int64_t{topk} + (with_src ? 4 : 0) + 4;
   }
   // Lays out as many rows as fit in area_bytes (each array 16-byte aligned).
   EPCOMM_HOST_DEVICE static NormalArea make(int64_t area_bytes, int64_t row_bytes, int32_t num_scales,
@@ -79,13 +85,14 @@ struct NormalArea {
     a.num_scales = num_scales;
     a.topk = topk;
     const int64_t per_row = bytes_per_row(row_bytes, num_scales, topk, with_src);
-    int64_t cap = per_row > 0 ? (area_bytes - 5 * 16) / per_row : 0;
+    int64_t cap = per_row > 0 ? (area_bytes - 6 * 16) / per_row : 0;
     a.capacity = cap < 0 ? 0 : cap;
     a.x_offset = 0;
     a.scales_offset = align_up(a.x_offset + a.capacity * row_bytes, 16);
     a.topk_idx_offset = align_up(a.scales_offset + a.capacity * 4 * num_scales, 16);
     a.topk_weights_offset = align_up(a.topk_idx_offset + a.capacity * 4 * topk, 16);
     a.src_offset = align_up(a.topk_weights_offset + a.capacity * 4 * topk, 16);
+    a.tag_offset = align_up(a.src_offset + (with_src ? a.capacity * 4 : 0), 16);
     return a;
   }
 };

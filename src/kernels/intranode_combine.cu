@@ -10,6 +10,8 @@ namespace {
 
 constexpr int kCombineThreads = 512;
 constexpr int kWarps = kCombineThreads / 32;
+constexpr int kSendWarps = 10;  // warps 0..9 send rows back, 10..15 reduce (docs/perf.md, v4)
+constexpr int kReduceWarps = kWarps - kSendWarps;
 constexpr int kMaxCombineRanks = 64;
 constexpr int kChunks = 4;  // 16-byte chunks per lane in flight in the reduce
 
@@ -33,27 +35,32 @@ __device__ __forceinline__ void add_bf16x8(float* acc, const int4& v) {
   }
 }
 
-// Preconditions: blockDim = kCombineThreads; R <= 64; hidden % 8 == 0.
-// Phases: (0) wait until every source consumed our previous combine rows; (1) send each received
-// row back to its source; last block signals done; (2) wait for every destination, reduce each
-// token in rank order; last block signals consumed.
+// Preconditions: blockDim = kCombineThreads; grid co-resident; R <= 64; hidden % 8 == 0.
+// (0) capacity check, wait until every rank consumed our previous combine rows; block 0
+//     publishes the call signature ("started").
+// (1) sender warps: each received row (except our own) goes back into its source's combine
+//     area (rows grouped by sender, in the source's send order), then its arrival tag.
+// (2) reducer warps, concurrently: per token, wait for the tags of its rows, sum them in
+//     ascending rank order in float32 (our own rows straight from x), add the biases, round once.
+// (3) last block: advance the epoch, tell every rank its rows were consumed.
 __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(CombineParams p) {
   const core::NormalSignalLayout sig{p.num_ranks};
   const int32_t R = p.num_ranks, me = p.rank;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  // Device-resident epoch (CUDA-graph replays advance it); every block reads it before the last
-  // block of phase 2 can advance it, since that needs every block to have finished.
+  // Device-resident epoch (CUDA-graph replays advance it); see the dispatch kernel.
   const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(p.epoch_counter) + 1;
+  const uint32_t tag = static_cast<uint32_t>(epoch);
   uint8_t* const my_signals = p.peer_bases[me] + p.signal_offset;
   const core::NormalArea& a = p.area;
-  // prefix[i][j] from the handle; base_of[s] = rows rank s sent to ranks below me = where my
-  // rows start in s's combine area.
-  __shared__ int32_t prefix_me[kMaxCombineRanks];     // rank_prefix_matrix[s][me]
-  __shared__ int32_t my_base[kMaxCombineRanks];       // where rows from rank d start in my area
-  __shared__ int32_t my_first_slot[kMaxCombineRanks]; // rank_prefix_matrix[me - 1][d]
-  __shared__ bool skip;
+  __shared__ int32_t prefix_me[kMaxCombineRanks];      // rank_prefix_matrix[s][me]
+  __shared__ int32_t my_base[kMaxCombineRanks];        // where rows from rank d start in my area
+  __shared__ int32_t my_first_slot[kMaxCombineRanks];  // rank_prefix_matrix[me - 1][d]
+  __shared__ bool skip, mismatch;
+
+  // ---- phase 0 ----
   if (threadIdx.x == 0) {
     skip = false;
+    mismatch = false;
     int32_t base = 0;
     for (int32_t d = 0; d < R; ++d) {
       const int32_t above = me > 0 ? p.rank_prefix_matrix[(me - 1) * R + d] : 0;
@@ -61,16 +68,16 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       my_base[d] = base;
       base += p.rank_prefix_matrix[me * R + d] - above;
     }
-    if (base > a.capacity) {
-      record_input_error(p.wait, core::WaitStage::kBufferTooSmall, me, base, a.capacity);
-    }
     for (int32_t s = 0; s < R; ++s) prefix_me[s] = p.rank_prefix_matrix[s * R + me];
     // Every rank checks every rank's need, so all agree on skipping.
     for (int32_t s = 0; s < R; ++s) {
       int32_t need = 0;
       for (int32_t d = 0; d < R; ++d)
         need += p.rank_prefix_matrix[s * R + d] - (s > 0 ? p.rank_prefix_matrix[(s - 1) * R + d] : 0);
-      if (need > a.capacity) skip = true;
+      if (need > a.capacity) {
+        if (blockIdx.x == 0 && s == me) record_input_error(p.wait, core::WaitStage::kBufferTooSmall, me, need, a.capacity);
+        skip = true;
+      }
     }
   }
   __syncthreads();
@@ -83,119 +90,137 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   }
   __syncthreads();
   if (skip) return;
-
-  // ---- phase 1: send row i back to its source s, at s's base for me + (i - first row of s) ----
-  const int64_t received = prefix_me[R - 1];
-  const int64_t row_vec = a.row_bytes / 16;
-  const int64_t global_warp = blockIdx.x * int64_t{kWarps} + warp;
-  const int64_t num_warps = int64_t{gridDim.x} * kWarps;
-  for (int64_t i = global_warp; i < received; i += num_warps) {
-    int32_t s = 0;
-    while (prefix_me[s] <= i) ++s;
-    if (s == me) continue;  // our own rows: phase 2 reads them from x directly
-    const int64_t first = s > 0 ? prefix_me[s - 1] : 0;
-    int64_t base = 0;  // rows s sent to ranks below me
-    for (int32_t d = 0; d < me; ++d)
-      base += p.rank_prefix_matrix[s * R + d] - (s > 0 ? p.rank_prefix_matrix[(s - 1) * R + d] : 0);
-    const int64_t row = base + (i - first);
-    uint8_t* area = p.peer_bases[s] + p.area_offset;
-    warp_copy<false>(reinterpret_cast<int4*>(area + a.x_offset + row * a.row_bytes),
-                     reinterpret_cast<const int4*>(p.x + i * p.x_stride), row_vec, lane);
-    if (lane < a.topk)
-      reinterpret_cast<float*>(area + a.topk_weights_offset)[row * a.topk + lane] =
-          p.topk_weights[i * p.weights_stride + lane * p.weights_stride_k];
-  }
-  if (last_block_done(&p.counters[0]) && threadIdx.x < R) {
+  if (blockIdx.x == 0 && threadIdx.x < R) {
     uint8_t* peer_signals = p.peer_bases[threadIdx.x] + p.signal_offset;
     *reinterpret_cast<volatile uint64_t*>(peer_signals + sig.flag(core::kCombineSignature, me)) = p.signature;
-    // Release: every block's rows and the signature become visible to rank threadIdx.x first.
-    st_release_sys(reinterpret_cast<uint64_t*>(peer_signals + sig.flag(core::kCombineDone, me)), epoch);
+    // Release: the signature precedes the started epoch the rank acquires.
+    st_release_sys(reinterpret_cast<uint64_t*>(peer_signals + sig.flag(core::kCombineStarted, me)), epoch);
   }
+  const int64_t row_vec = a.row_bytes / 16;
 
-  // ---- phase 2: reduce ----
-  __shared__ bool mismatch;
-  if (threadIdx.x == 0) mismatch = false;
-  __syncthreads();
-  if (threadIdx.x < R) {
-    const int32_t d = threadIdx.x;
-    const auto* done = reinterpret_cast<const uint64_t*>(my_signals + sig.flag(core::kCombineDone, d));
-    // Acquire: rank d's rows in our combine area are visible after this.
-    if (bounded_wait(p.wait, d, core::WaitStage::kDataArrival, [&] { return ld_acquire_sys(done) >= epoch; })) {
-      const uint64_t theirs = *reinterpret_cast<const volatile uint64_t*>(my_signals + sig.flag(core::kCombineSignature, d));
-      if (theirs != p.signature) {
-        record_input_error(p.wait, core::WaitStage::kArgumentMismatch, d, static_cast<int64_t>(theirs),
-                           static_cast<int64_t>(p.signature));
-        mismatch = true;
+  if (warp < kSendWarps) {
+    // ---- phase 1: send row i back to its source s, at s's base for me + (i - first row of s) ----
+    const int64_t received = prefix_me[R - 1];
+    const int64_t senders = int64_t{gridDim.x} * kSendWarps;
+    for (int64_t i = int64_t{warp} * gridDim.x + blockIdx.x; i < received; i += senders) {
+      int32_t s = 0;
+      while (prefix_me[s] <= i) ++s;
+      if (s == me) continue;  // our own rows: the reducers read them from x directly
+      const int64_t first = s > 0 ? prefix_me[s - 1] : 0;
+      int64_t base = 0;  // rows s sent to ranks below me
+      for (int32_t d = 0; d < me; ++d)
+        base += p.rank_prefix_matrix[s * R + d] - (s > 0 ? p.rank_prefix_matrix[(s - 1) * R + d] : 0);
+      const int64_t row = base + (i - first);
+      uint8_t* area = p.peer_bases[s] + p.area_offset;
+      warp_copy<false>(reinterpret_cast<int4*>(area + a.x_offset + row * a.row_bytes),
+                       reinterpret_cast<const int4*>(p.x + i * p.x_stride), row_vec, lane);
+      if (lane < a.topk)
+        reinterpret_cast<float*>(area + a.topk_weights_offset)[row * a.topk + lane] =
+            p.topk_weights[i * p.weights_stride + lane * p.weights_stride_k];
+      // Every lane's stores of this row are visible system-wide before its tag.
+      __threadfence_system();
+      __syncwarp();
+      // Release: the row and its weights precede the tag the source acquires.
+      if (lane == 0) st_release_sys_u32(reinterpret_cast<uint32_t*>(area + a.tag_offset) + row, tag);
+    }
+  } else {
+    // ---- phase 2: reduce, concurrently with the sends ----
+    const int rwarp = warp - kSendWarps;
+    if (rwarp == 0) {
+      for (int32_t d = lane; d < R; d += 32) {
+        const auto* started = reinterpret_cast<const uint64_t*>(my_signals + sig.flag(core::kCombineStarted, d));
+        // Acquire: rank d's signature for this epoch is visible after this.
+        if (bounded_wait(p.wait, d, core::WaitStage::kDataArrival, [&] { return ld_acquire_sys(started) >= epoch; })) {
+          const uint64_t theirs =
+              *reinterpret_cast<const volatile uint64_t*>(my_signals + sig.flag(core::kCombineSignature, d));
+          if (theirs != p.signature) {
+            record_input_error(p.wait, core::WaitStage::kArgumentMismatch, d, static_cast<int64_t>(theirs),
+                               static_cast<int64_t>(p.signature));
+            mismatch = true;
+          }
+        } else {
+          mismatch = true;
+        }
       }
-    } else {
-      mismatch = true;
+    }
+    // Reducer warps only (named barrier 1): the sender warps never wait for this.
+    asm volatile("bar.sync 1, %0;" ::"r"(kReduceWarps * 32));
+    if (!mismatch) {
+      const uint8_t* area = p.peer_bases[me] + p.area_offset;
+      const auto* tags = reinterpret_cast<const uint32_t*>(area + a.tag_offset);
+      const int32_t chunks = p.hidden / 8;  // 16-byte chunks of a bf16 row
+      // Row (and weights) of the warp's token from each rank, or null: rows from other ranks are
+      // in our combine area, our own rows are still in x (row = our receive slot of the token).
+      __shared__ const int4* warp_rows[kReduceWarps][kMaxCombineRanks];
+      __shared__ const float* warp_weights[kReduceWarps][kMaxCombineRanks];
+      __shared__ bool warp_failed[kReduceWarps];
+      const int64_t reducers = int64_t{gridDim.x} * kReduceWarps;
+      for (int64_t t = int64_t{rwarp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += reducers) {
+        if (lane == 0) warp_failed[rwarp] = false;
+        __syncwarp();
+        for (int32_t d = lane; d < R; d += 32) {
+          const int32_t slot = p.is_token_in_rank[t * R + d] ? p.send_slot[t * R + d] : -1;
+          const int4* row = nullptr;
+          const float* w = nullptr;
+          if (slot >= 0 && d == me) {
+            row = reinterpret_cast<const int4*>(p.x + slot * p.x_stride);
+            if (a.topk > 0) w = p.topk_weights + slot * p.weights_stride;
+          } else if (slot >= 0) {
+            const int64_t r = my_base[d] + (slot - my_first_slot[d]);
+            // Acquire: rank d's row is visible once its tag shows this epoch.
+            if (!bounded_wait(p.wait, d, core::WaitStage::kDataArrival, [&] { return ld_acquire_sys_u32(tags + r) == tag; }))
+              warp_failed[rwarp] = true;
+            row = reinterpret_cast<const int4*>(area + a.x_offset + r * a.row_bytes);
+            if (a.topk > 0) w = reinterpret_cast<const float*>(area + a.topk_weights_offset) + r * a.topk;
+          }
+          warp_rows[rwarp][d] = row;
+          warp_weights[rwarp][d] = w;
+        }
+        __syncwarp();
+        if (warp_failed[rwarp]) break;
+        // kChunks chunks per lane at once: their loads are in flight together.
+        for (int32_t c0 = lane; c0 < chunks; c0 += 32 * kChunks) {
+          float acc[kChunks][8];
+#pragma unroll
+          for (int u = 0; u < kChunks; ++u)
+#pragma unroll
+            for (int i = 0; i < 8; ++i) acc[u][i] = 0.0f;
+          for (int32_t d = 0; d < R; ++d) {  // ascending rank order: bitwise reproducible
+            const int4* row = warp_rows[rwarp][d];
+            if (row == nullptr) continue;
+            int4 v[kChunks];
+#pragma unroll
+            for (int u = 0; u < kChunks; ++u)
+              if (c0 + 32 * u < chunks) v[u] = ld_na_v4(row + c0 + 32 * u);
+#pragma unroll
+            for (int u = 0; u < kChunks; ++u)
+              if (c0 + 32 * u < chunks) add_bf16x8(acc[u], v[u]);
+          }
+#pragma unroll
+          for (int u = 0; u < kChunks; ++u) {
+            const int32_t c = c0 + 32 * u;
+            if (c >= chunks) continue;
+            if (p.bias0) add_bf16x8(acc[u], ld_nc_v4(reinterpret_cast<const int4*>(p.bias0 + t * p.bias0_stride) + c));
+            if (p.bias1) add_bf16x8(acc[u], ld_nc_v4(reinterpret_cast<const int4*>(p.bias1 + t * p.bias1_stride) + c));
+            int4 out;
+            auto* h = reinterpret_cast<__nv_bfloat162*>(&out);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(acc[u][2 * i], acc[u][2 * i + 1]);
+            reinterpret_cast<int4*>(p.combined_x + t * p.combined_stride)[c] = out;
+          }
+        }
+        if (p.combined_topk_weights && lane < a.topk) {
+          float w = 0.0f;
+          for (int32_t d = 0; d < R; ++d)
+            if (warp_weights[rwarp][d] != nullptr) w += warp_weights[rwarp][d][d == me ? lane * p.weights_stride_k : lane];
+          p.combined_topk_weights[t * a.topk + lane] = w;
+        }
+        __syncwarp();
+      }
     }
   }
-  __syncthreads();
-  if (mismatch) return;
-  const uint8_t* area = p.peer_bases[me] + p.area_offset;
-  const int32_t chunks = p.hidden / 8;  // 16-byte chunks of a bf16 row
-  // Row (and weights) of the warp's token from each rank, or null: rows from other ranks are in
-  // our combine area, our own rows are still in x (row = our receive slot of the token).
-  __shared__ const int4* warp_rows[kWarps][kMaxCombineRanks];
-  __shared__ const float* warp_weights[kWarps][kMaxCombineRanks];
-  for (int64_t t = global_warp; t < p.num_tokens; t += num_warps) {
-    for (int32_t d = lane; d < R; d += 32) {
-      const int32_t slot = p.is_token_in_rank[t * R + d] ? p.send_slot[t * R + d] : -1;
-      const int4* row = nullptr;
-      const float* w = nullptr;
-      if (slot >= 0 && d == me) {
-        row = reinterpret_cast<const int4*>(p.x + slot * p.x_stride);
-        if (a.topk > 0) w = p.topk_weights + slot * p.weights_stride;
-      } else if (slot >= 0) {
-        const int64_t r = my_base[d] + (slot - my_first_slot[d]);
-        row = reinterpret_cast<const int4*>(area + a.x_offset + r * a.row_bytes);
-        if (a.topk > 0) w = reinterpret_cast<const float*>(area + a.topk_weights_offset) + r * a.topk;
-      }
-      warp_rows[warp][d] = row;
-      warp_weights[warp][d] = w;
-    }
-    __syncwarp();
-    // kChunks chunks per lane at once: their loads are in flight together.
-    for (int32_t c0 = lane; c0 < chunks; c0 += 32 * kChunks) {
-      float acc[kChunks][8];
-#pragma unroll
-      for (int u = 0; u < kChunks; ++u)
-#pragma unroll
-        for (int i = 0; i < 8; ++i) acc[u][i] = 0.0f;
-      for (int32_t d = 0; d < R; ++d) {  // ascending rank order: bitwise reproducible
-        const int4* row = warp_rows[warp][d];
-        if (row == nullptr) continue;
-        int4 v[kChunks];
-#pragma unroll
-        for (int u = 0; u < kChunks; ++u)
-          if (c0 + 32 * u < chunks) v[u] = ld_na_v4(row + c0 + 32 * u);
-#pragma unroll
-        for (int u = 0; u < kChunks; ++u)
-          if (c0 + 32 * u < chunks) add_bf16x8(acc[u], v[u]);
-      }
-#pragma unroll
-      for (int u = 0; u < kChunks; ++u) {
-        const int32_t c = c0 + 32 * u;
-        if (c >= chunks) continue;
-        if (p.bias0) add_bf16x8(acc[u], ld_nc_v4(reinterpret_cast<const int4*>(p.bias0 + t * p.bias0_stride) + c));
-        if (p.bias1) add_bf16x8(acc[u], ld_nc_v4(reinterpret_cast<const int4*>(p.bias1 + t * p.bias1_stride) + c));
-        int4 out;
-        auto* h = reinterpret_cast<__nv_bfloat162*>(&out);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(acc[u][2 * i], acc[u][2 * i + 1]);
-        reinterpret_cast<int4*>(p.combined_x + t * p.combined_stride)[c] = out;
-      }
-    }
-    if (p.combined_topk_weights && lane < a.topk) {
-      float w = 0.0f;
-      for (int32_t d = 0; d < R; ++d)
-        if (warp_weights[warp][d] != nullptr) w += warp_weights[warp][d][d == me ? lane * p.weights_stride_k : lane];
-      p.combined_topk_weights[t * a.topk + lane] = w;
-    }
-    __syncwarp();
-  }
-  const bool last = last_block_done(&p.counters[1]);
+  // ---- phase 3 ----
+  const bool last = last_block_done(p.counters);
   if (last && threadIdx.x == 0) *p.epoch_counter = epoch;
   if (last && threadIdx.x < R) {
     // Release: our reads of the combine area are done; rank threadIdx.x may overwrite it.

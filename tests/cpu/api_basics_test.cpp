@@ -79,7 +79,7 @@ TEST(Layout, NormalSignalRegionsNeverOverlapAndFitTheSignalArea) {
     for (int32_t parity : {0, 1})
       for (int32_t src = 0; src < R; ++src)
         spans.push_back({s.notify_slot(parity, src), s.notify_slot(parity, src) + s.notify_slot_bytes()});
-    for (int32_t kind = 0; kind < 6; ++kind)
+    for (int32_t kind = 0; kind < core::kNumNormalFlags; ++kind)
       for (int32_t r = 0; r < R; ++r) spans.push_back({s.flag(kind, r), s.flag(kind, r) + 8});
     std::sort(spans.begin(), spans.end());
     for (size_t i = 1; i < spans.size(); ++i) ASSERT_LE(spans[i - 1].second, spans[i].first) << "R=" << R << " field " << i;
@@ -95,7 +95,8 @@ TEST(Layout, NormalAreaArraysAreDisjointAndInside) {
   EXPECT_GE(a.topk_idx_offset, a.scales_offset + a.capacity * 4 * 56);
   EXPECT_GE(a.topk_weights_offset, a.topk_idx_offset + a.capacity * 4 * 8);
   EXPECT_GE(a.src_offset, a.topk_weights_offset + a.capacity * 4 * 8);
-  EXPECT_LE(a.src_offset + a.capacity * 4, int64_t{64} << 20);
+  EXPECT_GE(a.tag_offset, a.src_offset + a.capacity * 4);
+  EXPECT_LE(a.tag_offset + a.capacity * 4, int64_t{64} << 20);
   EXPECT_EQ(a.scales_offset % 16, 0);
   EXPECT_EQ(core::NormalArea::make(100, 7168 * 2, 0, 0, true).capacity, 0);
 }

@@ -19,6 +19,18 @@ __device__ __forceinline__ void st_release_sys(uint64_t* ptr, uint64_t value) {
   asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(ptr), "l"(value) : "memory");
 }
 
+// 32-bit variants, for per-row arrival tags. Release: the writing warp's row stores (made
+// visible by the fence before it) precede the tag; acquire: the row is visible after the tag.
+__device__ __forceinline__ uint32_t ld_acquire_sys_u32(const uint32_t* ptr) {
+  uint32_t value;
+  asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(value) : "l"(ptr) : "memory");
+  return value;
+}
+
+__device__ __forceinline__ void st_release_sys_u32(uint32_t* ptr, uint32_t value) {
+  asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(ptr), "r"(value) : "memory");
+}
+
 // Relaxed load at system scope, for flags in host-mapped memory that order nothing.
 __device__ __forceinline__ int32_t ld_relaxed_sys(const int32_t* ptr) {
   int32_t value;
