@@ -203,13 +203,15 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
       const int64_t first = int64_t{rwarp} * gridDim.x + blockIdx.x;
       for (int64_t i = first; i < rows; i += receivers) {
         if (i >= self_begin && i < self_end) continue;  // written directly by our sender warps
-        // Acquire: the row and its metadata are visible once the tag shows this epoch.
-        if (ld_acquire_sys_u32(tags + i) != tag) {
+        // Lane 0 acquires the tag; __syncwarp orders the other lanes' reads of the row after it.
+        bool arrived = true;
+        if (lane == 0 && ld_acquire_sys_u32(tags + i) != tag) {
           int32_t src = 0;  // the rank this row comes from, for the error message
           while (src < R - 1 && p.rank_prefix_matrix[src * R + me] <= i) ++src;
-          if (!bounded_wait(p.wait, src, core::WaitStage::kDataArrival, [&] { return ld_acquire_sys_u32(tags + i) == tag; }))
-            break;
+          arrived = bounded_wait(p.wait, src, core::WaitStage::kDataArrival, [&] { return ld_acquire_sys_u32(tags + i) == tag; });
         }
+        if (!__shfl_sync(0xffffffffu, arrived, 0)) break;
+        __syncwarp();
         warp_copy<true>(reinterpret_cast<int4*>(p.recv_x + i * p.recv_x_stride),
                         reinterpret_cast<const int4*>(area + a.x_offset + i * a.row_bytes), row_vec, lane);
         for (int32_t g = lane; g < a.num_scales; g += 32)

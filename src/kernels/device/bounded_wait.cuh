@@ -31,16 +31,25 @@ __device__ __forceinline__ void record_wait_failure(const WaitContext& ctx, int3
   atomicExch(&ctx.error->status, core::kRecordValid);
 }
 
+// Host-mapped flags (abort, error record) are read over PCIe: at most once per interval per
+// waiting thread, so that many waiting warps do not flood the bus (docs/perf.md, v4).
+constexpr uint64_t kFlagCheckIntervalNs = 100000;
+
 // Returns true when ready() held, false when the wait gave up (and the record was written).
+// Call it from one lane per warp where the whole warp waits for the same thing.
 template <class Ready>
 __device__ __forceinline__ bool bounded_wait(const WaitContext& ctx, int32_t peer,
                                              core::WaitStage stage, Ready ready) {
   if (ready()) return true;
   const uint64_t start = global_timer_ns();
-  uint32_t polls = 0;
-  while (!ready()) {
-    if ((++polls & 63u) != 0) continue;  // read the clock and flags every 64 polls
-    const uint64_t waited = global_timer_ns() - start;
+  uint64_t next_check = start + kFlagCheckIntervalNs;
+  while (true) {
+    for (int i = 0; i < 32; ++i)
+      if (ready()) return true;
+    const uint64_t now = global_timer_ns();
+    if (now < next_check) continue;
+    next_check = now + kFlagCheckIntervalNs;
+    const uint64_t waited = now - start;
     const bool aborted = ld_relaxed_sys(&ctx.control->abort_flag) != 0;
     const bool other_failed = ld_relaxed_sys(&ctx.error->status) != core::kRecordEmpty;
     if (aborted || other_failed || waited > ctx.timeout_ns) {
@@ -48,7 +57,6 @@ __device__ __forceinline__ bool bounded_wait(const WaitContext& ctx, int32_t pee
       return false;
     }
   }
-  return true;
 }
 
 }  // namespace epcomm::kernels
