@@ -10,7 +10,7 @@ namespace {
 
 constexpr int kCombineThreads = 512;
 constexpr int kWarps = kCombineThreads / 32;
-constexpr int kSendWarps = 10;  // warps 0..9 send rows back, 10..15 reduce (docs/perf.md, v4)
+constexpr int kSendWarps = 6;  // warps 0..5 send rows back, 6..15 reduce (docs/perf.md, v6)
 constexpr int kReduceWarps = kWarps - kSendWarps;
 constexpr int kMaxCombineRanks = 64;
 constexpr int kChunks = 4;  // 16-byte chunks per lane in flight in the reduce
