@@ -8,7 +8,7 @@ namespace {
 
 constexpr int kDispatchThreads = 512;
 constexpr int kWarps = kDispatchThreads / 32;
-constexpr int kSendWarps = 10;  // warps 0..9 send, 10..15 copy arrived rows out (docs/perf.md, v4)
+constexpr int kSendWarps = 12;  // warps 0..11 send, 12..15 copy arrived rows out (docs/perf.md, v7)
 constexpr int kRecvWarps = kWarps - kSendWarps;
 constexpr int kDstBatch = 8;
 
