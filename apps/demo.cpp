@@ -33,7 +33,8 @@ struct SimResult {
 SimResult simulate(int R, int64_t T, int64_t H, int64_t K, int32_t E) {
   SimResult res;
   epcomm::reference::SimWorld world(R);
-  std::vector<HostTensor> x, topk, w, per_rank, per_expert, in_rank, rpm, src, in_copy, slot, recv, recv_idx, recv_w;
+  std::vector<HostTensor> x, topk, w, per_rank, per_expert, in_rank, rpm, src, in_copy, slot, recv,
+      recv_idx, recv_w;
   uint64_t state = 12345;
   auto next = [&state] {
     state = state * 6364136223846793005ull + 1442695040888963407ull;
@@ -44,7 +45,8 @@ SimResult simulate(int R, int64_t T, int64_t H, int64_t K, int32_t E) {
     topk.emplace_back(DType::kInt64, std::vector<int64_t>{T, K});
     w.emplace_back(DType::kFloat32, std::vector<int64_t>{T, K});
     for (int64_t i = 0; i < T * H; ++i)
-      x[r].data<uint16_t>()[i] = epcomm::core::float_to_bf16(static_cast<float>(next() % 2001) / 500.0f - 2.0f);
+      x[r].data<uint16_t>()[i] =
+          epcomm::core::float_to_bf16(static_cast<float>(next() % 2001) / 500.0f - 2.0f);
     for (int64_t t = 0; t < T; ++t) {
       const int64_t first = next() % E;
       for (int64_t k = 0; k < K; ++k) {
@@ -55,7 +57,8 @@ SimResult simulate(int R, int64_t T, int64_t H, int64_t K, int32_t E) {
     per_rank.emplace_back(DType::kInt32, std::vector<int64_t>{R});
     per_expert.emplace_back(DType::kInt32, std::vector<int64_t>{E});
     in_rank.emplace_back(DType::kBool, std::vector<int64_t>{T, R});
-    epcomm::LayoutArgs la{topk[r].view(), E, per_rank[r].view(), {}, per_expert[r].view(), in_rank[r].view()};
+    epcomm::LayoutArgs la{topk[r].view(),   E, per_rank[r].view(), {}, per_expert[r].view(),
+                          in_rank[r].view()};
     if (Error e = world.get_dispatch_layout(r, la); !e.ok()) {
       std::printf("layout failed: %s\n", e.to_string().c_str());
       res.ok = false;
@@ -67,8 +70,13 @@ SimResult simulate(int R, int64_t T, int64_t H, int64_t K, int32_t E) {
   }
   std::vector<epcomm::DispatchNotifyArgs> notify(R);
   for (int r = 0; r < R; ++r)
-    notify[r] = epcomm::DispatchNotifyArgs{per_rank[r].view(), per_expert[r].view(), in_rank[r].view(), 1, {},
-                                           {rpm[r].view(), {}, in_copy[r].view(), slot[r].view(), 0}};
+    notify[r] =
+        epcomm::DispatchNotifyArgs{per_rank[r].view(),
+                                   per_expert[r].view(),
+                                   in_rank[r].view(),
+                                   1,
+                                   {},
+                                   {rpm[r].view(), {}, in_copy[r].view(), slot[r].view(), 0}};
   std::vector<epcomm::DispatchCounts> counts;
   if (Error e = world.dispatch_notify(notify, &counts); !e.ok()) {
     std::printf("notify failed: %s\n", e.to_string().c_str());
@@ -93,7 +101,8 @@ SimResult simulate(int R, int64_t T, int64_t H, int64_t K, int32_t E) {
     a.num_tokens_per_expert = per_expert[r].view();
     a.is_token_in_rank = in_rank[r].view();
     a.num_experts = E;
-    a.handle = {rpm[r].view(), src[r].view(), in_copy[r].view(), slot[r].view(), counts[r].num_recv_tokens};
+    a.handle = {rpm[r].view(), src[r].view(), in_copy[r].view(), slot[r].view(),
+                counts[r].num_recv_tokens};
     a.recv_x = recv[r].view();
     a.recv_topk_idx = recv_idx[r].view();
     a.recv_topk_weights = recv_w[r].view();
@@ -176,7 +185,8 @@ SimResult simulate(int R, int64_t T, int64_t H, int64_t K, int32_t E) {
       const float a = epcomm::core::bf16_to_float(x[r].data<uint16_t>()[i]);
       const float b = epcomm::core::bf16_to_float(lout[r].data<uint16_t>()[i]);
       if (std::fabs(a - b) > std::fabs(a) * 0.01f + 1e-6f) {
-        std::printf("low-latency combine mismatch at rank %d element %ld: %f vs %f\n", r, static_cast<long>(i), a, b);
+        std::printf("low-latency combine mismatch at rank %d element %ld: %f vs %f\n", r,
+                    static_cast<long>(i), a, b);
         res.ok = false;
         break;
       }
@@ -205,11 +215,15 @@ bool gpu_connectivity(int num_gpus) {
     cudaStreamCreate(&s);
     const int64_t chunk = 4096;
     for (int d = 0; d < ctx.num_ranks; ++d)
-      cudaMemsetAsync(static_cast<uint8_t*>(buffer->peer_region(d, false)) + ctx.rank * chunk, 0x40 + ctx.rank, chunk, s);
+      cudaMemsetAsync(static_cast<uint8_t*>(buffer->peer_region(d, false)) + ctx.rank * chunk,
+                      0x40 + ctx.rank, chunk, s);
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < 100; ++i) (void)buffer->barrier(s);
     Error e = buffer->synchronize(s);
-    const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() / 100;
+    const double us =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+            .count() /
+        100;
     std::vector<uint8_t> host(chunk * ctx.num_ranks);
     cudaMemcpy(host.data(), buffer->local_region(false), host.size(), cudaMemcpyDeviceToHost);
     int bad = 0;
@@ -217,13 +231,16 @@ bool gpu_connectivity(int num_gpus) {
       for (int64_t i = 0; i < chunk; ++i) bad += host[src * chunk + i] != 0x40 + src;
     cudaDeviceProp prop;
     cudaGetDeviceProperties(&prop, buffer->device());
-    std::printf("[rank %d] %s: barrier %s (%.1f us per barrier, host-timed), bytes from %d ranks %s\n", ctx.rank,
-                prop.name, e.ok() ? "ok" : e.to_string().c_str(), us, ctx.num_ranks, bad ? "WRONG" : "verified");
+    std::printf(
+        "[rank %d] %s: barrier %s (%.1f us per barrier, host-timed), bytes from %d ranks %s\n",
+        ctx.rank, prop.name, e.ok() ? "ok" : e.to_string().c_str(), us, ctx.num_ranks,
+        bad ? "WRONG" : "verified");
     ctx.host_barrier();
     cudaStreamDestroy(s);
     return (e.ok() && bad == 0) ? 0 : 1;
   });
-  std::printf("gpu connectivity over %d GPUs: %s\n", num_gpus, result.ok() ? "ok" : result.describe().c_str());
+  std::printf("gpu connectivity over %d GPUs: %s\n", num_gpus,
+              result.ok() ? "ok" : result.describe().c_str());
   return result.ok();
 }
 
@@ -247,12 +264,15 @@ int main() {
   for (int R : {2, 4, 8}) {
     const auto t0 = std::chrono::steady_clock::now();
     const SimResult s = simulate(R, 64, 512, 4, 8 * R);
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("simulated EP%d: 64 tokens/rank, hidden 512, top-4 of %d experts: normal dispatch moved %ld rows, "
-                "combine(dispatch(x)) == x * destinations: %s; low-latency moved %ld (token, expert) rows, "
-                "weighted combine returns x: %s (%.0f ms)\n",
-                R, 8 * R, static_cast<long>(s.rows), s.ok ? "yes" : "NO", static_cast<long>(s.selections),
-                s.ok ? "yes" : "NO", ms);
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    std::printf(
+        "simulated EP%d: 64 tokens/rank, hidden 512, top-4 of %d experts: normal dispatch moved "
+        "%ld rows, "
+        "combine(dispatch(x)) == x * destinations: %s; low-latency moved %ld (token, expert) rows, "
+        "weighted combine returns x: %s (%.0f ms)\n",
+        R, 8 * R, static_cast<long>(s.rows), s.ok ? "yes" : "NO", static_cast<long>(s.selections),
+        s.ok ? "yes" : "NO", ms);
     ok = ok && s.ok;
   }
   const int gpus = count_gpus_in_child();

@@ -54,7 +54,8 @@ class ShmAllGather {
     while (true) {
       std::string missing;
       for (int r = 0; r < num_ranks_; ++r)
-        if (counters[r].load(std::memory_order_acquire) < target) missing += " " + std::to_string(r);
+        if (counters[r].load(std::memory_order_acquire) < target)
+          missing += " " + std::to_string(r);
       if (missing.empty()) return;
       const double waited =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -111,7 +112,8 @@ LaunchResult run_ranks(const LaunchOptions& options, const std::function<int(Ran
     std::fprintf(stderr, "run_ranks: num_ranks must be in [1, %d], got %d\n", kMaxHarnessRanks, n);
     return result;
   }
-  void* mem = mmap(nullptr, sizeof(SharedState), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  void* mem =
+      mmap(nullptr, sizeof(SharedState), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) {
     result.exit_codes.assign(n, 2);
     return result;
@@ -129,7 +131,9 @@ LaunchResult run_ranks(const LaunchOptions& options, const std::function<int(Ran
         RankContext ctx;
         ctx.rank = r;
         ctx.num_ranks = n;
-        ctx.all_gather = [&gather](const void* mine, void* all, size_t bytes) { gather(mine, all, bytes); };
+        ctx.all_gather = [&gather](const void* mine, void* all, size_t bytes) {
+          gather(mine, all, bytes);
+        };
         ctx.host_barrier = [&gather]() {
           char none = 0;
           std::vector<char> all(kMaxHarnessRanks);
@@ -158,12 +162,14 @@ LaunchResult run_ranks(const LaunchOptions& options, const std::function<int(Ran
         --remaining;
       }
     }
-    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double waited =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (remaining > 0 && waited > options.wall_timeout_seconds) {
       result.timed_out = true;
       for (int r = 0; r < n; ++r) {
         if (pids[r] < 0) continue;
-        std::fprintf(stderr, "run_ranks: rank %d still running after %.0f s: killing it\n", r, waited);
+        std::fprintf(stderr, "run_ranks: rank %d still running after %.0f s: killing it\n", r,
+                     waited);
         kill(pids[r], SIGKILL);
         int status = 0;
         waitpid(pids[r], &status, 0);

@@ -17,7 +17,7 @@ constexpr int kSkipExitCode = 77;  // a rank returns this when the machine lacks
 struct RankContext {
   int rank = 0;
   int num_ranks = 1;
-  AllGatherFn all_gather;        // throws std::runtime_error on timeout, naming missing ranks
+  AllGatherFn all_gather;              // throws std::runtime_error on timeout, naming missing ranks
   std::function<void()> host_barrier;  // an all-gather of nothing
 };
 
@@ -30,8 +30,8 @@ struct LaunchOptions {
 struct LaunchResult {
   std::vector<int> exit_codes;  // per rank; -signal when killed by a signal
   bool timed_out = false;
-  bool ok() const;       // every rank exited 0
-  bool skipped() const;  // every rank exited kSkipExitCode
+  bool ok() const;               // every rank exited 0
+  bool skipped() const;          // every rank exited kSkipExitCode
   std::string describe() const;  // "rank 0: exit 0; rank 1: exit 1"
 };
 

@@ -7,7 +7,8 @@ namespace epcomm::bench {
 namespace {
 
 __global__ void fill_kernel(uint16_t* x, int64_t T, int64_t H, uint64_t seed, int32_t rank) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < T * H; i += int64_t{gridDim.x} * blockDim.x)
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < T * H;
+       i += int64_t{gridDim.x} * blockDim.x)
     x[i] = bench_value(seed, rank, i / H, i % H);
 }
 
@@ -26,26 +27,31 @@ __global__ void cast_kernel(const uint16_t* x, uint8_t* q, float* scales, int64_
   }
   for (int o = 16; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
   const float scale = core::fp8_scale_from_amax(amax, false);
-  for (int i = 0; i < 4; ++i) q[t * H + g * core::kFp8GroupSize + lane + 32 * i] = core::fp8_quantize(v[i], scale);
+  for (int i = 0; i < 4; ++i)
+    q[t * H + g * core::kFp8GroupSize + lane + 32 * i] = core::fp8_quantize(v[i], scale);
   if (lane == 0) scales[t * groups + g] = scale;
 }
 
 }  // namespace
 
-cudaError_t fill_bench_x(uint16_t* x, int64_t T, int64_t H, uint64_t seed, int32_t rank, cudaStream_t stream) {
+cudaError_t fill_bench_x(uint16_t* x, int64_t T, int64_t H, uint64_t seed, int32_t rank,
+                         cudaStream_t stream) {
   if (T * H == 0) return cudaSuccess;
   fill_kernel<<<1024, 256, 0, stream>>>(x, T, H, seed, rank);
   return cudaGetLastError();
 }
 
-cudaError_t cast_bench_fp8(const uint16_t* x, uint8_t* q, float* scales, int64_t T, int64_t H, cudaStream_t stream) {
+cudaError_t cast_bench_fp8(const uint16_t* x, uint8_t* q, float* scales, int64_t T, int64_t H,
+                           cudaStream_t stream) {
   const int64_t warps = T * (H / core::kFp8GroupSize);
   if (warps == 0) return cudaSuccess;
-  cast_kernel<<<static_cast<unsigned>((warps * 32 + 255) / 256), 256, 0, stream>>>(x, q, scales, T, H);
+  cast_kernel<<<static_cast<unsigned>((warps * 32 + 255) / 256), 256, 0, stream>>>(x, q, scales, T,
+                                                                                   H);
   return cudaGetLastError();
 }
 
-std::vector<int64_t> bench_topk(int64_t T, int64_t K, int32_t E, bool skewed, uint64_t seed, int32_t rank) {
+std::vector<int64_t> bench_topk(int64_t T, int64_t K, int32_t E, bool skewed, uint64_t seed,
+                                int32_t rank) {
   std::mt19937_64 rng(seed * 1315423911ull + static_cast<uint64_t>(rank));
   std::vector<int64_t> idx(T * K);
   std::vector<int32_t> experts(E);

@@ -33,7 +33,8 @@ struct Options {
 };
 
 [[noreturn]] void usage(const char* msg) {
-  std::fprintf(stderr, "epcomm_bench: %s\n(see the header of apps/bench/bench_main.cpp for options)\n", msg);
+  std::fprintf(
+      stderr, "epcomm_bench: %s\n(see the header of apps/bench/bench_main.cpp for options)\n", msg);
   std::exit(2);
 }
 
@@ -49,23 +50,36 @@ Options parse(int argc, char** argv) {
       return argv[++i];
     };
     const std::string key = a.substr(0, a.find('='));
-    if (key == "--ranks") o.ranks = std::stoi(value());
-    else if (key == "--tokens") o.base.tokens = std::stoll(value());
-    else if (key == "--hidden") o.base.hidden = std::stoll(value());
-    else if (key == "--topk") o.base.topk = std::stoll(value());
-    else if (key == "--experts") o.base.experts = std::stoi(value());
-    else if (key == "--sms") o.base.sms = std::stoi(value());
-    else if (key == "--warmup") o.base.warmup = std::stoi(value());
-    else if (key == "--iters") o.base.iters = std::stoi(value());
+    if (key == "--ranks")
+      o.ranks = std::stoi(value());
+    else if (key == "--tokens")
+      o.base.tokens = std::stoll(value());
+    else if (key == "--hidden")
+      o.base.hidden = std::stoll(value());
+    else if (key == "--topk")
+      o.base.topk = std::stoll(value());
+    else if (key == "--experts")
+      o.base.experts = std::stoi(value());
+    else if (key == "--sms")
+      o.base.sms = std::stoi(value());
+    else if (key == "--warmup")
+      o.base.warmup = std::stoi(value());
+    else if (key == "--iters")
+      o.base.iters = std::stoi(value());
     else if (key == "--routing") {
       const std::string r = value();
       if (r != "uniform" && r != "skewed") usage("--routing must be uniform or skewed");
       o.base.skewed = r == "skewed";
-    } else if (key == "--check") o.base.check = true;
-    else if (key == "--sweep") o.sweep = value();
-    else if (key == "--json") o.json = value();
-    else if (key == "--commit") o.commit = value();
-    else usage(("unknown option " + a).c_str());
+    } else if (key == "--check")
+      o.base.check = true;
+    else if (key == "--sweep")
+      o.sweep = value();
+    else if (key == "--json")
+      o.json = value();
+    else if (key == "--commit")
+      o.commit = value();
+    else
+      usage(("unknown option " + a).c_str());
   }
   if (o.base.hidden % 128 != 0) usage("--hidden must be a multiple of 128 (FP8 scales)");
   if (o.base.iters < 1 || o.base.warmup < 0) usage("--iters must be >= 1 and --warmup >= 0");
@@ -115,7 +129,9 @@ int main(int argc, char** argv) {
   Options o = parse(argc, argv);
   const int gpus = count_gpus();
   if (gpus == 0) {
-    std::printf("epcomm_bench: no GPU visible; nothing to measure (the CPU reference runs in epcomm_demo)\n");
+    std::printf(
+        "epcomm_bench: no GPU visible; nothing to measure (the CPU reference runs in "
+        "epcomm_demo)\n");
     return 0;
   }
   const int R = o.ranks > 0 ? o.ranks : gpus;
@@ -137,7 +153,8 @@ int main(int argc, char** argv) {
     bo.rank = ctx.rank;
     bo.num_ranks = R;
     bo.device = ctx.rank;
-    bo.num_nvl_bytes = epcomm::get_normal_buffer_size_hint(biggest.tokens, biggest.hidden * 2, R, static_cast<int32_t>(biggest.topk));
+    bo.num_nvl_bytes = epcomm::get_normal_buffer_size_hint(biggest.tokens, biggest.hidden * 2, R,
+                                                           static_cast<int32_t>(biggest.topk));
     bo.timeout_seconds = 60;
     std::unique_ptr<epcomm::Buffer> buffer;
     if (auto e = epcomm::Buffer::create(bo, ctx.all_gather, &buffer); !e.ok()) {
@@ -154,10 +171,11 @@ int main(int argc, char** argv) {
     ctx.all_gather(&id, ids.data(), sizeof(id));
     if (have_nccl && nccl.comm_init_rank(&comm, R, ids[0], ctx.rank) != 0) comm = nullptr;
     if (ctx.rank == 0) {
-      std::printf("# epcomm_bench %s: %d x %s (%d SMs), commit %s, NCCL baseline: %s\n", epcomm::version(), R,
-                  prop.name, prop.multiProcessorCount, o.commit.c_str(), comm ? "yes" : ("no: " + why).c_str());
-      std::printf("# %-14s %-5s %6s %6s %4s %5s %4s %10s %10s %8s %8s\n", "op", "dtype", "tokens", "hidden", "topk",
-                  "exp", "sms", "mean_us", "median_us", "GB/s", "NVL GB/s");
+      std::printf("# epcomm_bench %s: %d x %s (%d SMs), commit %s, NCCL baseline: %s\n",
+                  epcomm::version(), R, prop.name, prop.multiProcessorCount, o.commit.c_str(),
+                  comm ? "yes" : ("no: " + why).c_str());
+      std::printf("# %-14s %-5s %6s %6s %4s %5s %4s %10s %10s %8s %8s\n", "op", "dtype", "tokens",
+                  "hidden", "topk", "exp", "sms", "mean_us", "median_us", "GB/s", "NVL GB/s");
     }
     std::string json;
     for (const auto& c : list) {
@@ -180,7 +198,8 @@ int main(int argc, char** argv) {
       }
       std::vector<Wire> all(mine.size() * R);
       ctx.all_gather(mine.data(), all.data(), mine.size() * sizeof(Wire));
-      if (!rb.check_result.empty()) std::printf("# [rank %d] --check: %s\n", ctx.rank, rb.check_result.c_str());
+      if (!rb.check_result.empty())
+        std::printf("# [rank %d] --check: %s\n", ctx.rank, rb.check_result.c_str());
       if (ctx.rank != 0) continue;
       for (size_t i = 0; i < mine.size(); ++i) {
         double mean = 0, median = 0, gbps = 0, nvl = 0;
@@ -191,17 +210,20 @@ int main(int argc, char** argv) {
           gbps += w.bytes / (w.mean_us * 1e3) / R;
           nvl += w.nvlink_bytes / (w.mean_us * 1e3) / R;
         }
-        std::printf("  %-14s %-5s %6ld %6ld %4ld %5d %4d %10.1f %10.1f %8.1f %8.1f\n", mine[i].op, mine[i].dtype,
-                    static_cast<long>(c.tokens), static_cast<long>(c.hidden), static_cast<long>(c.topk), c.experts,
-                    c.sms, mean, median, gbps, nvl);
+        std::printf("  %-14s %-5s %6ld %6ld %4ld %5d %4d %10.1f %10.1f %8.1f %8.1f\n", mine[i].op,
+                    mine[i].dtype, static_cast<long>(c.tokens), static_cast<long>(c.hidden),
+                    static_cast<long>(c.topk), c.experts, c.sms, mean, median, gbps, nvl);
         char rec[640];
-        std::snprintf(rec, sizeof(rec),
-                      "  {\"op\": \"%s\", \"dtype\": \"%s\", \"tokens\": %ld, \"hidden\": %ld, \"topk\": %ld, "
-                      "\"experts\": %d, \"ranks\": %d, \"sms\": %d, \"routing\": \"%s\", \"time_us\": %.2f, "
-                      "\"median_us\": %.2f, \"gbps\": %.2f, \"nvlink_gbps\": %.2f, \"card\": \"%s\", \"commit\": \"%s\"}",
-                      mine[i].op, mine[i].dtype, static_cast<long>(c.tokens), static_cast<long>(c.hidden),
-                      static_cast<long>(c.topk), c.experts, R, c.sms, c.skewed ? "skewed" : "uniform", mean, median,
-                      gbps, nvl, prop.name, o.commit.c_str());
+        std::snprintf(
+            rec, sizeof(rec),
+            "  {\"op\": \"%s\", \"dtype\": \"%s\", \"tokens\": %ld, \"hidden\": %ld, \"topk\": "
+            "%ld, "
+            "\"experts\": %d, \"ranks\": %d, \"sms\": %d, \"routing\": \"%s\", \"time_us\": %.2f, "
+            "\"median_us\": %.2f, \"gbps\": %.2f, \"nvlink_gbps\": %.2f, \"card\": \"%s\", "
+            "\"commit\": \"%s\"}",
+            mine[i].op, mine[i].dtype, static_cast<long>(c.tokens), static_cast<long>(c.hidden),
+            static_cast<long>(c.topk), c.experts, R, c.sms, c.skewed ? "skewed" : "uniform", mean,
+            median, gbps, nvl, prop.name, o.commit.c_str());
         json += (json.empty() ? "" : ",\n") + std::string(rec);
       }
       std::fflush(stdout);

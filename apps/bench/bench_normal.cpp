@@ -27,7 +27,9 @@ struct DevMem {
   explicit DevMem(size_t bytes) { check_cuda(cudaMalloc(&p, bytes ? bytes : 16), "cudaMalloc"); }
   ~DevMem() { cudaFree(p); }
   template <class T>
-  T* as() const { return static_cast<T*>(p); }
+  T* as() const {
+    return static_cast<T*>(p);
+  }
 };
 
 TensorView view(const DevMem& m, DType dt, std::initializer_list<int64_t> shape, int device) {
@@ -36,8 +38,8 @@ TensorView view(const DevMem& m, DType dt, std::initializer_list<int64_t> shape,
 
 }  // namespace
 
-RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, NcclComm comm, const NormalConfig& c,
-                       uint64_t seed) {
+RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, NcclComm comm,
+                       const NormalConfig& c, uint64_t seed) {
   const int32_t R = ctx.num_ranks, me = ctx.rank, dev = buffer.device();
   const int64_t T = c.tokens, H = c.hidden, K = c.topk, G = H / 128;
   const int32_t E = c.experts;
@@ -47,11 +49,13 @@ RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, Nc
 
   DevMem x(T * H * 2), x8(T * H), scales(T * G * 4), topk(T * K * 8), weights(T * K * 4);
   check_cuda(fill_bench_x(x.as<uint16_t>(), T, H, seed, me, s), "fill x");
-  check_cuda(cast_bench_fp8(x.as<uint16_t>(), x8.as<uint8_t>(), scales.as<float>(), T, H, s), "cast fp8");
+  check_cuda(cast_bench_fp8(x.as<uint16_t>(), x8.as<uint8_t>(), scales.as<float>(), T, H, s),
+             "cast fp8");
   const auto idx = bench_topk(T, K, E, c.skewed, seed, me);
   std::vector<float> w(T * K, 1.0f / static_cast<float>(K));
   check_cuda(cudaMemcpy(topk.p, idx.data(), idx.size() * 8, cudaMemcpyHostToDevice), "upload topk");
-  check_cuda(cudaMemcpy(weights.p, w.data(), w.size() * 4, cudaMemcpyHostToDevice), "upload weights");
+  check_cuda(cudaMemcpy(weights.p, w.data(), w.size() * 4, cudaMemcpyHostToDevice),
+             "upload weights");
   DevMem per_rank(R * 4), per_expert(E * 4), in_rank(T * R), rpm(R * R * 4), slot(T * R * 4);
 
   cudaEvent_t a, b;
@@ -82,19 +86,27 @@ RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, Nc
     out.samples.push_back(smp);
   };
 
-  LayoutArgs la{view(topk, DType::kInt64, {T, K}, dev), E, view(per_rank, DType::kInt32, {R}, dev), {},
-                view(per_expert, DType::kInt32, {E}, dev), view(in_rank, DType::kBool, {T, R}, dev)};
+  LayoutArgs la{
+      view(topk, DType::kInt64, {T, K}, dev),    E,
+      view(per_rank, DType::kInt32, {R}, dev),   {},
+      view(per_expert, DType::kInt32, {E}, dev), view(in_rank, DType::kBool, {T, R}, dev)};
   time_op("layout", "int64", 0, 0, [&] { check(buffer.get_dispatch_layout(la, s), "layout"); });
 
-  DispatchHandle h{view(rpm, DType::kInt32, {R, R}, dev), {}, view(in_rank, DType::kBool, {T, R}, dev),
-                   view(slot, DType::kInt32, {T, R}, dev), 0};
-  DispatchNotifyArgs na{la.num_tokens_per_rank, la.num_tokens_per_expert, la.is_token_in_rank, 1, Config{}, h};
+  DispatchHandle h{view(rpm, DType::kInt32, {R, R}, dev),
+                   {},
+                   view(in_rank, DType::kBool, {T, R}, dev),
+                   view(slot, DType::kInt32, {T, R}, dev),
+                   0};
+  DispatchNotifyArgs na{
+      la.num_tokens_per_rank, la.num_tokens_per_expert, la.is_token_in_rank, 1, Config{}, h};
   DispatchCounts counts;
   check(buffer.dispatch_notify(na, &counts, s), "notify");
   const int64_t N = counts.num_recv_tokens;
   std::vector<int32_t> m(R * R);
   check_cuda(cudaMemcpy(m.data(), rpm.p, m.size() * 4, cudaMemcpyDeviceToHost), "rpm");
-  auto sent_to = [&](int32_t src, int32_t d) { return m[src * R + d] - (src > 0 ? m[(src - 1) * R + d] : 0); };
+  auto sent_to = [&](int32_t src, int32_t d) {
+    return m[src * R + d] - (src > 0 ? m[(src - 1) * R + d] : 0);
+  };
   int64_t sent_remote = 0, sent_total = 0;
   for (int32_t d = 0; d < R; ++d) {
     sent_total += sent_to(me, d);
@@ -104,7 +116,8 @@ RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, Nc
   const double fp8_bytes = bf16_bytes * (1.0 + 4.0 / 128.0) / 2.0;
   const double remote_bf16 = static_cast<double>(sent_remote) * H * 2;
 
-  DevMem recv_x(N * H * 2), recv_src(N * 4), recv_topk(N * K * 8), recv_w(N * K * 4), recv_x8(N * H), recv_sc(N * G * 4);
+  DevMem recv_x(N * H * 2), recv_src(N * 4), recv_topk(N * K * 8), recv_w(N * K * 4),
+      recv_x8(N * H), recv_sc(N * G * 4);
   h.recv_src_idx = view(recv_src, DType::kInt32, {N}, dev);
   h.num_recv_tokens = N;
   Config cfg;
@@ -133,7 +146,8 @@ RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, Nc
   cached.config = cfg;
   cached.handle = h;
   cached.recv_x = full.recv_x;
-  time_op("dispatch", "bf16", bf16_bytes, remote_bf16, [&] { check(buffer.dispatch(cached, s), "dispatch"); });
+  time_op("dispatch", "bf16", bf16_bytes, remote_bf16,
+          [&] { check(buffer.dispatch(cached, s), "dispatch"); });
   DispatchArgs cached8 = cached;
   cached8.x = view(x8, DType::kFloat8E4M3, {T, H}, dev);
   cached8.x_scales = view(scales, DType::kFloat32, {T, G}, dev);
@@ -152,7 +166,8 @@ RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, Nc
   ca.config = cfg;
   ca.combined_x = view(combined, DType::kBFloat16, {T, H}, dev);
   ca.combined_topk_weights = view(combined_w, DType::kFloat32, {T, K}, dev);
-  time_op("combine", "bf16", bf16_bytes, remote_bf16, [&] { check(buffer.combine(ca, s), "combine"); });
+  time_op("combine", "bf16", bf16_bytes, remote_bf16,
+          [&] { check(buffer.combine(ca, s), "combine"); });
 
   if (c.check) {
     // Dispatch: received row i is a bit-exact copy of source (s, t); rows grouped by source,
@@ -181,7 +196,8 @@ RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, Nc
       int n = 0;
       for (int32_t d = 0; d < R; ++d) n += inr[t * R + d];
       for (int64_t hh = 0; hh < H; ++hh)
-        bad += cx[t * H + hh] != core::float_to_bf16(core::bf16_to_float(bench_value(seed, me, t, hh)) * n);
+        bad += cx[t * H + hh] !=
+               core::float_to_bf16(core::bf16_to_float(bench_value(seed, me, t, hh)) * n);
     }
     out.check_result = bad == 0 ? "ok" : "MISMATCH (" + std::to_string(bad) + " elements)";
   }
@@ -198,8 +214,12 @@ RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, Nc
                 for (int32_t d = 0; d < R; ++d) {
                   const int64_t n_out = sent_to(me, d), n_in = sent_to(d, me);
                   const int64_t recv_off = d > 0 ? m[(d - 1) * R + me] : 0;
-                  if (n_out) nccl->send(sendbuf.as<uint8_t>() + send_off * row_bytes, n_out * row_bytes, kNcclUint8, d, comm, s);
-                  if (n_in) nccl->recv(recvbuf.as<uint8_t>() + recv_off * row_bytes, n_in * row_bytes, kNcclUint8, d, comm, s);
+                  if (n_out)
+                    nccl->send(sendbuf.as<uint8_t>() + send_off * row_bytes, n_out * row_bytes,
+                               kNcclUint8, d, comm, s);
+                  if (n_in)
+                    nccl->recv(recvbuf.as<uint8_t>() + recv_off * row_bytes, n_in * row_bytes,
+                               kNcclUint8, d, comm, s);
                   send_off += n_out;
                 }
                 nccl->group_end();
@@ -215,10 +235,12 @@ RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, Nc
     if (d != me) bytes_to[d] = static_cast<int64_t>(sent_to(me, d)) * H * 2;
   }
   DevMem dst_dev(R * sizeof(uint8_t*)), bytes_dev(R * 8);
-  check_cuda(cudaMemcpy(dst_dev.p, dst.data(), R * sizeof(uint8_t*), cudaMemcpyHostToDevice), "h2d");
+  check_cuda(cudaMemcpy(dst_dev.p, dst.data(), R * sizeof(uint8_t*), cudaMemcpyHostToDevice),
+             "h2d");
   check_cuda(cudaMemcpy(bytes_dev.p, bytes_to.data(), R * 8, cudaMemcpyHostToDevice), "h2d");
   PushParams pp{x.as<uint8_t>(), dst_dev.as<uint8_t*>(), bytes_dev.as<int64_t>(), R, me};
-  time_op("ceiling", "bf16", bf16_bytes, remote_bf16, [&] { check_cuda(launch_push(pp, c.sms, s), "push"); });
+  time_op("ceiling", "bf16", bf16_bytes, remote_bf16,
+          [&] { check_cuda(launch_push(pp, c.sms, s), "push"); });
 
   cudaEventDestroy(a);
   cudaEventDestroy(b);

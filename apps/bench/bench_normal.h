@@ -39,7 +39,7 @@ struct RankBench {
 };
 
 // Collective over all ranks of ctx. `nccl`/`comm` may be null (no baseline).
-RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, NcclComm comm, const NormalConfig& cfg,
-                       uint64_t seed);
+RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, NcclComm comm,
+                       const NormalConfig& cfg, uint64_t seed);
 
 }  // namespace epcomm::bench

@@ -9,9 +9,9 @@
 namespace epcomm::bench {
 
 struct PushParams {
-  const uint8_t* src;          // local source, at least max(bytes_to) bytes
-  uint8_t* const* dst;         // [R] device array: destination base per peer (own rank skipped)
-  const int64_t* bytes_to;     // [R] device array: bytes for each peer (multiple of 16)
+  const uint8_t* src;       // local source, at least max(bytes_to) bytes
+  uint8_t* const* dst;      // [R] device array: destination base per peer (own rank skipped)
+  const int64_t* bytes_to;  // [R] device array: bytes for each peer (multiple of 16)
   int32_t num_ranks, rank;
 };
 

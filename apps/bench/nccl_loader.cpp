@@ -11,8 +11,9 @@ bool Nccl::load(std::string* error) {
   std::vector<std::string> candidates;
   if (const char* env = std::getenv("EPCOMM_NCCL_LIBRARY")) candidates.push_back(env);
   candidates.push_back("libnccl.so.2");
-  for (const char* py : {"/opt/torch/.venv/lib/python3.12/site-packages", "/usr/local/lib/python3.12/dist-packages",
-                         "/usr/lib/python3/dist-packages"})
+  for (const char* py :
+       {"/opt/torch/.venv/lib/python3.12/site-packages", "/usr/local/lib/python3.12/dist-packages",
+        "/usr/lib/python3/dist-packages"})
     candidates.push_back(std::string(py) + "/nvidia/nccl/lib/libnccl.so.2");
   candidates.push_back("/usr/local/cuda/lib64/libnccl.so.2");
   for (const auto& path : candidates) {
@@ -32,7 +33,8 @@ bool Nccl::load(std::string* error) {
   send = reinterpret_cast<decltype(send)>(sym("ncclSend"));
   recv = reinterpret_cast<decltype(recv)>(sym("ncclRecv"));
   get_error_string = reinterpret_cast<decltype(get_error_string)>(sym("ncclGetErrorString"));
-  if (!get_unique_id || !comm_init_rank || !comm_destroy || !group_start || !group_end || !send || !recv) {
+  if (!get_unique_id || !comm_init_rank || !comm_destroy || !group_start || !group_end || !send ||
+      !recv) {
     *error = "libnccl.so.2 lacks an expected symbol";
     dlclose(handle_);
     handle_ = nullptr;

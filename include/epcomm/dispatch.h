@@ -33,37 +33,37 @@ struct DispatchNotifyArgs {
   TensorView is_token_in_rank;       // [in]  [T, R] bool from get_dispatch_layout
   int32_t expert_alignment = 1;      // [in]  >= 1
   Config config;
-  DispatchHandle handle;             // [out] rank_prefix_matrix, send_slot, is_token_in_rank
+  DispatchHandle handle;  // [out] rank_prefix_matrix, send_slot, is_token_in_rank
 };
 
 struct DispatchArgs {
   // Rows to send: BF16 [T, H], or FP8 [T, H] with float32 scales [T, H/128] of any stride that
   // is unit along one dimension.
-  TensorView x;                   // [in]
-  TensorView x_scales;            // [in]  FP8 only
-  TensorView topk_idx;            // [in]  optional [T, K] int64/int32
-  TensorView topk_weights;        // [in]  optional [T, K] float32
+  TensorView x;                      // [in]
+  TensorView x_scales;               // [in]  FP8 only
+  TensorView topk_idx;               // [in]  optional [T, K] int64/int32
+  TensorView topk_weights;           // [in]  optional [T, K] float32
   TensorView num_tokens_per_rank;    // [in] [R] int32 (not needed when cached)
   TensorView num_tokens_per_expert;  // [in] [E] int32 (not needed when cached)
   TensorView is_token_in_rank;       // [in] [T, R] bool (not needed when cached)
   int32_t num_experts = 0;
   int32_t expert_alignment = 1;
-  int64_t num_worst_tokens = 0;   // > 0: outputs have this many rows and nothing waits on the host
-  bool cached = false;            // true: route along `handle` from an earlier dispatch
+  int64_t num_worst_tokens = 0;  // > 0: outputs have this many rows and nothing waits on the host
+  bool cached = false;           // true: route along `handle` from an earlier dispatch
   Config config;
-  DispatchHandle handle;          // [in] when cached or after dispatch_notify; [out] otherwise
-  TensorView recv_x;              // [out] [N, H] same dtype as x
-  TensorView recv_x_scales;       // [out] [N, H/128] float32, FP8 only
-  TensorView recv_topk_idx;       // [out] [N, K] same dtype as topk_idx (when topk given)
-  TensorView recv_topk_weights;   // [out] [N, K] float32 (when topk given)
+  DispatchHandle handle;         // [in] when cached or after dispatch_notify; [out] otherwise
+  TensorView recv_x;             // [out] [N, H] same dtype as x
+  TensorView recv_x_scales;      // [out] [N, H/128] float32, FP8 only
+  TensorView recv_topk_idx;      // [out] [N, K] same dtype as topk_idx (when topk given)
+  TensorView recv_topk_weights;  // [out] [N, K] float32 (when topk given)
 };
 
 struct CombineArgs {
-  TensorView x;              // [in]  [N_recv, H] bf16, rows in the receive order of the dispatch
-  DispatchHandle handle;     // [in]  the handle of that dispatch
-  TensorView topk_weights;   // [in]  optional [N_recv, K] float32
-  TensorView bias0;          // [in]  optional [T, H] bf16
-  TensorView bias1;          // [in]  optional [T, H] bf16
+  TensorView x;             // [in]  [N_recv, H] bf16, rows in the receive order of the dispatch
+  DispatchHandle handle;    // [in]  the handle of that dispatch
+  TensorView topk_weights;  // [in]  optional [N_recv, K] float32
+  TensorView bias0;         // [in]  optional [T, H] bf16
+  TensorView bias1;         // [in]  optional [T, H] bf16
   Config config;
   TensorView combined_x;             // [out] [T, H] bf16
   TensorView combined_topk_weights;  // [out] [T, K] float32, when topk_weights given

@@ -24,8 +24,8 @@ struct LowLatencyHook {
 };
 
 struct LowLatencyDispatchArgs {
-  TensorView x;         // [in] [T, H] bf16, T <= N_max
-  TensorView topk_idx;  // [in] [T, K] int64/int32; -1 = masked
+  TensorView x;                                  // [in] [T, H] bf16, T <= N_max
+  TensorView topk_idx;                           // [in] [T, K] int64/int32; -1 = masked
   int32_t num_max_dispatch_tokens_per_rank = 0;  // N_max, equal on every rank
   int32_t num_experts = 0;
   bool use_fp8 = true;

@@ -10,8 +10,8 @@ namespace epcomm {
 // Bytes of low-latency buffer (BufferOptions::num_rdma_bytes) for the given shapes; 0 when an
 // argument is out of range (each must be positive and num_experts % num_ranks == 0).
 EPCOMM_EXPORT int64_t get_low_latency_buffer_size_hint(int32_t num_max_dispatch_tokens_per_rank,
-                                         int32_t hidden, int32_t num_ranks,
-                                         int32_t num_experts);
+                                                       int32_t hidden, int32_t num_ranks,
+                                                       int32_t num_experts);
 
 // Bytes of normal-kernel buffer (BufferOptions::num_nvl_bytes) that dispatch and combine need
 // when every rank has at most max_tokens_per_rank tokens of hidden_bytes per row (BF16 rows are

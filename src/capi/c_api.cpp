@@ -23,7 +23,9 @@ epcomm_status_t fail(const Error& e) {
   return static_cast<epcomm_status_t>(e.code());
 }
 
-epcomm_status_t report(const Error& e) { return e.ok() ? EPCOMM_SUCCESS : fail(e); }
+epcomm_status_t report(const Error& e) {
+  return e.ok() ? EPCOMM_SUCCESS : fail(e);
+}
 
 epcomm_status_t invalid(const std::string& message) {
   return fail(Error(ErrorCode::kInvalidArgument, message));
@@ -59,7 +61,8 @@ bool size_ok(const T* s, const char* fn, const char* arg, epcomm_status_t* statu
 
 bool buffer_ok(epcomm_buffer_t b, const char* fn, epcomm_status_t* status) {
   if (b == nullptr || !b->buffer) {
-    *status = invalid(std::string(fn) + ": buffer: expected a buffer from epcomm_buffer_create, got null");
+    *status = invalid(std::string(fn) +
+                      ": buffer: expected a buffer from epcomm_buffer_create, got null");
     return false;
   }
   return true;
@@ -102,7 +105,8 @@ epcomm::Config to_config(const epcomm_config_t& c) {
 
 epcomm::DispatchHandle to_handle(const epcomm_dispatch_handle_t& h) {
   return epcomm::DispatchHandle{to_view(h.rank_prefix_matrix), to_view(h.recv_src_idx),
-                                to_view(h.is_token_in_rank), to_view(h.send_slot), h.num_recv_tokens};
+                                to_view(h.is_token_in_rank), to_view(h.send_slot),
+                                h.num_recv_tokens};
 }
 
 epcomm::LowLatencyHandle to_handle(const epcomm_low_latency_handle_t& h) {
@@ -121,8 +125,12 @@ void zero_init(T* s) {
 
 extern "C" {
 
-const char* epcomm_version(void) { return epcomm::version(); }
-const char* epcomm_last_error_message(void) { return g_last_error.c_str(); }
+const char* epcomm_version(void) {
+  return epcomm::version();
+}
+const char* epcomm_last_error_message(void) {
+  return g_last_error.c_str();
+}
 const char* epcomm_status_name(epcomm_status_t status) {
   return epcomm::error_code_name(static_cast<ErrorCode>(status));
 }
@@ -194,7 +202,8 @@ void epcomm_dispatch_args_init(epcomm_dispatch_args_t* a) {
 void epcomm_combine_args_init(epcomm_combine_args_t* a) {
   zero_init(a);
   if (!a) return;
-  for (auto* t : {&a->x, &a->topk_weights, &a->bias0, &a->bias1, &a->combined_x, &a->combined_topk_weights})
+  for (auto* t :
+       {&a->x, &a->topk_weights, &a->bias0, &a->bias1, &a->combined_x, &a->combined_topk_weights})
     epcomm_tensor_init(t);
   epcomm_config_init(&a->config);
   handle_init(&a->handle);
@@ -252,7 +261,8 @@ epcomm_status_t epcomm_buffer_create(const epcomm_buffer_options_t* options,
     o.timeout_seconds = options->timeout_seconds;
     auto fn = [all_gather, user_data](const void* mine, void* all, size_t bytes) {
       const int rc = all_gather(mine, all, bytes, user_data);
-      if (rc != 0) throw std::runtime_error("the all-gather callback returned " + std::to_string(rc));
+      if (rc != 0)
+        throw std::runtime_error("the all-gather callback returned " + std::to_string(rc));
     };
     auto handle = std::make_unique<epcomm_buffer>();
     if (auto e = epcomm::Buffer::create(o, fn, &handle->buffer); !e.ok()) return fail(e);
@@ -271,11 +281,13 @@ epcomm_status_t epcomm_buffer_destroy(epcomm_buffer_t buffer) {
 }
 
 epcomm_status_t epcomm_buffer_barrier(epcomm_buffer_t buffer, void* stream) {
-  return buffer_call("epcomm_buffer_barrier", buffer, [&] { return buffer->buffer->barrier(stream); });
+  return buffer_call("epcomm_buffer_barrier", buffer,
+                     [&] { return buffer->buffer->barrier(stream); });
 }
 
 epcomm_status_t epcomm_buffer_synchronize(epcomm_buffer_t buffer, void* stream) {
-  return buffer_call("epcomm_buffer_synchronize", buffer, [&] { return buffer->buffer->synchronize(stream); });
+  return buffer_call("epcomm_buffer_synchronize", buffer,
+                     [&] { return buffer->buffer->synchronize(stream); });
 }
 
 epcomm_status_t epcomm_buffer_abort(epcomm_buffer_t buffer) {
@@ -285,11 +297,13 @@ epcomm_status_t epcomm_buffer_abort(epcomm_buffer_t buffer) {
   });
 }
 
-epcomm_status_t epcomm_buffer_local_region(epcomm_buffer_t buffer, int32_t low_latency, void** ptr) {
+epcomm_status_t epcomm_buffer_local_region(epcomm_buffer_t buffer, int32_t low_latency,
+                                           void** ptr) {
   return guarded("epcomm_buffer_local_region", [&]() -> epcomm_status_t {
     epcomm_status_t st = EPCOMM_SUCCESS;
     if (!buffer_ok(buffer, "epcomm_buffer_local_region", &st)) return st;
-    if (ptr == nullptr) return invalid("epcomm_buffer_local_region: ptr: expected a pointer, got null");
+    if (ptr == nullptr)
+      return invalid("epcomm_buffer_local_region: ptr: expected a pointer, got null");
     *ptr = buffer->buffer->local_region(low_latency != 0);
     return EPCOMM_SUCCESS;
   });
@@ -301,8 +315,11 @@ epcomm_status_t epcomm_get_dispatch_layout(epcomm_buffer_t buffer, const epcomm_
     epcomm_status_t st = EPCOMM_SUCCESS;
     if (!buffer_ok(buffer, "epcomm_get_dispatch_layout", &st)) return st;
     if (!size_ok(args, "epcomm_get_dispatch_layout", "args", &st)) return st;
-    epcomm::LayoutArgs a{to_view(args->topk_idx), args->num_experts, to_view(args->num_tokens_per_rank),
-                         to_view(args->num_tokens_per_rdma_rank), to_view(args->num_tokens_per_expert),
+    epcomm::LayoutArgs a{to_view(args->topk_idx),
+                         args->num_experts,
+                         to_view(args->num_tokens_per_rank),
+                         to_view(args->num_tokens_per_rdma_rank),
+                         to_view(args->num_tokens_per_expert),
                          to_view(args->is_token_in_rank)};
     return report(buffer->buffer->get_dispatch_layout(a, stream));
   });
@@ -314,9 +331,12 @@ epcomm_status_t epcomm_dispatch_notify(epcomm_buffer_t buffer, epcomm_dispatch_n
     epcomm_status_t st = EPCOMM_SUCCESS;
     if (!buffer_ok(buffer, "epcomm_dispatch_notify", &st)) return st;
     if (!size_ok(args, "epcomm_dispatch_notify", "args", &st)) return st;
-    epcomm::DispatchNotifyArgs a{to_view(args->num_tokens_per_rank), to_view(args->num_tokens_per_expert),
-                                 to_view(args->is_token_in_rank), args->expert_alignment,
-                                 to_config(args->config), to_handle(args->handle)};
+    epcomm::DispatchNotifyArgs a{to_view(args->num_tokens_per_rank),
+                                 to_view(args->num_tokens_per_expert),
+                                 to_view(args->is_token_in_rank),
+                                 args->expert_alignment,
+                                 to_config(args->config),
+                                 to_handle(args->handle)};
     epcomm::DispatchCounts counts;
     if (auto e = buffer->buffer->dispatch_notify(a, &counts, stream); !e.ok()) return fail(e);
     args->num_recv_tokens = counts.num_recv_tokens;
@@ -331,7 +351,8 @@ epcomm_status_t epcomm_dispatch_notify(epcomm_buffer_t buffer, epcomm_dispatch_n
   });
 }
 
-epcomm_status_t epcomm_dispatch(epcomm_buffer_t buffer, const epcomm_dispatch_args_t* args, void* stream) {
+epcomm_status_t epcomm_dispatch(epcomm_buffer_t buffer, const epcomm_dispatch_args_t* args,
+                                void* stream) {
   return guarded("epcomm_dispatch", [&]() -> epcomm_status_t {
     epcomm_status_t st = EPCOMM_SUCCESS;
     if (!buffer_ok(buffer, "epcomm_dispatch", &st)) return st;
@@ -358,19 +379,26 @@ epcomm_status_t epcomm_dispatch(epcomm_buffer_t buffer, const epcomm_dispatch_ar
   });
 }
 
-epcomm_status_t epcomm_combine(epcomm_buffer_t buffer, const epcomm_combine_args_t* args, void* stream) {
+epcomm_status_t epcomm_combine(epcomm_buffer_t buffer, const epcomm_combine_args_t* args,
+                               void* stream) {
   return guarded("epcomm_combine", [&]() -> epcomm_status_t {
     epcomm_status_t st = EPCOMM_SUCCESS;
     if (!buffer_ok(buffer, "epcomm_combine", &st)) return st;
     if (!size_ok(args, "epcomm_combine", "args", &st)) return st;
-    epcomm::CombineArgs a{to_view(args->x),     to_handle(args->handle),    to_view(args->topk_weights),
-                          to_view(args->bias0), to_view(args->bias1),       to_config(args->config),
-                          to_view(args->combined_x), to_view(args->combined_topk_weights)};
+    epcomm::CombineArgs a{to_view(args->x),
+                          to_handle(args->handle),
+                          to_view(args->topk_weights),
+                          to_view(args->bias0),
+                          to_view(args->bias1),
+                          to_config(args->config),
+                          to_view(args->combined_x),
+                          to_view(args->combined_topk_weights)};
     return report(buffer->buffer->combine(a, stream));
   });
 }
 
-epcomm_status_t epcomm_low_latency_dispatch(epcomm_buffer_t buffer, epcomm_low_latency_dispatch_args_t* args,
+epcomm_status_t epcomm_low_latency_dispatch(epcomm_buffer_t buffer,
+                                            epcomm_low_latency_dispatch_args_t* args,
                                             void* stream) {
   return guarded("epcomm_low_latency_dispatch", [&]() -> epcomm_status_t {
     epcomm_status_t st = EPCOMM_SUCCESS;
@@ -398,8 +426,8 @@ epcomm_status_t epcomm_low_latency_dispatch(epcomm_buffer_t buffer, epcomm_low_l
   });
 }
 
-epcomm_status_t epcomm_low_latency_combine(epcomm_buffer_t buffer, epcomm_low_latency_combine_args_t* args,
-                                           void* stream) {
+epcomm_status_t epcomm_low_latency_combine(epcomm_buffer_t buffer,
+                                           epcomm_low_latency_combine_args_t* args, void* stream) {
   return guarded("epcomm_low_latency_combine", [&]() -> epcomm_status_t {
     epcomm_status_t st = EPCOMM_SUCCESS;
     if (!buffer_ok(buffer, "epcomm_low_latency_combine", &st)) return st;
@@ -422,12 +450,16 @@ epcomm_status_t epcomm_low_latency_combine(epcomm_buffer_t buffer, epcomm_low_la
 }
 
 epcomm_status_t epcomm_run_low_latency_hook(epcomm_buffer_t buffer, int64_t hook, void* stream) {
-  return buffer_call("epcomm_run_low_latency_hook", buffer, [&] { return buffer->buffer->run_low_latency_hook(epcomm::LowLatencyHook{hook}, stream); });
+  return buffer_call("epcomm_run_low_latency_hook", buffer, [&] {
+    return buffer->buffer->run_low_latency_hook(epcomm::LowLatencyHook{hook}, stream);
+  });
 }
 
-epcomm_status_t epcomm_clean_low_latency_buffer(epcomm_buffer_t buffer, int32_t n_max, int32_t hidden,
-                                                int32_t num_experts, void* stream) {
-  return buffer_call("epcomm_clean_low_latency_buffer", buffer, [&] { return buffer->buffer->clean_low_latency_buffer(n_max, hidden, num_experts, stream); });
+epcomm_status_t epcomm_clean_low_latency_buffer(epcomm_buffer_t buffer, int32_t n_max,
+                                                int32_t hidden, int32_t num_experts, void* stream) {
+  return buffer_call("epcomm_clean_low_latency_buffer", buffer, [&] {
+    return buffer->buffer->clean_low_latency_buffer(n_max, hidden, num_experts, stream);
+  });
 }
 
 }  // extern "C"

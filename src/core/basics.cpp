@@ -10,16 +10,26 @@ namespace epcomm {
 
 const char* error_code_name(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kSuccess: return "success";
-    case ErrorCode::kInvalidArgument: return "invalid_argument";
-    case ErrorCode::kNotImplemented: return "not_implemented";
-    case ErrorCode::kNotSupported: return "not_supported";
-    case ErrorCode::kCudaError: return "cuda_error";
-    case ErrorCode::kTimeout: return "timeout";
-    case ErrorCode::kBootstrap: return "bootstrap";
-    case ErrorCode::kBufferTooSmall: return "buffer_too_small";
-    case ErrorCode::kFailedState: return "failed_state";
-    case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kSuccess:
+      return "success";
+    case ErrorCode::kInvalidArgument:
+      return "invalid_argument";
+    case ErrorCode::kNotImplemented:
+      return "not_implemented";
+    case ErrorCode::kNotSupported:
+      return "not_supported";
+    case ErrorCode::kCudaError:
+      return "cuda_error";
+    case ErrorCode::kTimeout:
+      return "timeout";
+    case ErrorCode::kBootstrap:
+      return "bootstrap";
+    case ErrorCode::kBufferTooSmall:
+      return "buffer_too_small";
+    case ErrorCode::kFailedState:
+      return "failed_state";
+    case ErrorCode::kInternal:
+      return "internal";
   }
   return "unknown";
 }
@@ -31,29 +41,43 @@ std::string Error::to_string() const {
 
 size_t dtype_size(DType dtype) {
   switch (dtype) {
-    case DType::kBFloat16: return 2;
-    case DType::kFloat8E4M3: return 1;
-    case DType::kFloat32: return 4;
-    case DType::kInt32: return 4;
-    case DType::kInt64: return 8;
-    case DType::kBool: return 1;
+    case DType::kBFloat16:
+      return 2;
+    case DType::kFloat8E4M3:
+      return 1;
+    case DType::kFloat32:
+      return 4;
+    case DType::kInt32:
+      return 4;
+    case DType::kInt64:
+      return 8;
+    case DType::kBool:
+      return 1;
   }
   return 0;
 }
 
 const char* dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::kBFloat16: return "bfloat16";
-    case DType::kFloat8E4M3: return "float8_e4m3fn";
-    case DType::kFloat32: return "float32";
-    case DType::kInt32: return "int32";
-    case DType::kInt64: return "int64";
-    case DType::kBool: return "bool";
+    case DType::kBFloat16:
+      return "bfloat16";
+    case DType::kFloat8E4M3:
+      return "float8_e4m3fn";
+    case DType::kFloat32:
+      return "float32";
+    case DType::kInt32:
+      return "int32";
+    case DType::kInt64:
+      return "int64";
+    case DType::kBool:
+      return "bool";
   }
   return "unknown";
 }
 
-bool dtype_is_valid(DType dtype) { return dtype_size(dtype) != 0; }
+bool dtype_is_valid(DType dtype) {
+  return dtype_size(dtype) != 0;
+}
 
 TensorView TensorView::contiguous(void* data, DType dtype, std::initializer_list<int64_t> shape,
                                   DeviceKind device, int32_t device_index) {
@@ -102,6 +126,8 @@ bool TensorView::is_contiguous() const {
   return true;
 }
 
-const char* version() { return EPCOMM_VERSION_STRING; }
+const char* version() {
+  return EPCOMM_VERSION_STRING;
+}
 
 }  // namespace epcomm

@@ -33,11 +33,11 @@ enum class WaitStage : int32_t {
 enum RecordStatus : int32_t { kRecordEmpty = 0, kRecordWriting = 1, kRecordValid = 2 };
 
 struct DeviceErrorRecord {
-  int32_t status;      // RecordStatus; claimed with a compare-and-swap so the first error wins
-  int32_t op;          // OpId
-  int32_t rank;        // the rank that waited
-  int32_t peer;        // the first peer it gave up on
-  int32_t stage;       // WaitStage
+  int32_t status;  // RecordStatus; claimed with a compare-and-swap so the first error wins
+  int32_t op;      // OpId
+  int32_t rank;    // the rank that waited
+  int32_t peer;    // the first peer it gave up on
+  int32_t stage;   // WaitStage
   int32_t reserved;
   uint64_t peer_mask;  // every peer (rank < 64) some wait gave up on
   uint64_t waited_ns;  // how long the first wait lasted

@@ -22,7 +22,9 @@ LogLevel log_level() {
   return level;
 }
 
-bool log_enabled(LogLevel level) { return static_cast<int>(level) <= static_cast<int>(log_level()); }
+bool log_enabled(LogLevel level) {
+  return static_cast<int>(level) <= static_cast<int>(log_level());
+}
 
 void log_message(LogLevel level, const std::string& message) {
   if (!log_enabled(level)) return;

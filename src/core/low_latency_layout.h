@@ -45,9 +45,9 @@ struct LowLatencyLayout {
     l.message_bytes = align_up(kLowLatencyHeaderBytes + int64_t{hidden} * 2, 16);
     const int64_t max_topk = num_experts < kMaxLowLatencyTopk ? num_experts : kMaxLowLatencyTopk;
     l.dispatch_recv_offset = 0;
-    l.combine_recv_offset = align_up(
-        l.dispatch_recv_offset + int64_t{num_ranks} * num_max_tokens * l.message_bytes,
-        kRegionAlignment);
+    l.combine_recv_offset =
+        align_up(l.dispatch_recv_offset + int64_t{num_ranks} * num_max_tokens * l.message_bytes,
+                 kRegionAlignment);
     l.signal_offset = align_up(
         l.combine_recv_offset + int64_t{num_max_tokens} * max_topk * hidden * 2, kRegionAlignment);
     l.half_bytes = align_up(l.signal_offset + int64_t{num_ranks} * 64, kRegionAlignment);

@@ -8,7 +8,8 @@
 // Normal region (num_nvl_bytes) = [ dispatch area | combine area ], two equal halves, so a
 // dispatch and a combine never wait for each other's buffer.
 // Each area is structure-of-arrays over `capacity` rows:
-//   dispatch: x row (row_bytes) | scales (G f32) | topk idx (K i32) | topk weights (K f32) | src (i32)
+//   dispatch: x row (row_bytes) | scales (G f32) | topk idx (K i32) | topk weights (K f32) | src
+//   (i32)
 //             | arrival tag (u32)
 //   combine : x row (H bf16)    | topk weights (K f32) | arrival tag (u32)
 // A sender writes a row, then releases its arrival tag (the call's epoch); receivers copy or
@@ -33,7 +34,9 @@ constexpr int32_t kNormalMaxExperts = 1024;
 struct NormalSignalLayout {
   int32_t num_ranks = 0;
 
-  EPCOMM_HOST_DEVICE int64_t barrier_bytes() const { return align_up(int64_t{kMaxNormalRanks} * 8, 4096); }
+  EPCOMM_HOST_DEVICE int64_t barrier_bytes() const {
+    return align_up(int64_t{kMaxNormalRanks} * 8, 4096);
+  }
   // One notify slot: 8-byte epoch, 8-byte signature, counts [R], expert counts [E_local max].
   EPCOMM_HOST_DEVICE int64_t notify_slot_bytes() const {
     return align_up(16 + 4 * int64_t{num_ranks} + 4 * int64_t{kNormalMaxExperts}, 128);
@@ -47,7 +50,8 @@ struct NormalSignalLayout {
   }
   // kind: NormalFlag (below); one uint64 per rank, rows of kMaxNormalRanks, 128-byte aligned.
   EPCOMM_HOST_DEVICE int64_t flag(int32_t kind, int32_t rank) const {
-    return flags_offset() + int64_t{kind} * align_up(8 * int64_t{kMaxNormalRanks}, 128) + 8 * int64_t{rank};
+    return flags_offset() + int64_t{kind} * align_up(8 * int64_t{kMaxNormalRanks}, 128) +
+           8 * int64_t{rank};
   }
   EPCOMM_HOST_DEVICE int64_t end() const { return flag(8, 0); }
 };
@@ -67,19 +71,20 @@ constexpr int32_t kNumNormalFlags = 8;
 // Structure-of-arrays receive area for one op (offsets relative to the area's start).
 struct NormalArea {
   int64_t capacity = 0;  // rows
-  int64_t x_offset = 0, scales_offset = 0, topk_idx_offset = 0, topk_weights_offset = 0, src_offset = 0;
+  int64_t x_offset = 0, scales_offset = 0, topk_idx_offset = 0, topk_weights_offset = 0,
+          src_offset = 0;
   int64_t tag_offset = 0;  // uint32 per row: the epoch (low 32 bits) of the call that wrote it
   int64_t row_bytes = 0;
   int32_t num_scales = 0;  // G (0 for BF16)
   int32_t topk = 0;        // K (0 when no top-k travels)
 
-  EPCOMM_HOST_DEVICE static int64_t bytes_per_row(int64_t row_bytes, int32_t num_scales, int32_t topk,
-                                                  bool with_src) {
+  EPCOMM_HOST_DEVICE static int64_t bytes_per_row(int64_t row_bytes, int32_t num_scales,
+                                                  int32_t topk, bool with_src) {
     return row_bytes + 4 * int64_t{num_scales} + 8 * int64_t{topk} + (with_src ? 4 : 0) + 4;
   }
   // Lays out as many rows as fit in area_bytes (each array 16-byte aligned).
-  EPCOMM_HOST_DEVICE static NormalArea make(int64_t area_bytes, int64_t row_bytes, int32_t num_scales,
-                                            int32_t topk, bool with_src) {
+  EPCOMM_HOST_DEVICE static NormalArea make(int64_t area_bytes, int64_t row_bytes,
+                                            int32_t num_scales, int32_t topk, bool with_src) {
     NormalArea a;
     a.row_bytes = row_bytes;
     a.num_scales = num_scales;
@@ -113,7 +118,8 @@ struct NormalRegionLayout {
 EPCOMM_HOST_DEVICE uint64_t normal_signature(int64_t row_bytes, int32_t num_scales, int32_t topk,
                                              int32_t num_channels) {
   return (static_cast<uint64_t>(row_bytes) << 24) ^ (static_cast<uint64_t>(num_scales) << 12) ^
-         (static_cast<uint64_t>(topk) << 6) ^ static_cast<uint64_t>(num_channels) ^ 0x5eed000000000000ull;
+         (static_cast<uint64_t>(topk) << 6) ^ static_cast<uint64_t>(num_channels) ^
+         0x5eed000000000000ull;
 }
 
 }  // namespace epcomm::core

@@ -10,9 +10,9 @@
 
 namespace epcomm::core {
 
-constexpr int kFp8GroupSize = 128;       // channels per FP8 scale
-constexpr float kFp8E4M3Max = 448.0f;    // largest finite float8_e4m3fn
-constexpr float kFp8AmaxFloor = 1e-4f;   // amax is clamped below at this value
+constexpr int kFp8GroupSize = 128;      // channels per FP8 scale
+constexpr float kFp8E4M3Max = 448.0f;   // largest finite float8_e4m3fn
+constexpr float kFp8AmaxFloor = 1e-4f;  // amax is clamped below at this value
 
 EPCOMM_HOST_DEVICE uint32_t float_bits(float f) {
   uint32_t u;
@@ -34,7 +34,9 @@ EPCOMM_HOST_DEVICE uint16_t float_to_bf16(float f) {
   return static_cast<uint16_t>((u + rounding_bias) >> 16);
 }
 
-EPCOMM_HOST_DEVICE float bf16_to_float(uint16_t b) { return bits_float(static_cast<uint32_t>(b) << 16); }
+EPCOMM_HOST_DEVICE float bf16_to_float(uint16_t b) {
+  return bits_float(static_cast<uint32_t>(b) << 16);
+}
 
 // float32 -> float8_e4m3fn bits, round to nearest even, saturating: every finite magnitude
 // >= 448 and infinity become +-448; NaN becomes 0x7f with the sign kept.
@@ -99,6 +101,8 @@ EPCOMM_HOST_DEVICE float scale_from_ue8m0(uint8_t byte) {
 }
 
 // q = float8_e4m3fn(x / scale): the quantisation every FP8 path uses.
-EPCOMM_HOST_DEVICE uint8_t fp8_quantize(float x, float scale) { return float_to_fp8_e4m3(x / scale); }
+EPCOMM_HOST_DEVICE uint8_t fp8_quantize(float x, float scale) {
+  return float_to_fp8_e4m3(x / scale);
+}
 
 }  // namespace epcomm::core

@@ -42,15 +42,16 @@ Error validate_layout_args(const LayoutArgs& a, const Topology& topo, DeviceKind
   const char* op = "get_dispatch_layout";
   const int32_t R = topo.num_ranks;
   if (auto e = check_num_experts(op, a.num_experts, R); !e.ok()) return e;
-  if (auto e = check_tensor(op, "topk_idx", a.topk_idx, kIndexTypes, {{"T", kAnySize}, {"K", kAnySize}},
-                            dev);
+  if (auto e = check_tensor(op, "topk_idx", a.topk_idx, kIndexTypes,
+                            {{"T", kAnySize}, {"K", kAnySize}}, dev);
       !e.ok())
     return e;
   const int64_t T = a.topk_idx.shape[0];
   const int64_t K = a.topk_idx.shape[1];
   if (K < 1 || K > kMaxNormalTopk)
-    return invalid(op, "topk_idx", "expected K in [1, " + std::to_string(kMaxNormalTopk) +
-                                       "], got shape " + shape_string(a.topk_idx));
+    return invalid(op, "topk_idx",
+                   "expected K in [1, " + std::to_string(kMaxNormalTopk) + "], got shape " +
+                       shape_string(a.topk_idx));
   if (auto e = check_topk_values(op, "topk_idx", a.topk_idx, a.num_experts); !e.ok()) return e;
   if (auto e = check_tensor(op, "num_tokens_per_rank", a.num_tokens_per_rank, {DType::kInt32},
                             {{"R", R}}, dev);
@@ -65,10 +66,11 @@ Error validate_layout_args(const LayoutArgs& a, const Topology& topo, DeviceKind
       !e.ok())
     return e;
   if (topo.single_node() && a.num_tokens_per_rdma_rank.defined())
-    return invalid(op, "num_tokens_per_rdma_rank",
-                   "expected none on a single node, got shape " +
-                       shape_string(a.num_tokens_per_rdma_rank));
-  for (const TensorView* t : {&a.num_tokens_per_rank, &a.num_tokens_per_expert, &a.is_token_in_rank})
+    return invalid(
+        op, "num_tokens_per_rdma_rank",
+        "expected none on a single node, got shape " + shape_string(a.num_tokens_per_rdma_rank));
+  for (const TensorView* t :
+       {&a.num_tokens_per_rank, &a.num_tokens_per_expert, &a.is_token_in_rank})
     if (auto e = check_contiguous(op, "output", *t); !e.ok()) return e;
   return Error::success();
 }
@@ -79,7 +81,8 @@ Error validate_dispatch_notify_args(const DispatchNotifyArgs& a, const Topology&
   const int32_t R = topo.num_ranks;
   if (auto e = validate_config(op, a.config); !e.ok()) return e;
   if (a.expert_alignment < 1)
-    return invalid(op, "expert_alignment", "expected >= 1, got " + std::to_string(a.expert_alignment));
+    return invalid(op, "expert_alignment",
+                   "expected >= 1, got " + std::to_string(a.expert_alignment));
   if (auto e = check_tensor(op, "num_tokens_per_rank", a.num_tokens_per_rank, {DType::kInt32},
                             {{"R", R}}, dev);
       !e.ok())
@@ -114,19 +117,21 @@ Error validate_dispatch_args(const DispatchArgs& a, const Topology& topo, Device
   const bool fp8 = a.x.dtype == DType::kFloat8E4M3;
   if (fp8) {
     if (H % kFp8GroupSize != 0)
-      return invalid(op, "x", "expected an FP8 hidden size that is a multiple of 128, got " +
-                                  std::to_string(H));
+      return invalid(
+          op, "x",
+          "expected an FP8 hidden size that is a multiple of 128, got " + std::to_string(H));
     if (auto e = check_tensor(op, "x_scales", a.x_scales, {DType::kFloat32},
                               {{"T", T}, {"H/128", H / kFp8GroupSize}}, dev);
         !e.ok())
       return e;
     if (auto e = check_unit_stride_2d(op, "x_scales", a.x_scales); !e.ok()) return e;
   } else if (a.x_scales.defined()) {
-    return invalid(op, "x_scales", "expected none for bfloat16 x, got shape " +
-                                       shape_string(a.x_scales));
+    return invalid(op, "x_scales",
+                   "expected none for bfloat16 x, got shape " + shape_string(a.x_scales));
   }
   if (a.num_worst_tokens < 0)
-    return invalid(op, "num_worst_tokens", "expected >= 0, got " + std::to_string(a.num_worst_tokens));
+    return invalid(op, "num_worst_tokens",
+                   "expected >= 0, got " + std::to_string(a.num_worst_tokens));
   const bool has_topk = a.topk_idx.defined();
   if (has_topk != a.topk_weights.defined())
     return invalid(op, has_topk ? "topk_weights" : "topk_idx",
@@ -136,29 +141,32 @@ Error validate_dispatch_args(const DispatchArgs& a, const Topology& topo, Device
   if (has_topk) {
     if (a.cached)
       return invalid(op, "topk_idx", "expected none in cached mode (handle given), got a tensor");
-    if (auto e = check_tensor(op, "topk_idx", a.topk_idx, kIndexTypes, {{"T", T}, {"K", kAnySize}}, dev);
+    if (auto e =
+            check_tensor(op, "topk_idx", a.topk_idx, kIndexTypes, {{"T", T}, {"K", kAnySize}}, dev);
         !e.ok())
       return e;
     K = a.topk_idx.shape[1];
     if (K < 1 || K > kMaxNormalTopk)
-      return invalid(op, "topk_idx", "expected K in [1, " + std::to_string(kMaxNormalTopk) +
-                                         "], got shape " + shape_string(a.topk_idx));
-    if (auto e = check_tensor(op, "topk_weights", a.topk_weights, {DType::kFloat32}, {{"T", T}, {"K", K}},
-                              dev);
+      return invalid(op, "topk_idx",
+                     "expected K in [1, " + std::to_string(kMaxNormalTopk) + "], got shape " +
+                         shape_string(a.topk_idx));
+    if (auto e = check_tensor(op, "topk_weights", a.topk_weights, {DType::kFloat32},
+                              {{"T", T}, {"K", K}}, dev);
         !e.ok())
       return e;
   }
   if (a.cached) {
     if (a.num_worst_tokens > 0)
-      return invalid(op, "num_worst_tokens", "expected 0 in cached mode, got " +
-                                                 std::to_string(a.num_worst_tokens));
+      return invalid(op, "num_worst_tokens",
+                     "expected 0 in cached mode, got " + std::to_string(a.num_worst_tokens));
     if (auto e = check_handle_routing(op, a.handle, T, R, dev); !e.ok()) return e;
   } else {
     if (auto e = check_num_experts(op, a.num_experts, R); !e.ok()) return e;
     if (has_topk)
       if (auto e = check_topk_values(op, "topk_idx", a.topk_idx, a.num_experts); !e.ok()) return e;
     if (a.expert_alignment < 1)
-      return invalid(op, "expert_alignment", "expected >= 1, got " + std::to_string(a.expert_alignment));
+      return invalid(op, "expert_alignment",
+                     "expected >= 1, got " + std::to_string(a.expert_alignment));
     if (auto e = check_tensor(op, "num_tokens_per_rank", a.num_tokens_per_rank, {DType::kInt32},
                               {{"R", R}}, dev);
         !e.ok())
@@ -174,7 +182,8 @@ Error validate_dispatch_args(const DispatchArgs& a, const Topology& topo, Device
     if (auto e = check_handle_routing(op, a.handle, T, R, dev); !e.ok()) return e;
   }
   const int64_t N = a.num_worst_tokens > 0 ? a.num_worst_tokens : num_recv_rows;
-  if (auto e = check_tensor(op, "recv_x", a.recv_x, {a.x.dtype}, {{"N", N}, {"H", H}}, dev); !e.ok())
+  if (auto e = check_tensor(op, "recv_x", a.recv_x, {a.x.dtype}, {{"N", N}, {"H", H}}, dev);
+      !e.ok())
     return e;
   if (auto e = check_rows_aligned(op, "recv_x", a.recv_x); !e.ok()) return e;
   if (fp8) {
@@ -210,7 +219,8 @@ Error validate_combine_args(const CombineArgs& a, const Topology& topo, DeviceKi
       !e.ok())
     return e;
   const int64_t N = a.handle.recv_src_idx.shape[0];
-  if (auto e = check_tensor(op, "x", a.x, {DType::kBFloat16}, {{"N", N}, {"H", kAnySize}}, dev); !e.ok())
+  if (auto e = check_tensor(op, "x", a.x, {DType::kBFloat16}, {{"N", N}, {"H", kAnySize}}, dev);
+      !e.ok())
     return e;
   if (auto e = check_rows_aligned(op, "x", a.x); !e.ok()) return e;
   const int64_t H = a.x.shape[1];
@@ -232,8 +242,9 @@ Error validate_combine_args(const CombineArgs& a, const Topology& topo, DeviceKi
   if (a.topk_weights.defined()) {
     const int64_t K = a.topk_weights.shape[1];
     if (K < 1 || K > kMaxNormalTopk)
-      return invalid(op, "topk_weights", "expected K in [1, " + std::to_string(kMaxNormalTopk) +
-                                             "], got shape " + shape_string(a.topk_weights));
+      return invalid(op, "topk_weights",
+                     "expected K in [1, " + std::to_string(kMaxNormalTopk) + "], got shape " +
+                         shape_string(a.topk_weights));
     if (auto e = check_tensor(op, "combined_topk_weights", a.combined_topk_weights,
                               {DType::kFloat32}, {{"T", T}, {"K", K}}, dev);
         !e.ok())
@@ -259,11 +270,13 @@ Error check_low_latency_shape(const char* op, int32_t n_max, int32_t hidden, int
                    "expected a value in [1, " + std::to_string(kMaxLowLatencyTokens) + "], got " +
                        std::to_string(n_max));
   if (hidden < kFp8GroupSize || hidden % kFp8GroupSize != 0)
-    return invalid(op, "hidden", "expected a positive multiple of 128, got " + std::to_string(hidden));
+    return invalid(op, "hidden",
+                   "expected a positive multiple of 128, got " + std::to_string(hidden));
   return check_num_experts(op, num_experts, R);
 }
 
-Error check_low_latency_handle(const char* op, const LowLatencyHandle& h, int32_t R, DeviceKind dev) {
+Error check_low_latency_handle(const char* op, const LowLatencyHandle& h, int32_t R,
+                               DeviceKind dev) {
   if (auto e = check_low_latency_shape(op, h.num_max_dispatch_tokens_per_rank, h.hidden,
                                        h.num_experts, R);
       !e.ok())
@@ -288,7 +301,8 @@ Error validate_low_latency_dispatch_args(const LowLatencyDispatchArgs& a, const 
                                          DeviceKind dev) {
   const char* op = "low_latency_dispatch";
   const int32_t R = topo.num_ranks;
-  if (auto e = check_tensor(op, "x", a.x, {DType::kBFloat16}, {{"T", kAnySize}, {"H", kAnySize}}, dev);
+  if (auto e =
+          check_tensor(op, "x", a.x, {DType::kBFloat16}, {{"T", kAnySize}, {"H", kAnySize}}, dev);
       !e.ok())
     return e;
   if (auto e = check_rows_aligned(op, "x", a.x); !e.ok()) return e;
@@ -303,19 +317,22 @@ Error validate_low_latency_dispatch_args(const LowLatencyDispatchArgs& a, const 
                        std::to_string(a.num_max_dispatch_tokens_per_rank) + " rows, got " +
                        std::to_string(T));
   if (a.use_ue8m0 && !(a.round_scale && a.use_fp8))
-    return invalid(op, "use_ue8m0", "expected use_fp8=true and round_scale=true with use_ue8m0, got use_fp8=" +
-                                        std::to_string(a.use_fp8) + " round_scale=" +
-                                        std::to_string(a.round_scale));
+    return invalid(op, "use_ue8m0",
+                   "expected use_fp8=true and round_scale=true with use_ue8m0, got use_fp8=" +
+                       std::to_string(a.use_fp8) + " round_scale=" + std::to_string(a.round_scale));
   if (a.use_ue8m0 && H % (4 * kFp8GroupSize) != 0)
-    return invalid(op, "x", "expected a hidden size that is a multiple of 512 with use_ue8m0, got " +
-                                std::to_string(H));
-  if (auto e = check_tensor(op, "topk_idx", a.topk_idx, kIndexTypes, {{"T", T}, {"K", kAnySize}}, dev);
+    return invalid(op, "x",
+                   "expected a hidden size that is a multiple of 512 with use_ue8m0, got " +
+                       std::to_string(H));
+  if (auto e =
+          check_tensor(op, "topk_idx", a.topk_idx, kIndexTypes, {{"T", T}, {"K", kAnySize}}, dev);
       !e.ok())
     return e;
   const int64_t K = a.topk_idx.shape[1];
   if (K < 1 || K > kMaxLowLatencyTopk)
-    return invalid(op, "topk_idx", "expected K in [1, " + std::to_string(kMaxLowLatencyTopk) +
-                                       "], got shape " + shape_string(a.topk_idx));
+    return invalid(op, "topk_idx",
+                   "expected K in [1, " + std::to_string(kMaxLowLatencyTopk) + "], got shape " +
+                       shape_string(a.topk_idx));
   if (auto e = check_topk_values(op, "topk_idx", a.topk_idx, a.num_experts); !e.ok()) return e;
   const int64_t E_local = a.num_experts / R;
   const int64_t rows = int64_t{R} * a.num_max_dispatch_tokens_per_rank;
@@ -338,20 +355,21 @@ Error validate_low_latency_dispatch_args(const LowLatencyDispatchArgs& a, const 
     const bool ue8m0 = a.use_ue8m0;
     const int64_t groups = ue8m0 ? H / (4 * kFp8GroupSize) : H / kFp8GroupSize;
     const TensorView& s = a.packed_recv_x_scales;
-    if (auto e = check_tensor(op, "packed_recv_x_scales", s, {ue8m0 ? DType::kInt32 : DType::kFloat32},
-                              {{"E_local", E_local}, {"R*N_max", rows}, {ue8m0 ? "H/512" : "H/128", groups}},
-                              dev);
+    if (auto e = check_tensor(
+            op, "packed_recv_x_scales", s, {ue8m0 ? DType::kInt32 : DType::kFloat32},
+            {{"E_local", E_local}, {"R*N_max", rows}, {ue8m0 ? "H/512" : "H/128", groups}}, dev);
         !e.ok())
       return e;
     if (s.strides[0] != rows * groups || s.strides[1] != 1 || s.strides[2] != rows)
       return invalid(op, "packed_recv_x_scales",
                      "expected column-major storage in the last two dimensions, strides [" +
-                         std::to_string(rows * groups) + ", 1, " + std::to_string(rows) + "], got [" +
-                         std::to_string(s.strides[0]) + ", " + std::to_string(s.strides[1]) + ", " +
-                         std::to_string(s.strides[2]) + "]");
+                         std::to_string(rows * groups) + ", 1, " + std::to_string(rows) +
+                         "], got [" + std::to_string(s.strides[0]) + ", " +
+                         std::to_string(s.strides[1]) + ", " + std::to_string(s.strides[2]) + "]");
   } else if (a.packed_recv_x_scales.defined()) {
-    return invalid(op, "packed_recv_x_scales", "expected none with use_fp8=false, got shape " +
-                                                   shape_string(a.packed_recv_x_scales));
+    return invalid(
+        op, "packed_recv_x_scales",
+        "expected none with use_fp8=false, got shape " + shape_string(a.packed_recv_x_scales));
   }
   if (auto e = check_tensor(op, "packed_recv_count", a.packed_recv_count, {DType::kInt32},
                             {{"E_local", E_local}}, dev);
@@ -369,8 +387,9 @@ Error validate_low_latency_combine_args(const LowLatencyCombineArgs& a, const To
   const char* op = "low_latency_combine";
   const int32_t R = topo.num_ranks;
   if (a.use_logfmt)
-    return Error(ErrorCode::kNotSupported,
-                 std::string(op) + ": use_logfmt: LogFMT combine is not supported yet (expected false)");
+    return Error(
+        ErrorCode::kNotSupported,
+        std::string(op) + ": use_logfmt: LogFMT combine is not supported yet (expected false)");
   if (auto e = check_low_latency_handle(op, a.handle, R, dev); !e.ok()) return e;
   const int32_t H = a.handle.hidden;
   const int64_t E_local = a.handle.num_experts / R;
@@ -382,8 +401,8 @@ Error validate_low_latency_combine_args(const LowLatencyCombineArgs& a, const To
       return e;
     if (auto e = check_rows_aligned(op, "x", a.x); !e.ok()) return e;
   }
-  if (auto e = check_tensor(op, "topk_idx", a.topk_idx, kIndexTypes, {{"T", kAnySize}, {"K", kAnySize}},
-                            dev);
+  if (auto e = check_tensor(op, "topk_idx", a.topk_idx, kIndexTypes,
+                            {{"T", kAnySize}, {"K", kAnySize}}, dev);
       !e.ok())
     return e;
   const int64_t T = a.topk_idx.shape[0];
@@ -394,14 +413,17 @@ Error validate_low_latency_combine_args(const LowLatencyCombineArgs& a, const To
                        std::to_string(a.handle.num_max_dispatch_tokens_per_rank) + " rows, got " +
                        std::to_string(T));
   if (K < 1 || K > kMaxLowLatencyTopk)
-    return invalid(op, "topk_idx", "expected K in [1, " + std::to_string(kMaxLowLatencyTopk) +
-                                       "], got shape " + shape_string(a.topk_idx));
-  if (auto e = check_topk_values(op, "topk_idx", a.topk_idx, a.handle.num_experts); !e.ok()) return e;
-  if (auto e = check_tensor(op, "topk_weights", a.topk_weights, {DType::kFloat32}, {{"T", T}, {"K", K}},
-                            dev);
+    return invalid(op, "topk_idx",
+                   "expected K in [1, " + std::to_string(kMaxLowLatencyTopk) + "], got shape " +
+                       shape_string(a.topk_idx));
+  if (auto e = check_topk_values(op, "topk_idx", a.topk_idx, a.handle.num_experts); !e.ok())
+    return e;
+  if (auto e = check_tensor(op, "topk_weights", a.topk_weights, {DType::kFloat32},
+                            {{"T", T}, {"K", K}}, dev);
       !e.ok())
     return e;
-  if (auto e = check_tensor(op, "out", a.out, {DType::kBFloat16}, {{"T", T}, {"H", H}}, dev); !e.ok())
+  if (auto e = check_tensor(op, "out", a.out, {DType::kBFloat16}, {{"T", T}, {"H", H}}, dev);
+      !e.ok())
     return e;
   if (auto e = check_rows_aligned(op, "out", a.out); !e.ok()) return e;
   return check_tensor(op, "combine_wait_recv_cost_stats", a.combine_wait_recv_cost_stats,

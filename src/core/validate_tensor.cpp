@@ -38,7 +38,9 @@ std::string expected_shape(std::initializer_list<Dim> dims) {
   return os.str();
 }
 
-const char* device_name(DeviceKind device) { return device == DeviceKind::kCpu ? "cpu" : "cuda"; }
+const char* device_name(DeviceKind device) {
+  return device == DeviceKind::kCpu ? "cpu" : "cuda";
+}
 
 Error invalid(const char* op, const char* arg, const std::string& what) {
   return Error(ErrorCode::kInvalidArgument, std::string(op) + ": " + arg + ": " + what);
@@ -62,35 +64,41 @@ Error check_tensor(const char* op, const char* arg, const TensorView& t,
     return invalid(op, arg, "expected a tensor of shape " + expected_shape(dims) + ", got none");
   }
   if (t.ndim < 0 || t.ndim > TensorView::kMaxDims)
-    return invalid(op, arg, "expected 0-4 dimensions with one stride each, got ndim " +
-                                std::to_string(t.ndim));
+    return invalid(
+        op, arg,
+        "expected 0-4 dimensions with one stride each, got ndim " + std::to_string(t.ndim));
   bool dtype_ok = false;
   for (DType d : dtypes) dtype_ok = dtype_ok || d == t.dtype;
   if (!dtype_ok)
-    return invalid(op, arg, "expected dtype " + dtype_list(dtypes) + ", got " +
-                                (dtype_is_valid(t.dtype) ? dtype_name(t.dtype)
-                                                         : "an unknown dtype (" +
-                                                               std::to_string(int(t.dtype)) + ")"));
+    return invalid(
+        op, arg,
+        "expected dtype " + dtype_list(dtypes) + ", got " +
+            (dtype_is_valid(t.dtype) ? dtype_name(t.dtype)
+                                     : "an unknown dtype (" + std::to_string(int(t.dtype)) + ")"));
   if (t.ndim != static_cast<int32_t>(dims.size()))
-    return invalid(op, arg, "expected " + std::to_string(dims.size()) + " dimensions " +
-                                expected_shape(dims) + ", got shape " + shape_string(t));
+    return invalid(op, arg,
+                   "expected " + std::to_string(dims.size()) + " dimensions " +
+                       expected_shape(dims) + ", got shape " + shape_string(t));
   int i = 0;
   for (const Dim& d : dims) {
     if (t.shape[i] < 0 || (d.size != kAnySize && t.shape[i] != d.size))
-      return invalid(op, arg, "expected shape " + expected_shape(dims) + ", got " + shape_string(t));
+      return invalid(op, arg,
+                     "expected shape " + expected_shape(dims) + ", got " + shape_string(t));
     ++i;
   }
   if (t.device != device)
-    return invalid(op, arg, std::string("expected a ") + device_name(device) + " tensor, got a " +
-                                device_name(t.device) + " tensor");
+    return invalid(op, arg,
+                   std::string("expected a ") + device_name(device) + " tensor, got a " +
+                       device_name(t.device) + " tensor");
   if (t.data == nullptr && t.numel() > 0)
-    return invalid(op, arg, "expected a data pointer for " + std::to_string(t.numel()) +
-                                " elements, got null");
+    return invalid(
+        op, arg,
+        "expected a data pointer for " + std::to_string(t.numel()) + " elements, got null");
   for (int d = 0; d < t.ndim; ++d)
     if (t.strides[d] < 0)
-      return invalid(op, arg, "expected non-negative strides, got stride " +
-                                  std::to_string(t.strides[d]) + " in dimension " +
-                                  std::to_string(d));
+      return invalid(op, arg,
+                     "expected non-negative strides, got stride " + std::to_string(t.strides[d]) +
+                         " in dimension " + std::to_string(d));
   return Error::success();
 }
 
@@ -98,20 +106,23 @@ Error check_rows_aligned(const char* op, const char* arg, const TensorView& t) {
   if (!t.defined() || t.numel() == 0) return Error::success();
   const int last = t.ndim - 1;
   if (t.strides[last] != 1 && t.shape[last] > 1)
-    return invalid(op, arg, "expected rows contiguous (stride 1 in the last dimension), got stride " +
-                                std::to_string(t.strides[last]));
+    return invalid(op, arg,
+                   "expected rows contiguous (stride 1 in the last dimension), got stride " +
+                       std::to_string(t.strides[last]));
   const int64_t row_bytes = t.shape[last] * static_cast<int64_t>(t.element_size());
   if (row_bytes % 16 != 0)
-    return invalid(op, arg, "expected a row size that is a multiple of 16 bytes, got " +
-                                std::to_string(row_bytes) + " bytes");
+    return invalid(op, arg,
+                   "expected a row size that is a multiple of 16 bytes, got " +
+                       std::to_string(row_bytes) + " bytes");
   if (reinterpret_cast<uintptr_t>(t.data) % 16 != 0)
-    return invalid(op, arg, "expected a 16-byte aligned data pointer, got an address ending in 0x" +
-                                std::to_string(reinterpret_cast<uintptr_t>(t.data) % 16));
+    return invalid(op, arg,
+                   "expected a 16-byte aligned data pointer, got an address ending in 0x" +
+                       std::to_string(reinterpret_cast<uintptr_t>(t.data) % 16));
   for (int d = 0; d < last; ++d)
     if ((t.strides[d] * static_cast<int64_t>(t.element_size())) % 16 != 0 && t.shape[d] > 1)
-      return invalid(op, arg, "expected strides that keep rows 16-byte aligned, got stride " +
-                                  std::to_string(t.strides[d]) + " in dimension " +
-                                  std::to_string(d));
+      return invalid(op, arg,
+                     "expected strides that keep rows 16-byte aligned, got stride " +
+                         std::to_string(t.strides[d]) + " in dimension " + std::to_string(d));
   return Error::success();
 }
 
@@ -120,9 +131,9 @@ Error check_unit_stride_2d(const char* op, const char* arg, const TensorView& t)
   const bool row_major = t.strides[1] == 1 || t.shape[1] <= 1;
   const bool col_major = t.strides[0] == 1 || t.shape[0] <= 1;
   if (!row_major && !col_major)
-    return invalid(op, arg, "expected unit stride along one dimension, got strides [" +
-                                std::to_string(t.strides[0]) + ", " + std::to_string(t.strides[1]) +
-                                "]");
+    return invalid(op, arg,
+                   "expected unit stride along one dimension, got strides [" +
+                       std::to_string(t.strides[0]) + ", " + std::to_string(t.strides[1]) + "]");
   return Error::success();
 }
 
@@ -173,32 +184,32 @@ Error validate_buffer_options(const BufferOptions& o) {
                    "expected a value in [0, " + std::to_string(o.num_ranks) + "), got " +
                        std::to_string(o.rank));
   if (o.gpus_per_node < 0)
-    return invalid(op, "gpus_per_node",
-                   "expected 0 (one node) or a positive count, got " +
-                       std::to_string(o.gpus_per_node));
+    return invalid(
+        op, "gpus_per_node",
+        "expected 0 (one node) or a positive count, got " + std::to_string(o.gpus_per_node));
   if (o.gpus_per_node > 0 && o.gpus_per_node < o.num_ranks)
     return Error(ErrorCode::kNotSupported,
                  std::string(op) + ": multi-node is not supported yet: gpus_per_node=" +
-                     std::to_string(o.gpus_per_node) + " is smaller than num_ranks=" +
-                     std::to_string(o.num_ranks));
+                     std::to_string(o.gpus_per_node) +
+                     " is smaller than num_ranks=" + std::to_string(o.num_ranks));
   if (o.device < -1)
-    return invalid(op, "device", "expected -1 (automatic) or a device ordinal, got " +
-                                     std::to_string(o.device));
+    return invalid(op, "device",
+                   "expected -1 (automatic) or a device ordinal, got " + std::to_string(o.device));
   if (o.num_nvl_bytes < 0)
     return invalid(op, "num_nvl_bytes", "expected >= 0, got " + std::to_string(o.num_nvl_bytes));
   if (o.num_rdma_bytes < 0)
     return invalid(op, "num_rdma_bytes", "expected >= 0, got " + std::to_string(o.num_rdma_bytes));
   if (!(o.timeout_seconds > 0) || !std::isfinite(o.timeout_seconds))
-    return invalid(op, "timeout_seconds",
-                   "expected a positive finite number of seconds, got " +
-                       std::to_string(o.timeout_seconds));
+    return invalid(
+        op, "timeout_seconds",
+        "expected a positive finite number of seconds, got " + std::to_string(o.timeout_seconds));
   return Error::success();
 }
 
 Error validate_config(const char* op, const Config& c) {
   if (c.num_sms < 1 || c.num_sms > 1024)
-    return invalid(op, "config.num_sms", "expected a value in [1, 1024], got " +
-                                             std::to_string(c.num_sms));
+    return invalid(op, "config.num_sms",
+                   "expected a value in [1, 1024], got " + std::to_string(c.num_sms));
   if (c.num_max_nvl_chunked_send_tokens < 1)
     return invalid(op, "config.num_max_nvl_chunked_send_tokens",
                    "expected >= 1, got " + std::to_string(c.num_max_nvl_chunked_send_tokens));

@@ -14,7 +14,7 @@ struct BarrierParams {
   uint8_t* const* peer_bases;  // [R] device array of every rank's mapped buffer base
   int64_t signal_offset;       // offset of the signal area in every buffer
   int32_t num_ranks;
-  uint64_t* epoch_counter;     // device: last completed barrier epoch (advanced by the kernel)
+  uint64_t* epoch_counter;  // device: last completed barrier epoch (advanced by the kernel)
   WaitContext wait;
 };
 

@@ -73,16 +73,19 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
     for (int32_t s = 0; s < R; ++s) {
       int32_t need = 0;
       for (int32_t d = 0; d < R; ++d)
-        need += p.rank_prefix_matrix[s * R + d] - (s > 0 ? p.rank_prefix_matrix[(s - 1) * R + d] : 0);
+        need +=
+            p.rank_prefix_matrix[s * R + d] - (s > 0 ? p.rank_prefix_matrix[(s - 1) * R + d] : 0);
       if (need > a.capacity) {
-        if (blockIdx.x == 0 && s == me) record_input_error(p.wait, core::WaitStage::kBufferTooSmall, me, need, a.capacity);
+        if (blockIdx.x == 0 && s == me)
+          record_input_error(p.wait, core::WaitStage::kBufferTooSmall, me, need, a.capacity);
         skip = true;
       }
     }
   }
   __syncthreads();
   if (threadIdx.x < R) {
-    const auto* consumed = reinterpret_cast<const uint64_t*>(my_signals + sig.flag(core::kCombineConsumed, threadIdx.x));
+    const auto* consumed = reinterpret_cast<const uint64_t*>(
+        my_signals + sig.flag(core::kCombineConsumed, threadIdx.x));
     // Acquire: rank threadIdx.x finished reducing from its combine area before we overwrite it.
     if (!bounded_wait(p.wait, threadIdx.x, core::WaitStage::kCompletion,
                       [&] { return ld_acquire_sys(consumed) + 1 >= epoch; }))
@@ -92,9 +95,11 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   if (skip) return;
   if (blockIdx.x == 0 && threadIdx.x < R) {
     uint8_t* peer_signals = p.peer_bases[threadIdx.x] + p.signal_offset;
-    *reinterpret_cast<volatile uint64_t*>(peer_signals + sig.flag(core::kCombineSignature, me)) = p.signature;
+    *reinterpret_cast<volatile uint64_t*>(peer_signals + sig.flag(core::kCombineSignature, me)) =
+        p.signature;
     // Release: the signature precedes the started epoch the rank acquires.
-    st_release_sys(reinterpret_cast<uint64_t*>(peer_signals + sig.flag(core::kCombineStarted, me)), epoch);
+    st_release_sys(reinterpret_cast<uint64_t*>(peer_signals + sig.flag(core::kCombineStarted, me)),
+                   epoch);
   }
   const int64_t row_vec = a.row_bytes / 16;
 
@@ -109,7 +114,8 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       const int64_t first = s > 0 ? prefix_me[s - 1] : 0;
       int64_t base = 0;  // rows s sent to ranks below me
       for (int32_t d = 0; d < me; ++d)
-        base += p.rank_prefix_matrix[s * R + d] - (s > 0 ? p.rank_prefix_matrix[(s - 1) * R + d] : 0);
+        base +=
+            p.rank_prefix_matrix[s * R + d] - (s > 0 ? p.rank_prefix_matrix[(s - 1) * R + d] : 0);
       const int64_t row = base + (i - first);
       uint8_t* area = p.peer_bases[s] + p.area_offset;
       warp_copy<false>(reinterpret_cast<int4*>(area + a.x_offset + row * a.row_bytes),
@@ -121,21 +127,24 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       __threadfence_system();
       __syncwarp();
       // Release: the row and its weights precede the tag the source acquires.
-      if (lane == 0) st_release_sys_u32(reinterpret_cast<uint32_t*>(area + a.tag_offset) + row, tag);
+      if (lane == 0)
+        st_release_sys_u32(reinterpret_cast<uint32_t*>(area + a.tag_offset) + row, tag);
     }
   } else {
     // ---- phase 2: reduce, concurrently with the sends ----
     const int rwarp = warp - kSendWarps;
     if (rwarp == 0) {
       for (int32_t d = lane; d < R; d += 32) {
-        const auto* started = reinterpret_cast<const uint64_t*>(my_signals + sig.flag(core::kCombineStarted, d));
+        const auto* started =
+            reinterpret_cast<const uint64_t*>(my_signals + sig.flag(core::kCombineStarted, d));
         // Acquire: rank d's signature for this epoch is visible after this.
-        if (bounded_wait(p.wait, d, core::WaitStage::kDataArrival, [&] { return ld_acquire_sys(started) >= epoch; })) {
-          const uint64_t theirs =
-              *reinterpret_cast<const volatile uint64_t*>(my_signals + sig.flag(core::kCombineSignature, d));
+        if (bounded_wait(p.wait, d, core::WaitStage::kDataArrival,
+                         [&] { return ld_acquire_sys(started) >= epoch; })) {
+          const uint64_t theirs = *reinterpret_cast<const volatile uint64_t*>(
+              my_signals + sig.flag(core::kCombineSignature, d));
           if (theirs != p.signature) {
-            record_input_error(p.wait, core::WaitStage::kArgumentMismatch, d, static_cast<int64_t>(theirs),
-                               static_cast<int64_t>(p.signature));
+            record_input_error(p.wait, core::WaitStage::kArgumentMismatch, d,
+                               static_cast<int64_t>(theirs), static_cast<int64_t>(p.signature));
             mismatch = true;
           }
         } else {
@@ -168,10 +177,12 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
           } else if (slot >= 0) {
             const int64_t r = my_base[d] + (slot - my_first_slot[d]);
             // Acquire: rank d's row is visible once its tag shows this epoch.
-            if (!bounded_wait(p.wait, d, core::WaitStage::kDataArrival, [&] { return ld_acquire_sys_u32(tags + r) == tag; }))
+            if (!bounded_wait(p.wait, d, core::WaitStage::kDataArrival,
+                              [&] { return ld_acquire_sys_u32(tags + r) == tag; }))
               warp_failed[rwarp] = true;
             row = reinterpret_cast<const int4*>(area + a.x_offset + r * a.row_bytes);
-            if (a.topk > 0) w = reinterpret_cast<const float*>(area + a.topk_weights_offset) + r * a.topk;
+            if (a.topk > 0)
+              w = reinterpret_cast<const float*>(area + a.topk_weights_offset) + r * a.topk;
           }
           warp_rows[rwarp][d] = row;
           warp_weights[rwarp][d] = w;
@@ -200,19 +211,25 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
           for (int u = 0; u < kChunks; ++u) {
             const int32_t c = c0 + 32 * u;
             if (c >= chunks) continue;
-            if (p.bias0) add_bf16x8(acc[u], ld_nc_v4(reinterpret_cast<const int4*>(p.bias0 + t * p.bias0_stride) + c));
-            if (p.bias1) add_bf16x8(acc[u], ld_nc_v4(reinterpret_cast<const int4*>(p.bias1 + t * p.bias1_stride) + c));
+            if (p.bias0)
+              add_bf16x8(acc[u],
+                         ld_nc_v4(reinterpret_cast<const int4*>(p.bias0 + t * p.bias0_stride) + c));
+            if (p.bias1)
+              add_bf16x8(acc[u],
+                         ld_nc_v4(reinterpret_cast<const int4*>(p.bias1 + t * p.bias1_stride) + c));
             int4 out;
             auto* h = reinterpret_cast<__nv_bfloat162*>(&out);
 #pragma unroll
-            for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(acc[u][2 * i], acc[u][2 * i + 1]);
+            for (int i = 0; i < 4; ++i)
+              h[i] = __floats2bfloat162_rn(acc[u][2 * i], acc[u][2 * i + 1]);
             reinterpret_cast<int4*>(p.combined_x + t * p.combined_stride)[c] = out;
           }
         }
         if (p.combined_topk_weights && lane < a.topk) {
           float w = 0.0f;
           for (int32_t d = 0; d < R; ++d)
-            if (warp_weights[rwarp][d] != nullptr) w += warp_weights[rwarp][d][d == me ? lane * p.weights_stride_k : lane];
+            if (warp_weights[rwarp][d] != nullptr)
+              w += warp_weights[rwarp][d][d == me ? lane * p.weights_stride_k : lane];
           p.combined_topk_weights[t * a.topk + lane] = w;
         }
         __syncwarp();

@@ -28,8 +28,8 @@ struct CombineParams {
   int64_t bias0_stride;   // elements
   const uint16_t* bias1;
   int64_t bias1_stride;
-  uint16_t* combined_x;  // [T, H]
-  int64_t combined_stride;  // elements
+  uint16_t* combined_x;          // [T, H]
+  int64_t combined_stride;       // elements
   float* combined_topk_weights;  // [T, K] contiguous or null
   int32_t hidden;
   // Buffer.
@@ -37,7 +37,7 @@ struct CombineParams {
   int64_t area_offset;
   core::NormalArea area;  // x rows of hidden*2 bytes, K weights
   int64_t signal_offset;
-  uint32_t* counters;  // two local block counters, zeroed by the launcher
+  uint32_t* counters;       // two local block counters, zeroed by the launcher
   uint64_t* epoch_counter;  // device: last completed call (advanced by the last block)
   uint64_t signature;
   int32_t num_ranks, rank;

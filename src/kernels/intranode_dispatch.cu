@@ -31,12 +31,15 @@ __device__ __forceinline__ bool last_block_done(uint32_t* counter) {
 
 // Rows a rank sends to itself skip the receive area: the row goes straight into recv_x (see
 // the send loop) and the metadata straight into the outputs here.
-__device__ __forceinline__ void write_self_metadata(const DispatchParams& p, int64_t t, int64_t slot, int lane) {
+__device__ __forceinline__ void write_self_metadata(const DispatchParams& p, int64_t t,
+                                                    int64_t slot, int lane) {
   const core::NormalArea& a = p.area;
   for (int32_t g = lane; g < a.num_scales; g += 32)
-    p.recv_scales[slot * a.num_scales + g] = p.x_scales[t * p.scale_stride_token + g * p.scale_stride_group];
+    p.recv_scales[slot * a.num_scales + g] =
+        p.x_scales[t * p.scale_stride_token + g * p.scale_stride_group];
   if (a.topk > 0 && lane < a.topk) {
-    const int64_t e = load_index(p.topk_idx, p.topk_is_int64, t * p.topk_stride + lane * p.topk_stride_k);
+    const int64_t e =
+        load_index(p.topk_idx, p.topk_is_int64, t * p.topk_stride + lane * p.topk_stride_k);
     const int64_t first = int64_t{p.rank} * p.experts_per_rank;
     const bool local = e >= first && e < first + p.experts_per_rank;
     const int64_t out = local ? e - first : -1;
@@ -45,7 +48,8 @@ __device__ __forceinline__ void write_self_metadata(const DispatchParams& p, int
     } else {
       static_cast<int32_t*>(p.recv_topk_idx)[slot * a.topk + lane] = static_cast<int32_t>(out);
     }
-    p.recv_topk_weights[slot * a.topk + lane] = local ? p.topk_weights[t * p.weights_stride + lane * p.weights_stride_k] : 0.0f;
+    p.recv_topk_weights[slot * a.topk + lane] =
+        local ? p.topk_weights[t * p.weights_stride + lane * p.weights_stride_k] : 0.0f;
   }
   if (lane == 0 && p.recv_src_idx) p.recv_src_idx[slot] = static_cast<int32_t>(t);
 }
@@ -53,10 +57,11 @@ __device__ __forceinline__ void write_self_metadata(const DispatchParams& p, int
 // One warp sends token t to num_dst destinations: the row (read once), scales, remapped top-k,
 // weights and source index; then, per remote destination, the row's arrival tag.
 __device__ __forceinline__ void send_token(const DispatchParams& p, int64_t t, int4* const* dst,
-                                          const int32_t* dst_rank, const int32_t* dst_slot, int num_dst,
-                                          int64_t row_vec, uint32_t tag, int lane) {
+                                           const int32_t* dst_rank, const int32_t* dst_slot,
+                                           int num_dst, int64_t row_vec, uint32_t tag, int lane) {
   const core::NormalArea& a = p.area;
-  warp_multicast_copy<kDstBatch>(dst, num_dst, reinterpret_cast<const int4*>(p.x + t * p.x_stride), row_vec, lane);
+  warp_multicast_copy<kDstBatch>(dst, num_dst, reinterpret_cast<const int4*>(p.x + t * p.x_stride),
+                                 row_vec, lane);
   bool remote = false;
   for (int i = 0; i < num_dst; ++i) {
     if (dst_rank[i] == p.rank) {
@@ -70,7 +75,8 @@ __device__ __forceinline__ void send_token(const DispatchParams& p, int64_t t, i
       reinterpret_cast<float*>(area + a.scales_offset)[slot * a.num_scales + g] =
           p.x_scales[t * p.scale_stride_token + g * p.scale_stride_group];
     if (a.topk > 0 && lane < a.topk) {
-      const int64_t e = load_index(p.topk_idx, p.topk_is_int64, t * p.topk_stride + lane * p.topk_stride_k);
+      const int64_t e =
+          load_index(p.topk_idx, p.topk_is_int64, t * p.topk_stride + lane * p.topk_stride_k);
       const int64_t first = int64_t{dst_rank[i]} * p.experts_per_rank;
       const bool local = e >= first && e < first + p.experts_per_rank;
       reinterpret_cast<int32_t*>(area + a.topk_idx_offset)[slot * a.topk + lane] =
@@ -85,7 +91,8 @@ __device__ __forceinline__ void send_token(const DispatchParams& p, int64_t t, i
   __threadfence_system();
   __syncwarp();
   if (lane < num_dst && dst_rank[lane] != p.rank) {
-    auto* tags = reinterpret_cast<uint32_t*>(p.peer_bases[dst_rank[lane]] + p.area_offset + a.tag_offset);
+    auto* tags =
+        reinterpret_cast<uint32_t*>(p.peer_bases[dst_rank[lane]] + p.area_offset + a.tag_offset);
     // Release: the row and its metadata precede the tag the receiver acquires.
     st_release_sys_u32(tags + dst_slot[lane], tag);
   }
@@ -118,7 +125,8 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
     for (int32_t d = 0; d < R; ++d) {
       const int64_t need = p.rank_prefix_matrix[(R - 1) * R + d];
       if (need > a.capacity) {
-        if (blockIdx.x == 0) record_input_error(p.wait, core::WaitStage::kBufferTooSmall, d, need, a.capacity);
+        if (blockIdx.x == 0)
+          record_input_error(p.wait, core::WaitStage::kBufferTooSmall, d, need, a.capacity);
         skip = true;
       }
     }
@@ -129,7 +137,8 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
   }
   __syncthreads();
   if (threadIdx.x < R) {
-    const auto* consumed = reinterpret_cast<const uint64_t*>(my_signals + sig.flag(core::kDispatchConsumed, threadIdx.x));
+    const auto* consumed = reinterpret_cast<const uint64_t*>(
+        my_signals + sig.flag(core::kDispatchConsumed, threadIdx.x));
     // Acquire: destination threadIdx.x finished reading its area before we overwrite it.
     if (!bounded_wait(p.wait, threadIdx.x, core::WaitStage::kCompletion,
                       [&] { return ld_acquire_sys(consumed) + 1 >= epoch; }))
@@ -139,9 +148,11 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
   if (skip) return;
   if (blockIdx.x == 0 && threadIdx.x < R) {
     uint8_t* peer_signals = p.peer_bases[threadIdx.x] + p.signal_offset;
-    *reinterpret_cast<volatile uint64_t*>(peer_signals + sig.flag(core::kDispatchSignature, me)) = p.signature;
+    *reinterpret_cast<volatile uint64_t*>(peer_signals + sig.flag(core::kDispatchSignature, me)) =
+        p.signature;
     // Release: the signature precedes the started epoch the destination acquires.
-    st_release_sys(reinterpret_cast<uint64_t*>(peer_signals + sig.flag(core::kDispatchStarted, me)), epoch);
+    st_release_sys(reinterpret_cast<uint64_t*>(peer_signals + sig.flag(core::kDispatchStarted, me)),
+                   epoch);
   }
   const int64_t row_vec = a.row_bytes / 16;
 
@@ -159,7 +170,8 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
         const int32_t slot = p.is_token_in_rank[t * R + d] ? p.send_slot[t * R + d] : -1;
         if (slot >= 0 && (d != me || slot < p.num_out_rows)) {
           dst[num_dst] = d == me ? reinterpret_cast<int4*>(p.recv_x + slot * p.recv_x_stride)
-                                 : reinterpret_cast<int4*>(p.peer_bases[d] + p.area_offset + a.x_offset + slot * a.row_bytes);
+                                 : reinterpret_cast<int4*>(p.peer_bases[d] + p.area_offset +
+                                                           a.x_offset + slot * a.row_bytes);
           dst_rank[num_dst] = d;
           dst_slot[num_dst++] = slot;
         }
@@ -175,14 +187,16 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
     // Every source's signature first, so a mismatch never leaves us waiting on tags.
     if (rwarp == 0) {
       for (int32_t s = lane; s < R; s += 32) {
-        const auto* started = reinterpret_cast<const uint64_t*>(my_signals + sig.flag(core::kDispatchStarted, s));
+        const auto* started =
+            reinterpret_cast<const uint64_t*>(my_signals + sig.flag(core::kDispatchStarted, s));
         // Acquire: source s's signature for this epoch is visible after this.
-        if (bounded_wait(p.wait, s, core::WaitStage::kDataArrival, [&] { return ld_acquire_sys(started) >= epoch; })) {
-          const uint64_t theirs =
-              *reinterpret_cast<const volatile uint64_t*>(my_signals + sig.flag(core::kDispatchSignature, s));
+        if (bounded_wait(p.wait, s, core::WaitStage::kDataArrival,
+                         [&] { return ld_acquire_sys(started) >= epoch; })) {
+          const uint64_t theirs = *reinterpret_cast<const volatile uint64_t*>(
+              my_signals + sig.flag(core::kDispatchSignature, s));
           if (theirs != p.signature) {
-            record_input_error(p.wait, core::WaitStage::kArgumentMismatch, s, static_cast<int64_t>(theirs),
-                               static_cast<int64_t>(p.signature));
+            record_input_error(p.wait, core::WaitStage::kArgumentMismatch, s,
+                               static_cast<int64_t>(theirs), static_cast<int64_t>(p.signature));
             mismatch = true;
           }
         } else {
@@ -208,16 +222,20 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
         if (lane == 0 && ld_acquire_sys_u32(tags + i) != tag) {
           int32_t src = 0;  // the rank this row comes from, for the error message
           while (src < R - 1 && p.rank_prefix_matrix[src * R + me] <= i) ++src;
-          arrived = bounded_wait(p.wait, src, core::WaitStage::kDataArrival, [&] { return ld_acquire_sys_u32(tags + i) == tag; });
+          arrived = bounded_wait(p.wait, src, core::WaitStage::kDataArrival,
+                                 [&] { return ld_acquire_sys_u32(tags + i) == tag; });
         }
         if (!__shfl_sync(0xffffffffu, arrived, 0)) break;
         __syncwarp();
         warp_copy<true>(reinterpret_cast<int4*>(p.recv_x + i * p.recv_x_stride),
-                        reinterpret_cast<const int4*>(area + a.x_offset + i * a.row_bytes), row_vec, lane);
+                        reinterpret_cast<const int4*>(area + a.x_offset + i * a.row_bytes), row_vec,
+                        lane);
         for (int32_t g = lane; g < a.num_scales; g += 32)
-          p.recv_scales[i * a.num_scales + g] = reinterpret_cast<const float*>(area + a.scales_offset)[i * a.num_scales + g];
+          p.recv_scales[i * a.num_scales + g] =
+              reinterpret_cast<const float*>(area + a.scales_offset)[i * a.num_scales + g];
         if (lane < a.topk) {
-          const int32_t e = reinterpret_cast<const int32_t*>(area + a.topk_idx_offset)[i * a.topk + lane];
+          const int32_t e =
+              reinterpret_cast<const int32_t*>(area + a.topk_idx_offset)[i * a.topk + lane];
           if (p.topk_is_int64) {
             static_cast<int64_t*>(p.recv_topk_idx)[i * a.topk + lane] = e;
           } else {
@@ -226,7 +244,8 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
           p.recv_topk_weights[i * a.topk + lane] =
               reinterpret_cast<const float*>(area + a.topk_weights_offset)[i * a.topk + lane];
         }
-        if (lane == 0 && p.recv_src_idx) p.recv_src_idx[i] = reinterpret_cast<const int32_t*>(area + a.src_offset)[i];
+        if (lane == 0 && p.recv_src_idx)
+          p.recv_src_idx[i] = reinterpret_cast<const int32_t*>(area + a.src_offset)[i];
       }
       // Padding rows of worst-case outputs: no expert, zero weight, no source.
       for (int64_t i = rows + first; i < p.num_out_rows; i += receivers) {

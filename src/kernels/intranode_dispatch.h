@@ -14,36 +14,36 @@ namespace epcomm::kernels {
 
 struct DispatchParams {
   // Send side (this rank's tokens).
-  const uint8_t* x;            // [T, H] rows of row_bytes, row stride x_stride bytes
+  const uint8_t* x;  // [T, H] rows of row_bytes, row stride x_stride bytes
   int64_t x_stride;
-  const float* x_scales;       // [T, G] any strides (FP8), or null
+  const float* x_scales;  // [T, G] any strides (FP8), or null
   int64_t scale_stride_token, scale_stride_group;
-  const void* topk_idx;        // [T, K] or null (cached dispatch)
+  const void* topk_idx;  // [T, K] or null (cached dispatch)
   bool topk_is_int64;
-  int64_t topk_stride;         // elements per token (last dim contiguous... any stride for k)
+  int64_t topk_stride;  // elements per token (last dim contiguous... any stride for k)
   int64_t topk_stride_k;
-  const float* topk_weights;   // [T, K]
+  const float* topk_weights;  // [T, K]
   int64_t weights_stride, weights_stride_k;
-  const uint8_t* is_token_in_rank;  // [T, R] contiguous
-  const int32_t* send_slot;         // [T, R]
+  const uint8_t* is_token_in_rank;    // [T, R] contiguous
+  const int32_t* send_slot;           // [T, R]
   const int32_t* rank_prefix_matrix;  // [R, R]
   int64_t num_tokens;
   int32_t experts_per_rank;
   // Receive side (outputs, this rank).
-  uint8_t* recv_x;             // [N_out, H]
+  uint8_t* recv_x;  // [N_out, H]
   int64_t recv_x_stride;
-  float* recv_scales;          // [N_out, G] contiguous, or null
-  void* recv_topk_idx;         // [N_out, K] contiguous, same dtype as topk_idx, or null
-  float* recv_topk_weights;    // [N_out, K] contiguous
-  int32_t* recv_src_idx;       // [N_out] or null (cached)
-  int64_t num_out_rows;        // N_out (num_worst_tokens or the exact count)
-  bool worst_case;             // outputs padded to num_worst_tokens
+  float* recv_scales;        // [N_out, G] contiguous, or null
+  void* recv_topk_idx;       // [N_out, K] contiguous, same dtype as topk_idx, or null
+  float* recv_topk_weights;  // [N_out, K] contiguous
+  int32_t* recv_src_idx;     // [N_out] or null (cached)
+  int64_t num_out_rows;      // N_out (num_worst_tokens or the exact count)
+  bool worst_case;           // outputs padded to num_worst_tokens
   // Buffer.
   uint8_t* const* peer_bases;
-  int64_t area_offset;   // offset of the dispatch area in every buffer
+  int64_t area_offset;  // offset of the dispatch area in every buffer
   core::NormalArea area;
   int64_t signal_offset;
-  uint32_t* counters;      // two local uint32 block counters (device), zeroed by the launcher
+  uint32_t* counters;       // two local uint32 block counters (device), zeroed by the launcher
   uint64_t* epoch_counter;  // device: last completed call (advanced by the last block)
   uint64_t signature;
   int32_t num_ranks, rank;
@@ -51,6 +51,7 @@ struct DispatchParams {
 };
 
 // grid = num_sms blocks (each must be co-resident: num_sms <= multiprocessor count).
-cudaError_t launch_intranode_dispatch(const DispatchParams& params, int num_sms, cudaStream_t stream);
+cudaError_t launch_intranode_dispatch(const DispatchParams& params, int num_sms,
+                                      cudaStream_t stream);
 
 }  // namespace epcomm::kernels

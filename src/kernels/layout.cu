@@ -23,8 +23,8 @@ __global__ void __launch_bounds__(kLayoutThreads) layout_kernel(LayoutParams p) 
                                         : static_cast<const int32_t*>(p.topk_idx)[off];
       if (e == -1) continue;
       if (e < 0 || e >= p.num_experts) {
-        record_input_error(p.report, core::WaitStage::kInvalidExpertId, static_cast<int32_t>(t * p.topk + k), e,
-                           p.num_experts);
+        record_input_error(p.report, core::WaitStage::kInvalidExpertId,
+                           static_cast<int32_t>(t * p.topk + k), e, p.num_experts);
         continue;
       }
       atomicAdd(&hist[e], 1);
@@ -46,8 +46,12 @@ __global__ void __launch_bounds__(kLayoutThreads) layout_kernel(LayoutParams p) 
 }  // namespace
 
 cudaError_t launch_layout(const LayoutParams& p, cudaStream_t stream) {
-  if (cudaError_t e = cudaMemsetAsync(p.num_tokens_per_rank, 0, sizeof(int32_t) * p.num_ranks, stream)) return e;
-  if (cudaError_t e = cudaMemsetAsync(p.num_tokens_per_expert, 0, sizeof(int32_t) * p.num_experts, stream)) return e;
+  if (cudaError_t e =
+          cudaMemsetAsync(p.num_tokens_per_rank, 0, sizeof(int32_t) * p.num_ranks, stream))
+    return e;
+  if (cudaError_t e =
+          cudaMemsetAsync(p.num_tokens_per_expert, 0, sizeof(int32_t) * p.num_experts, stream))
+    return e;
   if (p.num_tokens == 0) return cudaSuccess;
   const int blocks = static_cast<int>((p.num_tokens + kLayoutThreads - 1) / kLayoutThreads);
   const size_t shared = sizeof(int32_t) * (p.num_experts + p.num_ranks);

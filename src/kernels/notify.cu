@@ -30,12 +30,15 @@ __global__ void __launch_bounds__(kNotifyThreads) notify_kernel(NotifyParams p) 
   __syncthreads();
   if (threadIdx.x < R) {
     const int32_t d = threadIdx.x;
-    auto* flag = reinterpret_cast<uint64_t*>(p.peer_bases[d] + p.signal_offset + sig.notify_slot(parity, me));
+    auto* flag = reinterpret_cast<uint64_t*>(p.peer_bases[d] + p.signal_offset +
+                                             sig.notify_slot(parity, me));
     // Release: orders the counts above before the peer's acquire of this epoch.
     st_release_sys(flag, epoch);
-    const auto* mine = reinterpret_cast<const uint64_t*>(p.peer_bases[me] + p.signal_offset + sig.notify_slot(parity, d));
+    const auto* mine = reinterpret_cast<const uint64_t*>(p.peer_bases[me] + p.signal_offset +
+                                                         sig.notify_slot(parity, d));
     // Acquire: the peer's counts become visible to this block after the barrier below.
-    bounded_wait(p.wait, d, core::WaitStage::kCountExchange, [&] { return ld_acquire_sys(mine) >= epoch; });
+    bounded_wait(p.wait, d, core::WaitStage::kCountExchange,
+                 [&] { return ld_acquire_sys(mine) >= epoch; });
   }
   __syncthreads();
   if (ld_relaxed_sys(&p.wait.error->status) != core::kRecordEmpty) return;
@@ -54,8 +57,10 @@ __global__ void __launch_bounds__(kNotifyThreads) notify_kernel(NotifyParams p) 
     for (int32_t e = threadIdx.x; e < E_local; e += blockDim.x) {
       int32_t n = 0;
       for (int32_t s = 0; s < R; ++s)
-        n += reinterpret_cast<const volatile int32_t*>(base + sig.notify_slot(parity, s) + 16)[R + e];
-      p.host->per_expert[e] = (n + p.expert_alignment - 1) / p.expert_alignment * p.expert_alignment;
+        n += reinterpret_cast<const volatile int32_t*>(base + sig.notify_slot(parity, s) +
+                                                       16)[R + e];
+      p.host->per_expert[e] =
+          (n + p.expert_alignment - 1) / p.expert_alignment * p.expert_alignment;
     }
   }
   // Orders the host-visible counts before the epoch the host polls.

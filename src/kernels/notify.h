@@ -14,10 +14,10 @@ namespace epcomm::kernels {
 
 // What the host reads after the exchange (mapped pinned memory). Sized for the maxima.
 struct NotifyHostCounts {
-  uint64_t epoch;             // written last: the call's host ticket once the rest is valid
-  int64_t num_recv_tokens;    // this rank's
-  int32_t matrix[64 * 64];    // rank_prefix_matrix [R][R]
-  int32_t per_expert[1024];   // per local expert, rounded up to expert_alignment
+  uint64_t epoch;            // written last: the call's host ticket once the rest is valid
+  int64_t num_recv_tokens;   // this rank's
+  int32_t matrix[64 * 64];   // rank_prefix_matrix [R][R]
+  int32_t per_expert[1024];  // per local expert, rounded up to expert_alignment
 };
 
 struct NotifyParams {
@@ -26,8 +26,8 @@ struct NotifyParams {
   int32_t num_ranks, rank, num_experts, expert_alignment;
   uint8_t* const* peer_bases;  // [R] mapped buffers
   int64_t signal_offset;
-  uint64_t* epoch_counter;     // device: last completed exchange (advanced by the kernel)
-  uint64_t host_ticket;        // written to host->epoch when the counts are valid
+  uint64_t* epoch_counter;      // device: last completed exchange (advanced by the kernel)
+  uint64_t host_ticket;         // written to host->epoch when the counts are valid
   int32_t* rank_prefix_matrix;  // [R, R] out (device)
   NotifyHostCounts* host;       // out (mapped), may be null (worst-case sizing: nobody waits)
   WaitContext wait;

@@ -51,15 +51,16 @@ RankInfo make_rank_info(const BufferOptions& o) {
   return info;
 }
 
-Error all_gather(const AllGatherFn& fn, const void* mine, void* all, size_t bytes, const char* what) {
+Error all_gather(const AllGatherFn& fn, const void* mine, void* all, size_t bytes,
+                 const char* what) {
   try {
     fn(mine, all, bytes);
   } catch (const std::exception& e) {
-    return Error(ErrorCode::kBootstrap, std::string("Buffer::create: all-gather of ") + what +
-                                            " failed: " + e.what());
-  } catch (...) {
     return Error(ErrorCode::kBootstrap,
-                 std::string("Buffer::create: all-gather of ") + what + " failed (unknown exception)");
+                 std::string("Buffer::create: all-gather of ") + what + " failed: " + e.what());
+  } catch (...) {
+    return Error(ErrorCode::kBootstrap, std::string("Buffer::create: all-gather of ") + what +
+                                            " failed (unknown exception)");
   }
   return Error::success();
 }
@@ -68,7 +69,8 @@ Error check_rank_infos(const std::vector<RankInfo>& infos, int32_t my_rank) {
   const char* op = "Buffer::create";
   for (size_t r = 0; r < infos.size(); ++r) {
     const RankInfo& i = infos[r];
-    if (i.magic != kRankInfoMagic || i.version != kRankInfoVersion || i.struct_size != sizeof(RankInfo))
+    if (i.magic != kRankInfoMagic || i.version != kRankInfoVersion ||
+        i.struct_size != sizeof(RankInfo))
       return Error(ErrorCode::kBootstrap,
                    std::string(op) + ": all-gather entry " + std::to_string(r) +
                        " is not an epcomm v" + std::to_string(kRankInfoVersion) +
@@ -76,19 +78,20 @@ Error check_rank_infos(const std::vector<RankInfo>& infos, int32_t my_rank) {
                        to_text(i.version) + ", size " + to_text(i.struct_size) +
                        "): does every rank run the same epcomm build?");
     if (i.rank != static_cast<int32_t>(r))
-      return Error(ErrorCode::kBootstrap, std::string(op) + ": all-gather entry " + std::to_string(r) +
-                                              " holds rank " + std::to_string(i.rank) +
-                                              "'s record: expected entries ordered by rank");
+      return Error(ErrorCode::kBootstrap,
+                   std::string(op) + ": all-gather entry " + std::to_string(r) + " holds rank " +
+                       std::to_string(i.rank) + "'s record: expected entries ordered by rank");
   }
   const RankInfo& a = infos[0];
   for (size_t r = 1; r < infos.size(); ++r) {
     const RankInfo& b = infos[r];
     auto differ = [&](const char* field, const std::string& va, const std::string& vb) {
       return Error(ErrorCode::kInvalidArgument,
-                   std::string(op) + ": configuration differs between ranks: " + field + " is " + va +
-                       " on rank 0 but " + vb + " on rank " + std::to_string(r));
+                   std::string(op) + ": configuration differs between ranks: " + field + " is " +
+                       va + " on rank 0 but " + vb + " on rank " + std::to_string(r));
     };
-    if (a.num_ranks != b.num_ranks) return differ("num_ranks", to_text(a.num_ranks), to_text(b.num_ranks));
+    if (a.num_ranks != b.num_ranks)
+      return differ("num_ranks", to_text(a.num_ranks), to_text(b.num_ranks));
     if (a.gpus_per_node != b.gpus_per_node)
       return differ("gpus_per_node", to_text(a.gpus_per_node), to_text(b.gpus_per_node));
     if (a.num_nvl_bytes != b.num_nvl_bytes)

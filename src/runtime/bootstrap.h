@@ -45,7 +45,8 @@ struct RankInfo {
 RankInfo make_rank_info(const BufferOptions& options);
 
 // Calls the all-gather, turning an exception into an Error.
-Error all_gather(const AllGatherFn& fn, const void* mine, void* all, size_t bytes, const char* what);
+Error all_gather(const AllGatherFn& fn, const void* mine, void* all, size_t bytes,
+                 const char* what);
 
 // Checks magic/version/size/rank of every entry, identical configuration (naming the rank and
 // field that differ), readiness of every rank and a single host.

@@ -30,11 +30,12 @@ Error setup_local(Buffer::Impl& impl, runtime::RankInfo* info) {
   int count = 0;
   if (auto e = cuda_error(cudaGetDeviceCount(&count), "cudaGetDeviceCount"); !e.ok()) return e;
   if (count == 0) return Error(ErrorCode::kCudaError, "Buffer::create: no CUDA device is visible");
-  const int32_t device = impl.options.device >= 0 ? impl.options.device : impl.topo.local_rank() % count;
+  const int32_t device =
+      impl.options.device >= 0 ? impl.options.device : impl.topo.local_rank() % count;
   if (device >= count)
-    return Error(ErrorCode::kInvalidArgument, "Buffer::create: device: expected an ordinal below the " +
-                                                  std::to_string(count) + " visible devices, got " +
-                                                  std::to_string(device));
+    return Error(ErrorCode::kInvalidArgument,
+                 "Buffer::create: device: expected an ordinal below the " + std::to_string(count) +
+                     " visible devices, got " + std::to_string(device));
   impl.device = device;
   if (auto e = cuda_error(cudaSetDevice(device), "cudaSetDevice"); !e.ok()) return e;
   if (auto e = cuda_error(cudaDeviceGetPCIBusId(info->pci_bus_id, sizeof(info->pci_bus_id), device),
@@ -50,48 +51,61 @@ Error setup_local(Buffer::Impl& impl, runtime::RankInfo* info) {
     return e;
   impl.local_base = static_cast<uint8_t*>(base);
   // Signals start at zero before any peer can learn our handle (it learns it after this).
-  if (auto e = cuda_error(cudaMemset(base, 0, impl.layout.signal_bytes), "cudaMemset of the signal area");
+  if (auto e = cuda_error(cudaMemset(base, 0, impl.layout.signal_bytes),
+                          "cudaMemset of the signal area");
       !e.ok())
     return e;
-  if (auto e = cuda_error(cudaDeviceSynchronize(), "cudaDeviceSynchronize after buffer setup"); !e.ok())
+  if (auto e = cuda_error(cudaDeviceSynchronize(), "cudaDeviceSynchronize after buffer setup");
+      !e.ok())
     return e;
-  if (auto e = cuda_error(cudaIpcGetMemHandle(&info->ipc_handle, base), "cudaIpcGetMemHandle"); !e.ok())
+  if (auto e = cuda_error(cudaIpcGetMemHandle(&info->ipc_handle, base), "cudaIpcGetMemHandle");
+      !e.ok())
     return e;
   info->total_bytes = impl.layout.total_bytes;
   void* record = nullptr;
-  if (auto e = cuda_error(cudaHostAlloc(&record, sizeof(core::DeviceErrorRecord) + sizeof(core::HostControl),
-                                        cudaHostAllocMapped),
-                          "cudaHostAlloc of the error record");
+  if (auto e = cuda_error(
+          cudaHostAlloc(&record, sizeof(core::DeviceErrorRecord) + sizeof(core::HostControl),
+                        cudaHostAllocMapped),
+          "cudaHostAlloc of the error record");
       !e.ok())
     return e;
   std::memset(record, 0, sizeof(core::DeviceErrorRecord) + sizeof(core::HostControl));
   impl.error_host = static_cast<core::DeviceErrorRecord*>(record);
   impl.control_host = reinterpret_cast<core::HostControl*>(impl.error_host + 1);
   void* dev_record = nullptr;
-  if (auto e = cuda_error(cudaHostGetDevicePointer(&dev_record, record, 0), "cudaHostGetDevicePointer");
+  if (auto e =
+          cuda_error(cudaHostGetDevicePointer(&dev_record, record, 0), "cudaHostGetDevicePointer");
       !e.ok())
     return e;
   impl.error_device = static_cast<core::DeviceErrorRecord*>(dev_record);
   impl.control_device = reinterpret_cast<core::HostControl*>(impl.error_device + 1);
   void* counts = nullptr;
-  if (auto e = cuda_error(cudaHostAlloc(&counts, sizeof(kernels::NotifyHostCounts), cudaHostAllocMapped),
-                          "cudaHostAlloc of the notify counts");
+  if (auto e =
+          cuda_error(cudaHostAlloc(&counts, sizeof(kernels::NotifyHostCounts), cudaHostAllocMapped),
+                     "cudaHostAlloc of the notify counts");
       !e.ok())
     return e;
   std::memset(counts, 0, sizeof(kernels::NotifyHostCounts));
   impl.notify_host = static_cast<kernels::NotifyHostCounts*>(counts);
-  if (auto e = cuda_error(cudaHostGetDevicePointer(&dev_record, counts, 0), "cudaHostGetDevicePointer"); !e.ok())
+  if (auto e =
+          cuda_error(cudaHostGetDevicePointer(&dev_record, counts, 0), "cudaHostGetDevicePointer");
+      !e.ok())
     return e;
   impl.notify_device = static_cast<kernels::NotifyHostCounts*>(dev_record);
   void* block_counters = nullptr;
   // [0, 32): epochs (4 x uint64); [32, 48): block counters (4 x uint32).
-  if (auto e = cuda_error(cudaMalloc(&block_counters, 64), "cudaMalloc of epoch and block counters"); !e.ok())
+  if (auto e =
+          cuda_error(cudaMalloc(&block_counters, 64), "cudaMalloc of epoch and block counters");
+      !e.ok())
     return e;
   impl.epochs = static_cast<uint64_t*>(block_counters);
   impl.block_counters = reinterpret_cast<uint32_t*>(static_cast<uint8_t*>(block_counters) + 32);
-  if (auto e = cuda_error(cudaMemset(block_counters, 0, 64), "cudaMemset of epoch counters"); !e.ok()) return e;
-  if (auto e = cuda_error(cudaDeviceGetAttribute(&impl.num_device_sms, cudaDevAttrMultiProcessorCount, device),
-                          "cudaDeviceGetAttribute");
+  if (auto e = cuda_error(cudaMemset(block_counters, 0, 64), "cudaMemset of epoch counters");
+      !e.ok())
+    return e;
+  if (auto e = cuda_error(
+          cudaDeviceGetAttribute(&impl.num_device_sms, cudaDevAttrMultiProcessorCount, device),
+          "cudaDeviceGetAttribute");
       !e.ok())
     return e;
   return Error::success();
@@ -125,19 +139,21 @@ Error map_peers(Buffer::Impl& impl, const std::vector<runtime::RankInfo>& infos)
     const cudaError_t st =
         cudaIpcOpenMemHandle(&ptr, infos[r].ipc_handle, cudaIpcMemLazyEnablePeerAccess);
     if (st != cudaSuccess)
-      return cuda_error(st, "Buffer::create: mapping rank " + std::to_string(r) + "'s buffer (GPU " +
-                                infos[r].pci_bus_id + ") on rank " + std::to_string(me) + " (GPU " +
-                                infos[me].pci_bus_id + ") with cudaIpcOpenMemHandle");
+      return cuda_error(st, "Buffer::create: mapping rank " + std::to_string(r) +
+                                "'s buffer (GPU " + infos[r].pci_bus_id + ") on rank " +
+                                std::to_string(me) + " (GPU " + infos[me].pci_bus_id +
+                                ") with cudaIpcOpenMemHandle");
     impl.peer_bases[r] = static_cast<uint8_t*>(ptr);
     impl.peer_opened[r] = true;
   }
   void* table = nullptr;
-  if (auto e = cuda_error(cudaMalloc(&table, sizeof(uint8_t*) * R), "cudaMalloc of the peer table"); !e.ok())
+  if (auto e = cuda_error(cudaMalloc(&table, sizeof(uint8_t*) * R), "cudaMalloc of the peer table");
+      !e.ok())
     return e;
   impl.peer_bases_device = static_cast<uint8_t**>(table);
-  return cuda_error(cudaMemcpy(table, impl.peer_bases.data(), sizeof(uint8_t*) * R,
-                               cudaMemcpyHostToDevice),
-                    "cudaMemcpy of the peer table");
+  return cuda_error(
+      cudaMemcpy(table, impl.peer_bases.data(), sizeof(uint8_t*) * R, cudaMemcpyHostToDevice),
+      "cudaMemcpy of the peer table");
 }
 
 }  // namespace
@@ -146,8 +162,9 @@ Error Buffer::Impl::usable(const char* op) const {
   if (destroyed)
     return Error(ErrorCode::kFailedState, std::string(op) + ": the Buffer was destroyed");
   if (!failure.ok())
-    return Error(ErrorCode::kFailedState,
-                 std::string(op) + ": the Buffer failed earlier and cannot be used: " + failure.message());
+    return Error(
+        ErrorCode::kFailedState,
+        std::string(op) + ": the Buffer failed earlier and cannot be used: " + failure.message());
   return Error::success();
 }
 
@@ -170,17 +187,20 @@ Error Buffer::Impl::read_error_record() {
       break;
     case core::WaitStage::kBufferTooSmall:
       code = ErrorCode::kBufferTooSmall;
-      os << ": num_nvl_bytes: rank " << rec.peer << " needs " << rec.value << " rows in its receive area, which holds "
-         << rec.limit << " rows: create the Buffer with more num_nvl_bytes";
+      os << ": num_nvl_bytes: rank " << rec.peer << " needs " << rec.value
+         << " rows in its receive area, which holds " << rec.limit
+         << " rows: create the Buffer with more num_nvl_bytes";
       break;
     case core::WaitStage::kTooManyTokens:
       code = ErrorCode::kInvalidArgument;
-      os << ": num_worst_tokens: expected at least the " << rec.value << " rows this rank receives, got " << rec.limit
+      os << ": num_worst_tokens: expected at least the " << rec.value
+         << " rows this rank receives, got " << rec.limit
          << " (rows past num_worst_tokens were dropped)";
       break;
     case core::WaitStage::kArgumentMismatch:
       code = ErrorCode::kInvalidArgument;
-      os << ": rank " << rec.peer << " called with a different hidden size, dtype or top-k than this rank"
+      os << ": rank " << rec.peer
+         << " called with a different hidden size, dtype or top-k than this rank"
          << " (call signatures " << std::hex << rec.value << " vs " << rec.limit << std::dec << ")";
       break;
     default:
@@ -214,11 +234,14 @@ Error Buffer::Impl::release() {
   if (device >= 0) {
     runtime::DeviceGuard guard(device);
     for (size_t r = 0; r < peer_bases.size(); ++r)
-      if (peer_opened[r]) keep(cuda_error(cudaIpcCloseMemHandle(peer_bases[r]), "cudaIpcCloseMemHandle"));
-    if (peer_bases_device) keep(cuda_error(cudaFree(peer_bases_device), "cudaFree of the peer table"));
+      if (peer_opened[r])
+        keep(cuda_error(cudaIpcCloseMemHandle(peer_bases[r]), "cudaIpcCloseMemHandle"));
+    if (peer_bases_device)
+      keep(cuda_error(cudaFree(peer_bases_device), "cudaFree of the peer table"));
     if (local_base) keep(cuda_error(cudaFree(local_base), "cudaFree of the buffer"));
     if (error_host) keep(cuda_error(cudaFreeHost(error_host), "cudaFreeHost of the error record"));
-    if (notify_host) keep(cuda_error(cudaFreeHost(notify_host), "cudaFreeHost of the notify counts"));
+    if (notify_host)
+      keep(cuda_error(cudaFreeHost(notify_host), "cudaFreeHost of the notify counts"));
     if (epochs) keep(cuda_error(cudaFree(epochs), "cudaFree of epoch counters"));
   }
   peer_bases.clear();
@@ -249,7 +272,8 @@ Error Buffer::create(const BufferOptions& options, const AllGatherFn& all_gather
   out->reset();
   if (auto e = core::validate_buffer_options(options); !e.ok()) return e;
   if (!all_gather_fn)
-    return Error(ErrorCode::kInvalidArgument, "Buffer::create: all_gather: expected a callable, got none");
+    return Error(ErrorCode::kInvalidArgument,
+                 "Buffer::create: all_gather: expected a callable, got none");
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   const int32_t gpn = options.gpus_per_node > 0 ? options.gpus_per_node : options.num_ranks;
@@ -262,7 +286,8 @@ Error Buffer::create(const BufferOptions& options, const AllGatherFn& all_gather
   mine.ready = local.ok() ? 1 : 0;
   if (!local.ok()) std::strncpy(mine.failure, local.message().c_str(), sizeof(mine.failure) - 1);
   std::vector<runtime::RankInfo> infos(options.num_ranks);
-  if (auto e = runtime::all_gather(all_gather_fn, &mine, infos.data(), sizeof(mine), "rank records");
+  if (auto e =
+          runtime::all_gather(all_gather_fn, &mine, infos.data(), sizeof(mine), "rank records");
       !e.ok()) {
     (void)impl->release();
     return e;
@@ -295,8 +320,8 @@ Error Buffer::create(const BufferOptions& options, const AllGatherFn& all_gather
   }
   if (core::log_enabled(LogLevel::kInfo)) {
     std::ostringstream os;
-    os << "rank " << options.rank << "/" << options.num_ranks << " on device " << impl->device << " ("
-       << infos[options.rank].pci_bus_id << "), gpus_per_node " << gpn << ", buffer "
+    os << "rank " << options.rank << "/" << options.num_ranks << " on device " << impl->device
+       << " (" << infos[options.rank].pci_bus_id << "), gpus_per_node " << gpn << ", buffer "
        << impl->layout.total_bytes << " bytes (signal " << impl->layout.signal_bytes << ", nvl "
        << options.num_nvl_bytes << ", rdma " << options.num_rdma_bytes << "), timeout "
        << format_seconds(options.timeout_seconds);
@@ -306,11 +331,19 @@ Error Buffer::create(const BufferOptions& options, const AllGatherFn& all_gather
   return Error::success();
 }
 
-Error Buffer::destroy() { return impl_->release(); }
+Error Buffer::destroy() {
+  return impl_->release();
+}
 
-const Topology& Buffer::topology() const { return impl_->topo; }
-const BufferOptions& Buffer::options() const { return impl_->options; }
-int32_t Buffer::device() const { return impl_->device; }
+const Topology& Buffer::topology() const {
+  return impl_->topo;
+}
+const BufferOptions& Buffer::options() const {
+  return impl_->options;
+}
+int32_t Buffer::device() const {
+  return impl_->device;
+}
 
 void* Buffer::local_region(bool low_latency) const {
   if (impl_->local_base == nullptr) return nullptr;
@@ -319,7 +352,8 @@ void* Buffer::local_region(bool low_latency) const {
 
 void* Buffer::peer_region(int32_t rank, bool low_latency) const {
   if (rank < 0 || rank >= static_cast<int32_t>(impl_->peer_bases.size())) return nullptr;
-  return impl_->peer_bases[rank] + (low_latency ? impl_->layout.rdma_offset : impl_->layout.nvl_offset);
+  return impl_->peer_bases[rank] +
+         (low_latency ? impl_->layout.rdma_offset : impl_->layout.nvl_offset);
 }
 
 Error Buffer::barrier(StreamHandle stream) {
@@ -332,7 +366,8 @@ Error Buffer::barrier(StreamHandle stream) {
   p.num_ranks = impl_->topo.num_ranks;
   p.epoch_counter = impl_->epochs + 0;
   p.wait = impl_->wait_context(core::OpId::kBarrier);
-  return cuda_error(kernels::launch_barrier(p, static_cast<cudaStream_t>(stream)), "barrier kernel launch");
+  return cuda_error(kernels::launch_barrier(p, static_cast<cudaStream_t>(stream)),
+                    "barrier kernel launch");
 }
 
 Error Buffer::check_async_error() {

@@ -35,8 +35,8 @@ struct Buffer::Impl {
   core::HostControl* control_device = nullptr;
 
   // Normal kernels: one epoch per kind of call, equal on every rank (same call sequence).
-  uint64_t notify_ticket = 0;       // host-side count of eager count exchanges
-  uint64_t* epochs = nullptr;       // [4] device: barrier, notify, dispatch, combine
+  uint64_t notify_ticket = 0;  // host-side count of eager count exchanges
+  uint64_t* epochs = nullptr;  // [4] device: barrier, notify, dispatch, combine
   kernels::NotifyHostCounts* notify_host = nullptr;  // mapped pinned (host address)
   kernels::NotifyHostCounts* notify_device = nullptr;
   uint32_t* block_counters = nullptr;  // [4] device: dispatch (2), combine (2)
@@ -65,12 +65,14 @@ Error Buffer::Impl::host_wait(const char* op, Ready ready) {
   const double limit = options.timeout_seconds * 1.5 + 1.0;
   while (!ready()) {
     if (Error e = read_error_record(); !e.ok()) return e;
-    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double waited =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (waited > limit) {
       reinterpret_cast<volatile int32_t*>(&control_host->abort_flag)[0] = 1;
-      failure = Error(ErrorCode::kTimeout, std::string(op) + " on rank " + std::to_string(topo.rank) +
-                                               ": the host waited " + std::to_string(waited) +
-                                               " s for the GPU without an answer (aborted)");
+      failure =
+          Error(ErrorCode::kTimeout, std::string(op) + " on rank " + std::to_string(topo.rank) +
+                                         ": the host waited " + std::to_string(waited) +
+                                         " s for the GPU without an answer (aborted)");
       return failure;
     }
     if (waited > 1e-3) std::this_thread::sleep_for(std::chrono::microseconds(20));

@@ -14,24 +14,27 @@ namespace {
 
 Error not_implemented(const char* op) {
   return Error(ErrorCode::kNotImplemented,
-               std::string(op) + " is not implemented yet on the GPU (arguments were valid); the CPU "
-                                 "reference implements its contract");
+               std::string(op) +
+                   " is not implemented yet on the GPU (arguments were valid); the CPU "
+                   "reference implements its contract");
 }
 
-Error check_low_latency_size(const Buffer::Impl& impl, const char* op, int32_t n_max, int32_t hidden,
-                             int32_t num_experts) {
-  const int64_t need = get_low_latency_buffer_size_hint(n_max, hidden, impl.topo.num_ranks, num_experts);
+Error check_low_latency_size(const Buffer::Impl& impl, const char* op, int32_t n_max,
+                             int32_t hidden, int32_t num_experts) {
+  const int64_t need =
+      get_low_latency_buffer_size_hint(n_max, hidden, impl.topo.num_ranks, num_experts);
   if (need == 0)
-    return Error(ErrorCode::kInvalidArgument,
-                 std::string(op) + ": expected positive N_max and hidden and num_experts a multiple of " +
-                     std::to_string(impl.topo.num_ranks) + " ranks, got N_max=" + std::to_string(n_max) +
-                     ", hidden=" + std::to_string(hidden) + ", num_experts=" + std::to_string(num_experts));
+    return Error(
+        ErrorCode::kInvalidArgument,
+        std::string(op) + ": expected positive N_max and hidden and num_experts a multiple of " +
+            std::to_string(impl.topo.num_ranks) + " ranks, got N_max=" + std::to_string(n_max) +
+            ", hidden=" + std::to_string(hidden) + ", num_experts=" + std::to_string(num_experts));
   if (impl.options.num_rdma_bytes < need)
     return Error(ErrorCode::kBufferTooSmall,
                  std::string(op) + ": num_rdma_bytes: expected at least " + std::to_string(need) +
-                     " bytes for N_max=" + std::to_string(n_max) + ", hidden=" + std::to_string(hidden) +
-                     ", num_experts=" + std::to_string(num_experts) + ", got " +
-                     std::to_string(impl.options.num_rdma_bytes));
+                     " bytes for N_max=" + std::to_string(n_max) + ", hidden=" +
+                     std::to_string(hidden) + ", num_experts=" + std::to_string(num_experts) +
+                     ", got " + std::to_string(impl.options.num_rdma_bytes));
   return Error::success();
 }
 
@@ -43,9 +46,11 @@ Error Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& args, StreamHan
   if (args.return_recv_hook && hook == nullptr)
     return Error(ErrorCode::kInvalidArgument,
                  "low_latency_dispatch: hook: expected a pointer with return_recv_hook, got null");
-  if (auto e = core::validate_low_latency_dispatch_args(args, impl_->topo, DeviceKind::kCuda); !e.ok())
+  if (auto e = core::validate_low_latency_dispatch_args(args, impl_->topo, DeviceKind::kCuda);
+      !e.ok())
     return e;
-  if (auto e = check_low_latency_size(*impl_, "low_latency_dispatch", args.num_max_dispatch_tokens_per_rank,
+  if (auto e = check_low_latency_size(*impl_, "low_latency_dispatch",
+                                      args.num_max_dispatch_tokens_per_rank,
                                       static_cast<int32_t>(args.x.shape[1]), args.num_experts);
       !e.ok())
     return e;
@@ -58,11 +63,12 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
   if (args.return_recv_hook && hook == nullptr)
     return Error(ErrorCode::kInvalidArgument,
                  "low_latency_combine: hook: expected a pointer with return_recv_hook, got null");
-  if (auto e = core::validate_low_latency_combine_args(args, impl_->topo, DeviceKind::kCuda); !e.ok())
+  if (auto e = core::validate_low_latency_combine_args(args, impl_->topo, DeviceKind::kCuda);
+      !e.ok())
     return e;
   const auto& h = args.handle;
-  if (auto e = check_low_latency_size(*impl_, "low_latency_combine", h.num_max_dispatch_tokens_per_rank,
-                                      h.hidden, h.num_experts);
+  if (auto e = check_low_latency_size(*impl_, "low_latency_combine",
+                                      h.num_max_dispatch_tokens_per_rank, h.hidden, h.num_experts);
       !e.ok())
     return e;
   return not_implemented("low_latency_combine");
@@ -70,11 +76,13 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
 
 Error Buffer::run_low_latency_hook(const LowLatencyHook& hook, StreamHandle) {
   if (auto e = impl_->usable("run_low_latency_hook"); !e.ok()) return e;
-  return Error(ErrorCode::kInvalidArgument,
-               "run_low_latency_hook: hook: expected a pending receive, got id " + std::to_string(hook.id));
+  return Error(
+      ErrorCode::kInvalidArgument,
+      "run_low_latency_hook: hook: expected a pending receive, got id " + std::to_string(hook.id));
 }
 
-Error Buffer::get_next_low_latency_combine_buffer(const LowLatencyHandle& handle, TensorView* view) {
+Error Buffer::get_next_low_latency_combine_buffer(const LowLatencyHandle& handle,
+                                                  TensorView* view) {
   if (auto e = impl_->usable("get_next_low_latency_combine_buffer"); !e.ok()) return e;
   if (view == nullptr)
     return Error(ErrorCode::kInvalidArgument,
@@ -83,9 +91,11 @@ Error Buffer::get_next_low_latency_combine_buffer(const LowLatencyHandle& handle
   return not_implemented("get_next_low_latency_combine_buffer");
 }
 
-Error Buffer::clean_low_latency_buffer(int32_t n_max, int32_t hidden, int32_t num_experts, StreamHandle) {
+Error Buffer::clean_low_latency_buffer(int32_t n_max, int32_t hidden, int32_t num_experts,
+                                       StreamHandle) {
   if (auto e = impl_->usable("clean_low_latency_buffer"); !e.ok()) return e;
-  if (auto e = check_low_latency_size(*impl_, "clean_low_latency_buffer", n_max, hidden, num_experts);
+  if (auto e =
+          check_low_latency_size(*impl_, "clean_low_latency_buffer", n_max, hidden, num_experts);
       !e.ok())
     return e;
   return not_implemented("clean_low_latency_buffer");

@@ -17,13 +17,16 @@ namespace {
 
 using runtime::cuda_error;
 
-cudaStream_t as_stream(StreamHandle s) { return static_cast<cudaStream_t>(s); }
+cudaStream_t as_stream(StreamHandle s) {
+  return static_cast<cudaStream_t>(s);
+}
 
 Error check_num_sms(const Buffer::Impl& impl, const char* op, const Config& c) {
   if (c.num_sms > impl.num_device_sms)
     return Error(ErrorCode::kInvalidArgument,
-                 std::string(op) + ": config.num_sms: expected at most the " + std::to_string(impl.num_device_sms) +
-                     " multiprocessors of the device, got " + std::to_string(c.num_sms));
+                 std::string(op) + ": config.num_sms: expected at most the " +
+                     std::to_string(impl.num_device_sms) + " multiprocessors of the device, got " +
+                     std::to_string(c.num_sms));
   return Error::success();
 }
 
@@ -34,8 +37,9 @@ Error single_node_only(const Buffer::Impl& impl, const char* op) {
 }
 
 // Launches the count exchange and the send-slot scan; `host` null means nobody waits.
-Error launch_count_exchange(Buffer::Impl& impl, const TensorView& per_rank, const TensorView& per_expert,
-                            const TensorView& in_rank, int32_t alignment, const DispatchHandle& h, bool host,
+Error launch_count_exchange(Buffer::Impl& impl, const TensorView& per_rank,
+                            const TensorView& per_expert, const TensorView& in_rank,
+                            int32_t alignment, const DispatchHandle& h, bool host,
                             cudaStream_t stream) {
   kernels::NotifyParams n{};
   n.num_tokens_per_rank = static_cast<const int32_t*>(per_rank.data);
@@ -51,11 +55,13 @@ Error launch_count_exchange(Buffer::Impl& impl, const TensorView& per_rank, cons
   n.rank_prefix_matrix = static_cast<int32_t*>(h.rank_prefix_matrix.data);
   n.host = host ? impl.notify_device : nullptr;
   n.wait = impl.wait_context(core::OpId::kDispatchNotify);
-  if (auto e = cuda_error(kernels::launch_notify(n, stream), "notify kernel launch"); !e.ok()) return e;
+  if (auto e = cuda_error(kernels::launch_notify(n, stream), "notify kernel launch"); !e.ok())
+    return e;
   kernels::SlotParams sp{};
   sp.is_token_in_rank = static_cast<const uint8_t*>(in_rank.data);
-  sp.is_token_in_rank_copy =
-      h.is_token_in_rank.data != in_rank.data ? static_cast<uint8_t*>(h.is_token_in_rank.data) : nullptr;
+  sp.is_token_in_rank_copy = h.is_token_in_rank.data != in_rank.data
+                                 ? static_cast<uint8_t*>(h.is_token_in_rank.data)
+                                 : nullptr;
   sp.rank_prefix_matrix = static_cast<const int32_t*>(h.rank_prefix_matrix.data);
   sp.send_slot = static_cast<int32_t*>(h.send_slot.data);
   sp.num_tokens = in_rank.shape[0];
@@ -88,26 +94,31 @@ Error Buffer::get_dispatch_layout(const LayoutArgs& args, StreamHandle stream) {
   return cuda_error(kernels::launch_layout(p, as_stream(stream)), "layout kernel launch");
 }
 
-Error Buffer::dispatch_notify(const DispatchNotifyArgs& args, DispatchCounts* counts, StreamHandle stream) {
+Error Buffer::dispatch_notify(const DispatchNotifyArgs& args, DispatchCounts* counts,
+                              StreamHandle stream) {
   const char* op = "dispatch_notify";
   if (auto e = impl_->usable(op); !e.ok()) return e;
   if (counts == nullptr)
-    return Error(ErrorCode::kInvalidArgument, "dispatch_notify: counts: expected a pointer, got null");
-  if (auto e = core::validate_dispatch_notify_args(args, impl_->topo, DeviceKind::kCuda); !e.ok()) return e;
+    return Error(ErrorCode::kInvalidArgument,
+                 "dispatch_notify: counts: expected a pointer, got null");
+  if (auto e = core::validate_dispatch_notify_args(args, impl_->topo, DeviceKind::kCuda); !e.ok())
+    return e;
   if (auto e = single_node_only(*impl_, op); !e.ok()) return e;
   runtime::DeviceGuard guard(impl_->device);
   if (auto e = launch_count_exchange(*impl_, args.num_tokens_per_rank, args.num_tokens_per_expert,
-                                     args.is_token_in_rank, args.expert_alignment, args.handle, true,
-                                     as_stream(stream));
+                                     args.is_token_in_rank, args.expert_alignment, args.handle,
+                                     true, as_stream(stream));
       !e.ok())
     return e;
   // The single host wait of normal dispatch: the receive counts, through mapped memory.
   const uint64_t epoch = impl_->notify_ticket;
   auto* host = impl_->notify_host;
-  if (auto e = impl_->host_wait(op, [&] { return reinterpret_cast<volatile uint64_t*>(&host->epoch)[0] >= epoch; });
+  if (auto e = impl_->host_wait(
+          op, [&] { return reinterpret_cast<volatile uint64_t*>(&host->epoch)[0] >= epoch; });
       !e.ok())
     return e;
-  const int32_t E_local = static_cast<int32_t>(args.num_tokens_per_expert.shape[0]) / impl_->topo.num_ranks;
+  const int32_t E_local =
+      static_cast<int32_t>(args.num_tokens_per_expert.shape[0]) / impl_->topo.num_ranks;
   counts->num_recv_tokens = reinterpret_cast<volatile int64_t*>(&host->num_recv_tokens)[0];
   counts->num_recv_tokens_per_expert.assign(host->per_expert, host->per_expert + E_local);
   return Error::success();
@@ -116,8 +127,10 @@ Error Buffer::dispatch_notify(const DispatchNotifyArgs& args, DispatchCounts* co
 Error Buffer::dispatch(const DispatchArgs& args, StreamHandle stream) {
   const char* op = "dispatch";
   if (auto e = impl_->usable(op); !e.ok()) return e;
-  const int64_t rows = args.num_worst_tokens > 0 ? args.num_worst_tokens : args.handle.num_recv_tokens;
-  if (auto e = core::validate_dispatch_args(args, impl_->topo, DeviceKind::kCuda, rows); !e.ok()) return e;
+  const int64_t rows =
+      args.num_worst_tokens > 0 ? args.num_worst_tokens : args.handle.num_recv_tokens;
+  if (auto e = core::validate_dispatch_args(args, impl_->topo, DeviceKind::kCuda, rows); !e.ok())
+    return e;
   if (auto e = single_node_only(*impl_, op); !e.ok()) return e;
   if (auto e = check_num_sms(*impl_, op, args.config); !e.ok()) return e;
   const int32_t R = impl_->topo.num_ranks;
@@ -131,8 +144,9 @@ Error Buffer::dispatch(const DispatchArgs& args, StreamHandle stream) {
   if (args.num_worst_tokens > area.capacity || rows > area.capacity)
     return Error(ErrorCode::kBufferTooSmall,
                  std::string(op) + ": num_nvl_bytes: the dispatch area (half of " +
-                     std::to_string(impl_->options.num_nvl_bytes) + " bytes) holds " + std::to_string(area.capacity) +
-                     " rows of " + std::to_string(core::NormalArea::bytes_per_row(row_bytes, G, K, true)) +
+                     std::to_string(impl_->options.num_nvl_bytes) + " bytes) holds " +
+                     std::to_string(area.capacity) + " rows of " +
+                     std::to_string(core::NormalArea::bytes_per_row(row_bytes, G, K, true)) +
                      " bytes, this call needs " + std::to_string(rows) + " rows");
   if (!args.cached && args.num_worst_tokens == 0) {
     // After dispatch_notify the host knows every rank's count, so every rank reaches the same
@@ -146,7 +160,8 @@ Error Buffer::dispatch(const DispatchArgs& args, StreamHandle stream) {
                          std::to_string(need) + " rows but the dispatch area (half of " +
                          std::to_string(impl_->options.num_nvl_bytes) + " bytes) holds " +
                          std::to_string(area.capacity) + " rows of " +
-                         std::to_string(core::NormalArea::bytes_per_row(row_bytes, G, K, true)) + " bytes");
+                         std::to_string(core::NormalArea::bytes_per_row(row_bytes, G, K, true)) +
+                         " bytes");
     }
   }
   runtime::DeviceGuard guard(impl_->device);
@@ -154,7 +169,8 @@ Error Buffer::dispatch(const DispatchArgs& args, StreamHandle stream) {
   if (!args.cached && args.num_worst_tokens > 0) {
     // Worst-case sizing: the count exchange runs on the GPU and nobody waits on the host.
     if (auto e = launch_count_exchange(*impl_, args.num_tokens_per_rank, args.num_tokens_per_expert,
-                                       args.is_token_in_rank, args.expert_alignment, args.handle, false, s);
+                                       args.is_token_in_rank, args.expert_alignment, args.handle,
+                                       false, s);
         !e.ok())
       return e;
   }
@@ -198,7 +214,8 @@ Error Buffer::dispatch(const DispatchArgs& args, StreamHandle stream) {
   p.num_ranks = R;
   p.rank = impl_->topo.rank;
   p.wait = impl_->wait_context(core::OpId::kDispatch);
-  return cuda_error(kernels::launch_intranode_dispatch(p, args.config.num_sms, s), "dispatch kernel launch");
+  return cuda_error(kernels::launch_intranode_dispatch(p, args.config.num_sms, s),
+                    "dispatch kernel launch");
 }
 
 Error Buffer::combine(const CombineArgs& args, StreamHandle stream) {
@@ -209,15 +226,17 @@ Error Buffer::combine(const CombineArgs& args, StreamHandle stream) {
   if (auto e = check_num_sms(*impl_, op, args.config); !e.ok()) return e;
   const int32_t R = impl_->topo.num_ranks;
   const int64_t H = args.x.shape[1];
-  const int32_t K = args.topk_weights.defined() ? static_cast<int32_t>(args.topk_weights.shape[1]) : 0;
+  const int32_t K =
+      args.topk_weights.defined() ? static_cast<int32_t>(args.topk_weights.shape[1]) : 0;
   const auto region = core::NormalRegionLayout::make(impl_->options.num_nvl_bytes);
   const auto area = core::NormalArea::make(region.combine_bytes, H * 2, 0, K, false);
   const int64_t T = args.combined_x.shape[0];
   if (T > area.capacity)
     return Error(ErrorCode::kBufferTooSmall,
                  std::string(op) + ": num_nvl_bytes: the combine area (half of " +
-                     std::to_string(impl_->options.num_nvl_bytes) + " bytes) holds " + std::to_string(area.capacity) +
-                     " rows, fewer than this rank's " + std::to_string(T) + " tokens");
+                     std::to_string(impl_->options.num_nvl_bytes) + " bytes) holds " +
+                     std::to_string(area.capacity) + " rows, fewer than this rank's " +
+                     std::to_string(T) + " tokens");
   runtime::DeviceGuard guard(impl_->device);
   kernels::CombineParams p{};
   p.x = static_cast<const uint8_t*>(args.x.data);

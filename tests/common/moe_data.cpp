@@ -43,7 +43,8 @@ RankInputs make_inputs(const InputSpec& s, int32_t rank, uint64_t seed) {
     in.x_scales = s.column_major_scales ? HostTensor::column_major_last2(DType::kFloat32, {T, G})
                                         : HostTensor(DType::kFloat32, {T, G});
     for (int64_t t = 0; t < T; ++t)
-      for (int64_t g = 0; g < G; ++g) in.x_scales.at<float>({t, g}) = static_cast<float>(unit(rng)) + 0.01f;
+      for (int64_t g = 0; g < G; ++g)
+        in.x_scales.at<float>({t, g}) = static_cast<float>(unit(rng)) + 0.01f;
   }
   return in;
 }
@@ -69,15 +70,17 @@ DispatchHandle DispatchOutputs::handle() const {
 }
 
 std::vector<DispatchOutputs> run_dispatch(const reference::SimWorld& world,
-                                          const std::vector<RankInputs>& inputs, const InputSpec& spec,
-                                          const PipelineOptions& opts, std::vector<LayoutOutputs>* layouts_out) {
+                                          const std::vector<RankInputs>& inputs,
+                                          const InputSpec& spec, const PipelineOptions& opts,
+                                          std::vector<LayoutOutputs>* layouts_out) {
   const int32_t R = world.num_ranks();
   std::vector<LayoutOutputs> layouts;
   std::vector<DispatchOutputs> outs(R);
   for (int32_t r = 0; r < R; ++r) {
     const int64_t T = inputs[r].x.size(0);
     layouts.push_back(make_layout_outputs(T, R, spec.num_experts));
-    const Error e = world.get_dispatch_layout(r, layouts[r].args(inputs[r].topk_idx.view(), spec.num_experts));
+    const Error e =
+        world.get_dispatch_layout(r, layouts[r].args(inputs[r].topk_idx.view(), spec.num_experts));
     EXPECT_TRUE(e.ok()) << e.to_string();
     outs[r].rank_prefix_matrix = HostTensor(DType::kInt32, {R, R});
     outs[r].is_token_in_rank = HostTensor(DType::kBool, {T, R});
@@ -100,7 +103,8 @@ std::vector<DispatchOutputs> run_dispatch(const reference::SimWorld& world,
   }
   std::vector<DispatchArgs> args(R);
   for (int32_t r = 0; r < R; ++r) {
-    const int64_t N = opts.num_worst_tokens > 0 ? opts.num_worst_tokens : outs[r].counts.num_recv_tokens;
+    const int64_t N =
+        opts.num_worst_tokens > 0 ? opts.num_worst_tokens : outs[r].counts.num_recv_tokens;
     const int64_t H = spec.hidden, K = spec.topk;
     DispatchOutputs& o = outs[r];
     o.recv_x = HostTensor(inputs[r].x.dtype(), {N, H});

@@ -19,11 +19,11 @@ struct InputSpec {
   int64_t hidden = 256;
   int64_t topk = 4;
   int32_t num_experts = 16;
-  double mask_prob = 0.1;          // chance that a top-k entry is -1
+  double mask_prob = 0.1;  // chance that a top-k entry is -1
   DType index_dtype = DType::kInt64;
-  bool fp8 = false;                // x as FP8 with scales
+  bool fp8 = false;  // x as FP8 with scales
   bool column_major_scales = false;
-  int32_t hot_expert = -1;         // >= 0: most selections go to this expert
+  int32_t hot_expert = -1;  // >= 0: most selections go to this expert
 };
 
 struct RankInputs {
@@ -63,7 +63,11 @@ std::vector<DispatchOutputs> run_dispatch(const reference::SimWorld& world,
                                           std::vector<LayoutOutputs>* layouts = nullptr);
 
 // bf16 bits of a float
-inline uint16_t bf16(float f) { return core::float_to_bf16(f); }
-inline float f32(uint16_t b) { return core::bf16_to_float(b); }
+inline uint16_t bf16(float f) {
+  return core::float_to_bf16(f);
+}
+inline float f32(uint16_t b) {
+  return core::bf16_to_float(b);
+}
 
 }  // namespace epcomm::testing

@@ -7,8 +7,8 @@
 
 #include "core/buffer_layout.h"
 #include "core/log.h"
-#include "core/normal_layout.h"
 #include "core/low_latency_layout.h"
+#include "core/normal_layout.h"
 #include "epcomm/epcomm.h"
 #include "epcomm/epcomm.hpp"
 
@@ -78,11 +78,13 @@ TEST(Layout, NormalSignalRegionsNeverOverlapAndFitTheSignalArea) {
     std::vector<std::pair<int64_t, int64_t>> spans = {{0, int64_t{R} * 8}};
     for (int32_t parity : {0, 1})
       for (int32_t src = 0; src < R; ++src)
-        spans.push_back({s.notify_slot(parity, src), s.notify_slot(parity, src) + s.notify_slot_bytes()});
+        spans.push_back(
+            {s.notify_slot(parity, src), s.notify_slot(parity, src) + s.notify_slot_bytes()});
     for (int32_t kind = 0; kind < core::kNumNormalFlags; ++kind)
       for (int32_t r = 0; r < R; ++r) spans.push_back({s.flag(kind, r), s.flag(kind, r) + 8});
     std::sort(spans.begin(), spans.end());
-    for (size_t i = 1; i < spans.size(); ++i) ASSERT_LE(spans[i - 1].second, spans[i].first) << "R=" << R << " field " << i;
+    for (size_t i = 1; i < spans.size(); ++i)
+      ASSERT_LE(spans[i - 1].second, spans[i].first) << "R=" << R << " field " << i;
     EXPECT_LE(s.end() + 64, core::kSignalAreaBytes) << R;
     EXPECT_GE(s.barrier_bytes(), core::SignalLayout{R}.barrier_bytes());
   }
@@ -137,7 +139,7 @@ TEST(SizeHints, NormalHintHoldsTheWorstCaseRowsInBothAreas) {
 }
 
 TEST(SizeHints, DefaultConfigsComeFromMeasurements) {
-  EXPECT_EQ(default_dispatch_config(2).num_sms, 16);
+  EXPECT_EQ(default_dispatch_config(2).num_sms, 24);
   EXPECT_EQ(default_combine_config(2).num_sms, 24);
   EXPECT_EQ(default_dispatch_config(8).num_sms, Config{}.num_sms);
 }
@@ -154,7 +156,9 @@ TEST(SizeHints, NvlHintGrowsWithHiddenAndRanks) {
   EXPECT_EQ(epcomm_config_get_nvl_buffer_size_hint(&cc, 7168 * 2, 4), a);
 }
 
-int gather_fail(const void*, void*, size_t, void*) { return 7; }
+int gather_fail(const void*, void*, size_t, void*) {
+  return 7;
+}
 
 TEST(CAbi, CreateRejectsBadStructSizeWithAMessage) {
   epcomm_buffer_options_t o;
@@ -162,7 +166,8 @@ TEST(CAbi, CreateRejectsBadStructSizeWithAMessage) {
   o.struct_size = 4;
   epcomm_buffer_t b = nullptr;
   EXPECT_EQ(epcomm_buffer_create(&o, gather_fail, nullptr, &b), EPCOMM_ERROR_INVALID_ARGUMENT);
-  EXPECT_NE(std::strstr(epcomm_last_error_message(), "struct_size"), nullptr) << epcomm_last_error_message();
+  EXPECT_NE(std::strstr(epcomm_last_error_message(), "struct_size"), nullptr)
+      << epcomm_last_error_message();
   EXPECT_EQ(b, nullptr);
 }
 
@@ -173,7 +178,8 @@ TEST(CAbi, CreateValidatesOptionsBeforeTouchingCuda) {
   o.rank = 5;
   epcomm_buffer_t b = nullptr;
   EXPECT_EQ(epcomm_buffer_create(&o, gather_fail, nullptr, &b), EPCOMM_ERROR_INVALID_ARGUMENT);
-  EXPECT_NE(std::strstr(epcomm_last_error_message(), "rank: expected a value in [0, 2), got 5"), nullptr)
+  EXPECT_NE(std::strstr(epcomm_last_error_message(), "rank: expected a value in [0, 2), got 5"),
+            nullptr)
       << epcomm_last_error_message();
   EXPECT_EQ(epcomm_buffer_create(&o, nullptr, nullptr, &b), EPCOMM_ERROR_INVALID_ARGUMENT);
   EXPECT_EQ(epcomm_buffer_create(nullptr, gather_fail, nullptr, &b), EPCOMM_ERROR_INVALID_ARGUMENT);

@@ -44,10 +44,10 @@ TEST(Bf16, RoundTripOfEveryFiniteBf16IsExact) {
 TEST(Fp8E4M3, GoldenValues) {
   EXPECT_EQ(float_to_fp8_e4m3(0.0f), 0x00);
   EXPECT_EQ(float_to_fp8_e4m3(-0.0f), 0x80);
-  EXPECT_EQ(float_to_fp8_e4m3(1.0f), 0x38);    // exponent 7, mantissa 0
-  EXPECT_EQ(float_to_fp8_e4m3(-1.5f), 0xbc);   // sign, exponent 7, mantissa 4
-  EXPECT_EQ(float_to_fp8_e4m3(448.0f), 0x7e);  // largest finite
-  EXPECT_EQ(float_to_fp8_e4m3(0.015625f), 0x08);  // 2^-6, smallest normal
+  EXPECT_EQ(float_to_fp8_e4m3(1.0f), 0x38);          // exponent 7, mantissa 0
+  EXPECT_EQ(float_to_fp8_e4m3(-1.5f), 0xbc);         // sign, exponent 7, mantissa 4
+  EXPECT_EQ(float_to_fp8_e4m3(448.0f), 0x7e);        // largest finite
+  EXPECT_EQ(float_to_fp8_e4m3(0.015625f), 0x08);     // 2^-6, smallest normal
   EXPECT_EQ(float_to_fp8_e4m3(0.001953125f), 0x01);  // 2^-9, smallest subnormal
   EXPECT_EQ(float_to_fp8_e4m3(0.013671875f), 0x07);  // 7 * 2^-9, largest subnormal
 }
@@ -81,10 +81,10 @@ TEST(Fp8E4M3, RoundsToNearestEvenInNormalRange) {
 }
 
 TEST(Fp8E4M3, RoundsToNearestEvenInSubnormalRange) {
-  EXPECT_EQ(float_to_fp8_e4m3(0.0009765625f), 0x00);   // 2^-10: halfway 0 / 2^-9, to even 0
-  EXPECT_EQ(float_to_fp8_e4m3(0.0029296875f), 0x02);   // 1.5 * 2^-9: halfway 1 / 2, to even 2
-  EXPECT_EQ(float_to_fp8_e4m3(0.0048828125f), 0x02);   // 2.5 * 2^-9: halfway 2 / 3, to even 2
-  EXPECT_EQ(float_to_fp8_e4m3(0.0146484375f), 0x08);   // 7.5 * 2^-9: rounds up into 2^-6
+  EXPECT_EQ(float_to_fp8_e4m3(0.0009765625f), 0x00);  // 2^-10: halfway 0 / 2^-9, to even 0
+  EXPECT_EQ(float_to_fp8_e4m3(0.0029296875f), 0x02);  // 1.5 * 2^-9: halfway 1 / 2, to even 2
+  EXPECT_EQ(float_to_fp8_e4m3(0.0048828125f), 0x02);  // 2.5 * 2^-9: halfway 2 / 3, to even 2
+  EXPECT_EQ(float_to_fp8_e4m3(0.0146484375f), 0x08);  // 7.5 * 2^-9: rounds up into 2^-6
   EXPECT_EQ(float_to_fp8_e4m3(1e-30f), 0x00);
 }
 
@@ -112,10 +112,10 @@ TEST(Fp8Scale, ClampsAmaxBelowAt1eMinus4) {
 }
 
 TEST(Fp8Scale, RoundScaleGivesTheNextPowerOfTwo) {
-  EXPECT_EQ(fp8_scale_from_amax(448.0f, true), 1.0f);        // exactly 1: unchanged
-  EXPECT_EQ(fp8_scale_from_amax(449.0f, true), 2.0f);        // just above 1: next power
+  EXPECT_EQ(fp8_scale_from_amax(448.0f, true), 1.0f);  // exactly 1: unchanged
+  EXPECT_EQ(fp8_scale_from_amax(449.0f, true), 2.0f);  // just above 1: next power
   EXPECT_EQ(fp8_scale_from_amax(224.0f, true), 0.5f);
-  EXPECT_EQ(fp8_scale_from_amax(3.0f, true), 0.0078125f);    // 3/448 = 0.0067 -> 2^-7
+  EXPECT_EQ(fp8_scale_from_amax(3.0f, true), 0.0078125f);  // 3/448 = 0.0067 -> 2^-7
   for (float amax : {1e-5f, 0.3f, 7.0f, 1000.0f}) {
     const float s = fp8_scale_from_amax(amax, true);
     int exp = 0;

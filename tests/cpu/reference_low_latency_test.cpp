@@ -28,7 +28,8 @@ struct LowLatencyCase {
 };
 
 std::vector<LowLatencyOutputs> run_ll_dispatch(const SimWorld& world, const LowLatencyCase& c,
-                                               std::vector<RankInputs>* inputs_out, Error* error = nullptr) {
+                                               std::vector<RankInputs>* inputs_out,
+                                               Error* error = nullptr) {
   const int32_t R = c.R;
   const int64_t E_local = c.E / R, rows = int64_t{R} * c.N_max;
   std::vector<RankInputs> inputs;
@@ -88,10 +89,12 @@ void check_routing(const LowLatencyCase& c, const std::vector<RankInputs>& in,
         const int64_t begin = range >> 32, count = range & 0xffffffff;
         covered += count;
         std::set<int> got, want;
-        for (int64_t i = begin; i < begin + count; ++i) got.insert(outs[d].src_info.at<int32_t>({j, i}));
+        for (int64_t i = begin; i < begin + count; ++i)
+          got.insert(outs[d].src_info.at<int32_t>({j, i}));
         for (int64_t t = 0; t < c.tokens[s]; ++t)
           for (int64_t k = 0; k < c.K; ++k)
-            if (in[s].topk_idx.at<int64_t>({t, k}) == d * E_local + j) want.insert(static_cast<int>(t));
+            if (in[s].topk_idx.at<int64_t>({t, k}) == d * E_local + j)
+              want.insert(static_cast<int>(t));
         EXPECT_EQ(got, want) << "dst " << d << " expert " << j << " src " << s;
       }
       EXPECT_EQ(covered, outs[d].count.at<int32_t>({j}));
@@ -142,12 +145,14 @@ TEST(ReferenceLowLatency, Fp8RowsDequantizeWithinTheFormatError) {
       ASSERT_GE(row, 0);
       for (int64_t g = 0; g < c.H / 128; ++g) {
         float amax = 0;
-        for (int64_t h = g * 128; h < (g + 1) * 128; ++h) amax = std::fmax(amax, std::fabs(f32(in[s].x.at<uint16_t>({t, h}))));
+        for (int64_t h = g * 128; h < (g + 1) * 128; ++h)
+          amax = std::fmax(amax, std::fabs(f32(in[s].x.at<uint16_t>({t, h}))));
         const float scale = outs[d].scales.at<float>({j, row, g});
         EXPECT_EQ(scale, amax / 448.0f);
         for (int64_t h = g * 128; h < (g + 1) * 128; ++h) {
           const float x = f32(in[s].x.at<uint16_t>({t, h}));
-          const float back = core::fp8_e4m3_to_float(outs[d].recv_x.at<uint8_t>({j, row, h})) * scale;
+          const float back =
+              core::fp8_e4m3_to_float(outs[d].recv_x.at<uint8_t>({j, row, h})) * scale;
           ASSERT_LE(std::fabs(back - x), std::fabs(x) * 0.0625f + scale * 0.002f) << h;
         }
       }
@@ -175,8 +180,10 @@ TEST(ReferenceLowLatency, Ue8m0PacksFourExponentBytesLowestFirst) {
       const int64_t row = find_row(outs[d], e % 2, s, t);
       for (int64_t g = 0; g < c.H / 128; ++g) {
         float amax = 0;
-        for (int64_t h = g * 128; h < (g + 1) * 128; ++h) amax = std::fmax(amax, std::fabs(f32(in[s].x.at<uint16_t>({t, h}))));
-        const uint32_t word = static_cast<uint32_t>(outs[d].scales.at<int32_t>({e % 2, row, g / 4}));
+        for (int64_t h = g * 128; h < (g + 1) * 128; ++h)
+          amax = std::fmax(amax, std::fabs(f32(in[s].x.at<uint16_t>({t, h}))));
+        const uint32_t word =
+            static_cast<uint32_t>(outs[d].scales.at<int32_t>({e % 2, row, g / 4}));
         const uint8_t byte = static_cast<uint8_t>(word >> (8 * (g % 4)));
         EXPECT_EQ(byte, core::ue8m0_from_scale(core::fp8_scale_from_amax(amax, true))) << g;
       }
@@ -228,7 +235,8 @@ TEST(ReferenceLowLatency, NmaxMismatchAcrossRanksIsDetected) {
   }
   const Error e = world.low_latency_dispatch(args);
   EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-  EXPECT_NE(e.message().find("rank 1: low_latency_dispatch: expected num_max_dispatch_tokens_per_rank=12"),
+  EXPECT_NE(e.message().find(
+                "rank 1: low_latency_dispatch: expected num_max_dispatch_tokens_per_rank=12"),
             std::string::npos)
       << e.message();
 }
@@ -259,7 +267,8 @@ TEST(ReferenceLowLatency, WeightedCombineOfIdentityExpertsIsWeightSumTimesX) {
       for (int64_t h = 0; h < c.H; ++h) {
         const float want = f32(in[s].x.at<uint16_t>({t, h})) * wsum;
         const float got = f32(out[s].at<uint16_t>({t, h}));
-        ASSERT_LE(std::fabs(got - want), std::fabs(want) * 0.008f + 1e-6f) << s << " " << t << " " << h;
+        ASSERT_LE(std::fabs(got - want), std::fabs(want) * 0.008f + 1e-6f)
+            << s << " " << t << " " << h;
       }
     }
 }

@@ -42,7 +42,8 @@ struct TinyWorld {
       }
     for (int r = 0; r < 2; ++r)
       for (int64_t t = 0; t < inputs[r].x.size(0); ++t)
-        for (int h = 0; h < 8; ++h) inputs[r].x.at<uint16_t>({t, h}) = bf16(100.0f * r + 10.0f * t + h);
+        for (int h = 0; h < 8; ++h)
+          inputs[r].x.at<uint16_t>({t, h}) = bf16(100.0f * r + 10.0f * t + h);
   }
 };
 
@@ -54,7 +55,8 @@ TEST(ReferenceLayout, GoldenTinyWorld) {
   EXPECT_EQ(out.num_tokens_per_rank.at<int32_t>({0}), 2);
   EXPECT_EQ(out.num_tokens_per_rank.at<int32_t>({1}), 1);
   const int32_t per_expert[4] = {1, 1, 0, 1};
-  for (int e = 0; e < 4; ++e) EXPECT_EQ(out.num_tokens_per_expert.at<int32_t>({e}), per_expert[e]) << e;
+  for (int e = 0; e < 4; ++e)
+    EXPECT_EQ(out.num_tokens_per_expert.at<int32_t>({e}), per_expert[e]) << e;
   const uint8_t in_rank[3][2] = {{1, 1}, {1, 0}, {0, 0}};
   for (int t = 0; t < 3; ++t)
     for (int r = 0; r < 2; ++r) EXPECT_EQ(out.is_token_in_rank.at<uint8_t>({t, r}), in_rank[t][r]);
@@ -185,7 +187,8 @@ TEST(ReferenceDispatch, Fp8WithColumnMajorScalesCopiesDataAndScalesUnchanged) {
         for (int h = 0; h < spec.hidden; ++h)
           ASSERT_EQ(outs[d].recv_x.at<uint8_t>({row, h}), inputs[s].x.at<uint8_t>({t, h}));
         for (int g = 0; g < spec.hidden / 128; ++g)
-          ASSERT_EQ(outs[d].recv_x_scales.at<float>({row, g}), inputs[s].x_scales.at<float>({t, g}));
+          ASSERT_EQ(outs[d].recv_x_scales.at<float>({row, g}),
+                    inputs[s].x_scales.at<float>({t, g}));
       }
     }
   }
@@ -219,21 +222,25 @@ TEST(ReferenceDispatch, MoreRowsThanWorstTokensIsACallerError) {
   for (int r = 0; r < R; ++r) {
     const int64_t T = w.inputs[r].x.size(0);
     layouts.push_back(make_layout_outputs(T, R, 4));
-    ASSERT_TRUE(w.world.get_dispatch_layout(r, layouts[r].args(w.inputs[r].topk_idx.view(), 4)).ok());
-    keep[r] = {HostTensor(DType::kInt32, {R, R}), HostTensor(DType::kInt32, {2}), HostTensor(DType::kBool, {T, R}),
-               HostTensor(DType::kInt32, {T, R}), HostTensor(DType::kBFloat16, {2, 8})};
+    ASSERT_TRUE(
+        w.world.get_dispatch_layout(r, layouts[r].args(w.inputs[r].topk_idx.view(), 4)).ok());
+    keep[r] = {HostTensor(DType::kInt32, {R, R}), HostTensor(DType::kInt32, {2}),
+               HostTensor(DType::kBool, {T, R}), HostTensor(DType::kInt32, {T, R}),
+               HostTensor(DType::kBFloat16, {2, 8})};
     args[r].x = w.inputs[r].x.view();
     args[r].num_tokens_per_rank = layouts[r].num_tokens_per_rank.view();
     args[r].num_tokens_per_expert = layouts[r].num_tokens_per_expert.view();
     args[r].is_token_in_rank = layouts[r].is_token_in_rank.view();
     args[r].num_experts = 4;
     args[r].num_worst_tokens = 2;  // each rank receives 3
-    args[r].handle = DispatchHandle{keep[r][0].view(), keep[r][1].view(), keep[r][2].view(), keep[r][3].view(), 0};
+    args[r].handle = DispatchHandle{keep[r][0].view(), keep[r][1].view(), keep[r][2].view(),
+                                    keep[r][3].view(), 0};
     args[r].recv_x = keep[r][4].view();
   }
   const Error e = w.world.dispatch(args);
   EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-  EXPECT_NE(e.message().find("rank 0: dispatch: num_worst_tokens: expected at least the 3 rows"), std::string::npos)
+  EXPECT_NE(e.message().find("rank 0: dispatch: num_worst_tokens: expected at least the 3 rows"),
+            std::string::npos)
       << e.message();
 }
 
@@ -247,20 +254,24 @@ TEST(ReferenceDispatch, HiddenMismatchAcrossRanksNamesTheRank) {
   for (int r = 0; r < R; ++r) {
     const int64_t T = w.inputs[r].x.size(0), H = w.inputs[r].x.size(1);
     layouts.push_back(make_layout_outputs(T, R, 4));
-    ASSERT_TRUE(w.world.get_dispatch_layout(r, layouts[r].args(w.inputs[r].topk_idx.view(), 4)).ok());
-    keep[r] = {HostTensor(DType::kInt32, {R, R}), HostTensor(DType::kInt32, {3}), HostTensor(DType::kBool, {T, R}),
-               HostTensor(DType::kInt32, {T, R}), HostTensor(DType::kBFloat16, {3, H})};
+    ASSERT_TRUE(
+        w.world.get_dispatch_layout(r, layouts[r].args(w.inputs[r].topk_idx.view(), 4)).ok());
+    keep[r] = {HostTensor(DType::kInt32, {R, R}), HostTensor(DType::kInt32, {3}),
+               HostTensor(DType::kBool, {T, R}), HostTensor(DType::kInt32, {T, R}),
+               HostTensor(DType::kBFloat16, {3, H})};
     args[r].x = w.inputs[r].x.view();
     args[r].num_tokens_per_rank = layouts[r].num_tokens_per_rank.view();
     args[r].num_tokens_per_expert = layouts[r].num_tokens_per_expert.view();
     args[r].is_token_in_rank = layouts[r].is_token_in_rank.view();
     args[r].num_experts = 4;
-    args[r].handle = DispatchHandle{keep[r][0].view(), keep[r][1].view(), keep[r][2].view(), keep[r][3].view(), 3};
+    args[r].handle = DispatchHandle{keep[r][0].view(), keep[r][1].view(), keep[r][2].view(),
+                                    keep[r][3].view(), 3};
     args[r].recv_x = keep[r][4].view();
   }
   const Error e = w.world.dispatch(args);
   EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-  EXPECT_NE(e.message().find("rank 1: dispatch: x: expected hidden 8"), std::string::npos) << e.message();
+  EXPECT_NE(e.message().find("rank 1: dispatch: x: expected hidden 8"), std::string::npos)
+      << e.message();
 }
 
 TEST(ReferenceDispatch, CachedDispatchFollowsTheSameRouting) {
@@ -289,7 +300,8 @@ TEST(ReferenceDispatch, CachedDispatchFollowsTheSameRouting) {
     for (int s = 0; s < 3; ++s)
       for (; row < outs[d].rank_prefix_matrix.at<int32_t>({s, d}); ++row) {
         const int t = outs[d].recv_src_idx.at<int32_t>({row});
-        for (int h = 0; h < spec.hidden; ++h) ASSERT_EQ(recv[d].at<uint16_t>({row, h}), again[s].x.at<uint16_t>({t, h}));
+        for (int h = 0; h < spec.hidden; ++h)
+          ASSERT_EQ(recv[d].at<uint16_t>({row, h}), again[s].x.at<uint16_t>({t, h}));
       }
   }
 }
@@ -306,7 +318,8 @@ TEST(ReferenceDispatch, RanksWithZeroTokens) {
   }
   auto outs = run_dispatch(world, inputs, spec, PipelineOptions{});
   for (int d = 0; d < 3; ++d) {
-    EXPECT_EQ(outs[d].rank_prefix_matrix.at<int32_t>({0, d}), outs[d].rank_prefix_matrix.at<int32_t>({1, d}))
+    EXPECT_EQ(outs[d].rank_prefix_matrix.at<int32_t>({0, d}),
+              outs[d].rank_prefix_matrix.at<int32_t>({1, d}))
         << "rank 1 sends nothing";
   }
 }
@@ -319,8 +332,9 @@ struct CombineRun {
 };
 
 CombineRun run_combine(const SimWorld& world, const std::vector<DispatchOutputs>& outs,
-                       const std::vector<HostTensor>& expert_x, const std::vector<RankInputs>& inputs,
-                       bool weights, const std::vector<HostTensor>* bias0 = nullptr,
+                       const std::vector<HostTensor>& expert_x,
+                       const std::vector<RankInputs>& inputs, bool weights,
+                       const std::vector<HostTensor>* bias0 = nullptr,
                        const std::vector<HostTensor>* bias1 = nullptr) {
   const int R = world.num_ranks();
   CombineRun run;
@@ -363,11 +377,13 @@ TEST(ReferenceCombine, CombineOfDispatchIsXTimesTheNumberOfDestinations) {
       int n = 0;
       for (int d = 0; d < 4; ++d) n += layouts[s].is_token_in_rank.at<uint8_t>({t, d});
       for (int h = 0; h < spec.hidden; ++h)
-        ASSERT_EQ(run.combined[s].at<uint16_t>({t, h}), bf16(f32(inputs[s].x.at<uint16_t>({t, h})) * n));
+        ASSERT_EQ(run.combined[s].at<uint16_t>({t, h}),
+                  bf16(f32(inputs[s].x.at<uint16_t>({t, h})) * n));
       // Every kept weight comes back from exactly one rank; masked entries give 0.
       for (int k = 0; k < spec.topk; ++k) {
         const bool kept = inputs[s].topk_idx.at<int64_t>({t, k}) >= 0;
-        EXPECT_EQ(run.combined_w[s].at<float>({t, k}), kept ? inputs[s].topk_weights.at<float>({t, k}) : 0.0f);
+        EXPECT_EQ(run.combined_w[s].at<float>({t, k}),
+                  kept ? inputs[s].topk_weights.at<float>({t, k}) : 0.0f);
       }
     }
 }
@@ -376,8 +392,10 @@ TEST(ReferenceCombine, SumsInRankOrderInFloat32AndRoundsOnce) {
   TinyWorld w;
   auto outs = run_dispatch(w.world, w.inputs, w.spec, PipelineOptions{});
   // r0.t0 is row 0 on rank 0 and on rank 1.
-  std::vector<HostTensor> expert_x = {HostTensor(DType::kBFloat16, {3, 8}), HostTensor(DType::kBFloat16, {3, 8})};
-  std::vector<HostTensor> bias = {HostTensor(DType::kBFloat16, {3, 8}), HostTensor(DType::kBFloat16, {2, 8})};
+  std::vector<HostTensor> expert_x = {HostTensor(DType::kBFloat16, {3, 8}),
+                                      HostTensor(DType::kBFloat16, {3, 8})};
+  std::vector<HostTensor> bias = {HostTensor(DType::kBFloat16, {3, 8}),
+                                  HostTensor(DType::kBFloat16, {2, 8})};
   // h = 0: order matters. (2^24 + 1) rounds to 2^24 in fp32, then + (-2^24) = 0; adding the bias
   // first would give 1.
   expert_x[0].at<uint16_t>({0, 0}) = bf16(16777216.0f);
@@ -401,7 +419,8 @@ TEST(ReferenceCombine, BiasesAreAddedAndTokensSentNowhereGetTheBiasSum) {
   TinyWorld w;
   auto outs = run_dispatch(w.world, w.inputs, w.spec, PipelineOptions{});
   std::vector<HostTensor> expert_x = {outs[0].recv_x, outs[1].recv_x};
-  std::vector<HostTensor> b0 = {HostTensor(DType::kBFloat16, {3, 8}), HostTensor(DType::kBFloat16, {2, 8})};
+  std::vector<HostTensor> b0 = {HostTensor(DType::kBFloat16, {3, 8}),
+                                HostTensor(DType::kBFloat16, {2, 8})};
   std::vector<HostTensor> b1 = b0;
   for (int r = 0; r < 2; ++r)
     for (int64_t t = 0; t < b0[r].size(0); ++t)
@@ -413,8 +432,10 @@ TEST(ReferenceCombine, BiasesAreAddedAndTokensSentNowhereGetTheBiasSum) {
   ASSERT_TRUE(run.error.ok()) << run.error.to_string();
   for (int h = 0; h < 8; ++h) {
     EXPECT_EQ(run.combined[0].at<uint16_t>({2, h}), bf16(0.5f + 0.25f * h)) << "token sent nowhere";
-    EXPECT_EQ(run.combined[0].at<uint16_t>({1, h}), bf16(10.0f + h + 0.5f + 0.25f * h)) << "one destination";
-    EXPECT_EQ(run.combined[0].at<uint16_t>({0, h}), bf16(2.0f * h + 0.5f + 0.25f * h)) << "two destinations";
+    EXPECT_EQ(run.combined[0].at<uint16_t>({1, h}), bf16(10.0f + h + 0.5f + 0.25f * h))
+        << "one destination";
+    EXPECT_EQ(run.combined[0].at<uint16_t>({0, h}), bf16(2.0f * h + 0.5f + 0.25f * h))
+        << "two destinations";
   }
 }
 

@@ -10,31 +10,38 @@ namespace {
 
 using core::validate_buffer_options;
 
-Topology topo4(int32_t rank = 0) { return Topology{rank, 4, 4}; }
+Topology topo4(int32_t rank = 0) {
+  return Topology{rank, 4, 4};
+}
 
 void expect_error(const Error& e, ErrorCode code, std::initializer_list<const char*> parts) {
   EXPECT_EQ(e.code(), code) << e.to_string();
-  for (const char* p : parts) EXPECT_NE(e.message().find(p), std::string::npos) << "missing '" << p << "' in: " << e.message();
+  for (const char* p : parts)
+    EXPECT_NE(e.message().find(p), std::string::npos)
+        << "missing '" << p << "' in: " << e.message();
 }
 
 TEST(ValidateOptions, RankOutOfRangeNamesArgumentExpectedAndActual) {
   BufferOptions o;
   o.num_ranks = 4;
   o.rank = 4;
-  expect_error(validate_buffer_options(o), ErrorCode::kInvalidArgument, {"rank", "[0, 4)", "got 4"});
+  expect_error(validate_buffer_options(o), ErrorCode::kInvalidArgument,
+               {"rank", "[0, 4)", "got 4"});
 }
 
 TEST(ValidateOptions, MultiNodeIsReportedAsNotSupported) {
   BufferOptions o;
   o.num_ranks = 16;
   o.gpus_per_node = 8;
-  expect_error(validate_buffer_options(o), ErrorCode::kNotSupported, {"multi-node is not supported yet", "gpus_per_node=8", "num_ranks=16"});
+  expect_error(validate_buffer_options(o), ErrorCode::kNotSupported,
+               {"multi-node is not supported yet", "gpus_per_node=8", "num_ranks=16"});
 }
 
 TEST(ValidateOptions, NegativeSizesAndTimeoutAreRejected) {
   BufferOptions o;
   o.num_nvl_bytes = -1;
-  expect_error(validate_buffer_options(o), ErrorCode::kInvalidArgument, {"num_nvl_bytes", ">= 0", "-1"});
+  expect_error(validate_buffer_options(o), ErrorCode::kInvalidArgument,
+               {"num_nvl_bytes", ">= 0", "-1"});
   o = BufferOptions{};
   o.timeout_seconds = 0;
   expect_error(validate_buffer_options(o), ErrorCode::kInvalidArgument, {"timeout_seconds"});
@@ -47,17 +54,20 @@ TEST(ValidateConfig, ChunkSizesMustBeConsistent) {
   c.num_max_nvl_chunked_recv_tokens = 2;
   c.num_max_nvl_chunked_send_tokens = 6;
   expect_error(core::validate_config("dispatch", c), ErrorCode::kInvalidArgument,
-               {"config.num_max_nvl_chunked_recv_tokens", ">= num_max_nvl_chunked_send_tokens (6)", "got 2"});
+               {"config.num_max_nvl_chunked_recv_tokens", ">= num_max_nvl_chunked_send_tokens (6)",
+                "got 2"});
   c = Config{};
   c.num_sms = 0;
-  expect_error(core::validate_config("dispatch", c), ErrorCode::kInvalidArgument, {"config.num_sms", "got 0"});
+  expect_error(core::validate_config("dispatch", c), ErrorCode::kInvalidArgument,
+               {"config.num_sms", "got 0"});
 }
 
 TEST(ValidateLayout, WrongTopkDtypeIsNamed) {
   HostTensor topk(DType::kFloat32, {8, 2});
   auto out = make_layout_outputs(8, 4, 16);
   LayoutArgs a = out.args(topk.view(), 16);
-  expect_error(core::validate_layout_args(a, topo4(), DeviceKind::kCpu), ErrorCode::kInvalidArgument,
+  expect_error(core::validate_layout_args(a, topo4(), DeviceKind::kCpu),
+               ErrorCode::kInvalidArgument,
                {"get_dispatch_layout", "topk_idx", "int64 or int32", "got float32"});
 }
 
@@ -76,7 +86,8 @@ TEST(ValidateLayout, ExpertsMustDivideAmongRanks) {
   HostTensor topk(DType::kInt64, {3, 2});
   auto out = make_layout_outputs(3, 4, 18);
   expect_error(core::validate_layout_args(out.args(topk.view(), 18), topo4(), DeviceKind::kCpu),
-               ErrorCode::kInvalidArgument, {"num_experts", "multiple of the number of ranks (4)", "got 18"});
+               ErrorCode::kInvalidArgument,
+               {"num_experts", "multiple of the number of ranks (4)", "got 18"});
 }
 
 TEST(ValidateLayout, ShapeMismatchShowsExpectedAndActualShapes) {
@@ -90,18 +101,26 @@ TEST(ValidateLayout, DeviceTensorWhereHostExpected) {
   HostTensor topk(DType::kInt64, {3, 2});
   auto out = make_layout_outputs(3, 4, 16);
   LayoutArgs a = out.args(topk.view(), 16);
-  expect_error(core::validate_layout_args(a, topo4(), DeviceKind::kCuda), ErrorCode::kInvalidArgument,
+  expect_error(core::validate_layout_args(a, topo4(), DeviceKind::kCuda),
+               ErrorCode::kInvalidArgument,
                {"topk_idx", "expected a cuda tensor, got a cpu tensor"});
 }
 
 DispatchArgs valid_dispatch(const InputSpec& spec, std::vector<HostTensor>& keep) {
   auto in = make_inputs(spec, 0, 1);
   const int64_t T = spec.num_tokens;
-  keep = {in.x, in.topk_idx, in.topk_weights, HostTensor(DType::kInt32, {4}),
-          HostTensor(DType::kInt32, {spec.num_experts}), HostTensor(DType::kBool, {T, 4}),
-          HostTensor(DType::kInt32, {4, 4}), HostTensor(DType::kInt32, {T}),
-          HostTensor(DType::kBool, {T, 4}), HostTensor(DType::kInt32, {T, 4}),
-          HostTensor(DType::kBFloat16, {T, spec.hidden}), HostTensor(spec.index_dtype, {T, spec.topk}),
+  keep = {in.x,
+          in.topk_idx,
+          in.topk_weights,
+          HostTensor(DType::kInt32, {4}),
+          HostTensor(DType::kInt32, {spec.num_experts}),
+          HostTensor(DType::kBool, {T, 4}),
+          HostTensor(DType::kInt32, {4, 4}),
+          HostTensor(DType::kInt32, {T}),
+          HostTensor(DType::kBool, {T, 4}),
+          HostTensor(DType::kInt32, {T, 4}),
+          HostTensor(DType::kBFloat16, {T, spec.hidden}),
+          HostTensor(spec.index_dtype, {T, spec.topk}),
           HostTensor(DType::kFloat32, {T, spec.topk})};
   DispatchArgs a;
   a.x = keep[0].view();
@@ -132,7 +151,8 @@ TEST(ValidateDispatch, RowNotMultipleOf16BytesIsRejected) {
   spec.hidden = 100;  // 200 bytes per bf16 row
   const DispatchArgs a = valid_dispatch(spec, keep);
   expect_error(core::validate_dispatch_args(a, topo4(), DeviceKind::kCpu, spec.num_tokens),
-               ErrorCode::kInvalidArgument, {"dispatch: x", "multiple of 16 bytes", "got 200 bytes"});
+               ErrorCode::kInvalidArgument,
+               {"dispatch: x", "multiple of 16 bytes", "got 200 bytes"});
 }
 
 TEST(ValidateDispatch, Fp8NeedsScalesOfTheRightShape) {
@@ -152,10 +172,11 @@ TEST(ValidateDispatch, ScalesWithNoUnitStrideAreRejected) {
   HostTensor x8(DType::kFloat8E4M3, {spec.num_tokens, spec.hidden});
   HostTensor scales(DType::kFloat32, {spec.num_tokens, 8});
   a.x = x8.view();
-  a.x_scales = TensorView::strided(scales.view().data, DType::kFloat32, {spec.num_tokens, 2}, {8, 4},
-                                   DeviceKind::kCpu);
+  a.x_scales = TensorView::strided(scales.view().data, DType::kFloat32, {spec.num_tokens, 2},
+                                   {8, 4}, DeviceKind::kCpu);
   expect_error(core::validate_dispatch_args(a, topo4(), DeviceKind::kCpu, spec.num_tokens),
-               ErrorCode::kInvalidArgument, {"x_scales", "unit stride along one dimension", "[8, 4]"});
+               ErrorCode::kInvalidArgument,
+               {"x_scales", "unit stride along one dimension", "[8, 4]"});
 }
 
 TEST(ValidateDispatch, TopkWithoutWeightsIsRejected) {
@@ -171,8 +192,8 @@ TEST(ValidateDispatch, OutputRowsMustMatchReceivedCount) {
   std::vector<HostTensor> keep;
   InputSpec spec;
   const DispatchArgs a = valid_dispatch(spec, keep);
-  expect_error(core::validate_dispatch_args(a, topo4(), DeviceKind::kCpu, 20), ErrorCode::kInvalidArgument,
-               {"recv_x", "[N=20, H=256]", "got [16, 256]"});
+  expect_error(core::validate_dispatch_args(a, topo4(), DeviceKind::kCpu, 20),
+               ErrorCode::kInvalidArgument, {"recv_x", "[N=20, H=256]", "got [16, 256]"});
 }
 
 TEST(ValidateCombine, BiasShapeMustMatchTokens) {
@@ -186,8 +207,8 @@ TEST(ValidateCombine, BiasShapeMustMatchTokens) {
   a.combined_x = out.view();
   EXPECT_TRUE(core::validate_combine_args(a, Topology{0, 2, 2}, DeviceKind::kCpu).ok());
   a.bias0 = bias.view();
-  expect_error(core::validate_combine_args(a, Topology{0, 2, 2}, DeviceKind::kCpu), ErrorCode::kInvalidArgument,
-               {"combine: bias0", "[T=4, H=128]", "got [5, 128]"});
+  expect_error(core::validate_combine_args(a, Topology{0, 2, 2}, DeviceKind::kCpu),
+               ErrorCode::kInvalidArgument, {"combine: bias0", "[T=4, H=128]", "got [5, 128]"});
 }
 
 TEST(ValidateLowLatency, TooManyTokensNamesNmax) {
@@ -199,7 +220,8 @@ TEST(ValidateLowLatency, TooManyTokensNamesNmax) {
   a.num_max_dispatch_tokens_per_rank = N_max;
   a.num_experts = E;
   expect_error(core::validate_low_latency_dispatch_args(a, Topology{0, R, R}, DeviceKind::kCpu),
-               ErrorCode::kInvalidArgument, {"low_latency_dispatch: x", "num_max_dispatch_tokens_per_rank=8", "got 9"});
+               ErrorCode::kInvalidArgument,
+               {"low_latency_dispatch: x", "num_max_dispatch_tokens_per_rank=8", "got 9"});
 }
 
 TEST(ValidateLowLatency, Ue8m0RequiresRoundScale) {
@@ -216,7 +238,8 @@ TEST(ValidateLowLatency, Ue8m0RequiresRoundScale) {
 
 TEST(ValidateLowLatency, RowMajorScalesAreRejected) {
   const int64_t E_local = 2, rows = 16, H = 256;
-  HostTensor x(DType::kBFloat16, {2, H}), topk(DType::kInt64, {2, 2}), recv(DType::kFloat8E4M3, {E_local, rows, H}),
+  HostTensor x(DType::kBFloat16, {2, H}), topk(DType::kInt64, {2, 2}),
+      recv(DType::kFloat8E4M3, {E_local, rows, H}),
       scales(DType::kFloat32, {E_local, rows, H / 128}), count(DType::kInt32, {E_local}),
       src(DType::kInt32, {E_local, rows}), range(DType::kInt64, {E_local, 2});
   LowLatencyDispatchArgs a;
@@ -230,7 +253,8 @@ TEST(ValidateLowLatency, RowMajorScalesAreRejected) {
   a.handle.src_info = src.view();
   a.handle.layout_range = range.view();
   expect_error(core::validate_low_latency_dispatch_args(a, Topology{0, 2, 2}, DeviceKind::kCpu),
-               ErrorCode::kInvalidArgument, {"packed_recv_x_scales", "column-major", "[32, 1, 16]", "got [32, 2, 1]"});
+               ErrorCode::kInvalidArgument,
+               {"packed_recv_x_scales", "column-major", "[32, 1, 16]", "got [32, 2, 1]"});
   HostTensor col = HostTensor::column_major_last2(DType::kFloat32, {E_local, rows, H / 128});
   a.packed_recv_x_scales = col.view();
   const Error e = core::validate_low_latency_dispatch_args(a, Topology{0, 2, 2}, DeviceKind::kCpu);

@@ -14,7 +14,8 @@ class DeviceTensor {
   explicit DeviceTensor(const reference::HostTensor& h, int device) : host_(h), device_(device) {
     bytes_ = h.bytes().size();
     EXPECT_EQ(cudaMalloc(&data_, bytes_ ? bytes_ : 16), cudaSuccess);
-    if (bytes_) EXPECT_EQ(cudaMemcpy(data_, h.bytes().data(), bytes_, cudaMemcpyHostToDevice), cudaSuccess);
+    if (bytes_)
+      EXPECT_EQ(cudaMemcpy(data_, h.bytes().data(), bytes_, cudaMemcpyHostToDevice), cudaSuccess);
     // The legacy default stream does not order with the tests' non-blocking streams: finish now.
     EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   }
@@ -47,12 +48,16 @@ class DeviceTensor {
   // Device contents as a HostTensor of the same shape.
   reference::HostTensor download() const {
     reference::HostTensor h = host_;
-    if (bytes_) EXPECT_EQ(cudaMemcpy(const_cast<uint8_t*>(h.bytes().data()), data_, bytes_, cudaMemcpyDeviceToHost), cudaSuccess);
+    if (bytes_)
+      EXPECT_EQ(
+          cudaMemcpy(const_cast<uint8_t*>(h.bytes().data()), data_, bytes_, cudaMemcpyDeviceToHost),
+          cudaSuccess);
     return h;
   }
   void upload(const reference::HostTensor& h) {
     ASSERT_EQ(h.bytes().size(), bytes_);
-    if (bytes_) ASSERT_EQ(cudaMemcpy(data_, h.bytes().data(), bytes_, cudaMemcpyHostToDevice), cudaSuccess);
+    if (bytes_)
+      ASSERT_EQ(cudaMemcpy(data_, h.bytes().data(), bytes_, cudaMemcpyHostToDevice), cudaSuccess);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   }
   void* data() const { return data_; }

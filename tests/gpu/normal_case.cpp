@@ -3,8 +3,6 @@
 #include <cstring>
 
 namespace epcomm::testing {
-namespace {
-
 HostTensor random_bf16(int64_t rows, int64_t cols, uint64_t seed) {
   HostTensor t(DType::kBFloat16, {rows, cols});
   std::mt19937_64 rng(seed);
@@ -13,15 +11,15 @@ HostTensor random_bf16(int64_t rows, int64_t cols, uint64_t seed) {
   return t;
 }
 
-}  // namespace
-
-void expect_rows_equal(const HostTensor& got, const HostTensor& want, int64_t rows, const std::string& what) {
+void expect_rows_equal(const HostTensor& got, const HostTensor& want, int64_t rows,
+                       const std::string& what) {
   ASSERT_EQ(got.bytes().size(), want.bytes().size()) << what;
   if (want.numel() == 0) return;
   const int64_t row_bytes = static_cast<int64_t>(want.bytes().size()) / want.size(0);
   const int64_t n = rows < 0 ? want.size(0) : rows;
   for (int64_t i = 0; i < n; ++i) {
-    if (std::memcmp(got.bytes().data() + i * row_bytes, want.bytes().data() + i * row_bytes, row_bytes) != 0) {
+    if (std::memcmp(got.bytes().data() + i * row_bytes, want.bytes().data() + i * row_bytes,
+                    row_bytes) != 0) {
       ADD_FAILURE() << what << ": row " << i << " of " << n << " differs from the reference";
       return;
     }
@@ -29,13 +27,20 @@ void expect_rows_equal(const HostTensor& got, const HostTensor& want, int64_t ro
 }
 
 NormalExpected normal_reference(const NormalCase& c, int32_t R, uint64_t seed) {
-  NormalExpected x;
-  reference::SimWorld world(R);
+  std::vector<RankInputs> inputs;
   for (int32_t r = 0; r < R; ++r) {
     InputSpec s = c.spec;
     if (!c.tokens.empty()) s.num_tokens = c.tokens[r];
-    x.inputs.push_back(make_inputs(s, r, seed));
+    inputs.push_back(make_inputs(s, r, seed));
   }
+  return normal_reference_with(std::move(inputs), c, R, seed);
+}
+
+NormalExpected normal_reference_with(std::vector<RankInputs> inputs, const NormalCase& c, int32_t R,
+                                     uint64_t seed) {
+  NormalExpected x;
+  reference::SimWorld world(R);
+  x.inputs = std::move(inputs);
   PipelineOptions opts;
   opts.expert_alignment = c.expert_alignment;
   opts.num_worst_tokens = c.num_worst_tokens;
@@ -67,10 +72,12 @@ NormalExpected normal_reference(const NormalCase& c, int32_t R, uint64_t seed) {
 }
 
 DispatchHandle NormalDeviceRun::handle(int64_t num_recv) const {
-  return DispatchHandle{rpm.view(), src_idx.view(), in_rank_copy.view(), send_slot.view(), num_recv};
+  return DispatchHandle{rpm.view(), src_idx.view(), in_rank_copy.view(), send_slot.view(),
+                        num_recv};
 }
 
-NormalDeviceRun run_normal_case(GpuRank& r, Buffer& buffer, const NormalCase& c, const NormalExpected& want) {
+NormalDeviceRun run_normal_case(GpuRank& r, Buffer& buffer, const NormalCase& c,
+                                const NormalExpected& want) {
   const int32_t me = r.ctx->rank, R = r.ctx->num_ranks, dev = r.device;
   const RankInputs& in = want.inputs[me];
   const DispatchOutputs& ref = want.outs[me];
@@ -83,20 +90,25 @@ NormalDeviceRun run_normal_case(GpuRank& r, Buffer& buffer, const NormalCase& c,
   d.per_rank = DeviceTensor::poisoned(want.layouts[me].num_tokens_per_rank, dev);
   d.per_expert = DeviceTensor::poisoned(want.layouts[me].num_tokens_per_expert, dev);
   d.in_rank = DeviceTensor::poisoned(want.layouts[me].is_token_in_rank, dev);
-  LayoutArgs la{d.topk.view(), c.spec.num_experts, d.per_rank.view(), {}, d.per_expert.view(), d.in_rank.view()};
+  LayoutArgs la{d.topk.view(),       c.spec.num_experts, d.per_rank.view(), {},
+                d.per_expert.view(), d.in_rank.view()};
   Error e = buffer.get_dispatch_layout(la, r.stream);
   EXPECT_TRUE(e.ok()) << e.to_string();
   EXPECT_TRUE(buffer.synchronize(r.stream).ok());
-  expect_rows_equal(d.per_rank.download(), want.layouts[me].num_tokens_per_rank, -1, c.name + " num_tokens_per_rank");
-  expect_rows_equal(d.per_expert.download(), want.layouts[me].num_tokens_per_expert, -1, c.name + " num_tokens_per_expert");
-  expect_rows_equal(d.in_rank.download(), want.layouts[me].is_token_in_rank, -1, c.name + " is_token_in_rank");
+  expect_rows_equal(d.per_rank.download(), want.layouts[me].num_tokens_per_rank, -1,
+                    c.name + " num_tokens_per_rank");
+  expect_rows_equal(d.per_expert.download(), want.layouts[me].num_tokens_per_expert, -1,
+                    c.name + " num_tokens_per_expert");
+  expect_rows_equal(d.in_rank.download(), want.layouts[me].is_token_in_rank, -1,
+                    c.name + " is_token_in_rank");
 
   d.rpm = DeviceTensor::poisoned(ref.rank_prefix_matrix, dev);
   d.in_rank_copy = DeviceTensor::poisoned(ref.is_token_in_rank, dev);
   d.send_slot = DeviceTensor::poisoned(ref.send_slot, dev);
   if (c.num_worst_tokens == 0) {
-    DispatchNotifyArgs na{d.per_rank.view(), d.per_expert.view(), d.in_rank.view(), c.expert_alignment, Config{},
-                          d.handle(0)};
+    DispatchNotifyArgs na{d.per_rank.view(), d.per_expert.view(),
+                          d.in_rank.view(),  c.expert_alignment,
+                          Config{},          d.handle(0)};
     e = buffer.dispatch_notify(na, &d.counts, r.stream);
     EXPECT_TRUE(e.ok()) << e.to_string();
     EXPECT_EQ(d.counts.num_recv_tokens, ref.counts.num_recv_tokens) << c.name;
@@ -131,9 +143,11 @@ NormalDeviceRun run_normal_case(GpuRank& r, Buffer& buffer, const NormalCase& c,
   const int64_t real = ref.rank_prefix_matrix.at<int32_t>({R - 1, me});
   expect_rows_equal(d.rpm.download(), ref.rank_prefix_matrix, -1, c.name + " rank_prefix_matrix");
   expect_rows_equal(d.send_slot.download(), ref.send_slot, -1, c.name + " send_slot");
-  expect_rows_equal(d.in_rank_copy.download(), ref.is_token_in_rank, -1, c.name + " handle.is_token_in_rank");
+  expect_rows_equal(d.in_rank_copy.download(), ref.is_token_in_rank, -1,
+                    c.name + " handle.is_token_in_rank");
   expect_rows_equal(d.recv_x.download(), ref.recv_x, real, c.name + " recv_x");
-  if (c.spec.fp8) expect_rows_equal(d.recv_scales.download(), ref.recv_x_scales, real, c.name + " recv_x_scales");
+  if (c.spec.fp8)
+    expect_rows_equal(d.recv_scales.download(), ref.recv_x_scales, real, c.name + " recv_x_scales");
   expect_rows_equal(d.recv_topk.download(), ref.recv_topk_idx, -1, c.name + " recv_topk_idx");
   expect_rows_equal(d.recv_w.download(), ref.recv_topk_weights, -1, c.name + " recv_topk_weights");
   expect_rows_equal(d.src_idx.download(), ref.recv_src_idx, -1, c.name + " recv_src_idx");
@@ -160,7 +174,8 @@ NormalDeviceRun run_normal_case(GpuRank& r, Buffer& buffer, const NormalCase& c,
   EXPECT_TRUE(e.ok()) << e.to_string();
   // Same float32 order (ranks ascending, then biases) as the reference: bitwise equal.
   expect_rows_equal(d.combined.download(), want.combined[me], -1, c.name + " combined_x");
-  expect_rows_equal(d.combined_w.download(), want.combined_w[me], -1, c.name + " combined_topk_weights");
+  expect_rows_equal(d.combined_w.download(), want.combined_w[me], -1,
+                    c.name + " combined_topk_weights");
   (void)T;
   (void)H;
   (void)K;

@@ -33,6 +33,11 @@ struct NormalExpected {
 };
 
 NormalExpected normal_reference(const NormalCase& c, int32_t num_ranks, uint64_t seed);
+// The same with given inputs (one per rank).
+NormalExpected normal_reference_with(std::vector<RankInputs> inputs, const NormalCase& c,
+                                     int32_t num_ranks, uint64_t seed);
+// Random bf16 [rows, cols] from a seed.
+HostTensor random_bf16(int64_t rows, int64_t cols, uint64_t seed);
 
 // Device tensors of one rank's dispatch (outputs and handle).
 struct NormalDeviceRun {
@@ -46,9 +51,11 @@ struct NormalDeviceRun {
 
 // Runs layout, notify (unless worst-case), dispatch and combine on this rank and checks each
 // output against the reference. Returns the device run for further checks.
-NormalDeviceRun run_normal_case(GpuRank& r, Buffer& buffer, const NormalCase& c, const NormalExpected& want);
+NormalDeviceRun run_normal_case(GpuRank& r, Buffer& buffer, const NormalCase& c,
+                                const NormalExpected& want);
 
 // Byte-exact comparison of the first `rows` rows (all rows when rows < 0) of two tensors.
-void expect_rows_equal(const HostTensor& got, const HostTensor& want, int64_t rows, const std::string& what);
+void expect_rows_equal(const HostTensor& got, const HostTensor& want, int64_t rows,
+                       const std::string& what);
 
 }  // namespace epcomm::testing

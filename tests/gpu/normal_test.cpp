@@ -7,7 +7,8 @@
 namespace epcomm::testing {
 namespace {
 
-BufferOptions normal_options(const GpuRank& r, int64_t nvl_bytes = int64_t{512} << 20, double timeout = 10.0) {
+BufferOptions normal_options(const GpuRank& r, int64_t nvl_bytes = int64_t{512} << 20,
+                             double timeout = 10.0) {
   BufferOptions o = test_options(r, timeout);
   o.num_nvl_bytes = nvl_bytes;
   return o;
@@ -89,9 +90,15 @@ const std::vector<NormalCase>& worst_cases(int32_t R) {
   return cases;
 }
 
-TEST(GpuNormal, Bf16DispatchCombineMatchTheReference) { run_cases(bf16_cases, 100); }
-TEST(GpuNormal, Fp8DispatchMatchesTheReference) { run_cases(fp8_cases, 200); }
-TEST(GpuNormal, WorstCaseSizingMatchesTheReference) { run_cases(worst_cases, 300); }
+TEST(GpuNormal, Bf16DispatchCombineMatchTheReference) {
+  run_cases(bf16_cases, 100);
+}
+TEST(GpuNormal, Fp8DispatchMatchesTheReference) {
+  run_cases(fp8_cases, 200);
+}
+TEST(GpuNormal, WorstCaseSizingMatchesTheReference) {
+  run_cases(worst_cases, 300);
+}
 
 TEST(GpuNormal, CachedDispatchFollowsTheHandle) {
   run_world([](GpuRank& r) {
@@ -163,21 +170,29 @@ TEST(GpuNormal, TwoHundredRandomSizedIterationsHashTheSameTwice) {
             s.num_tokens = c.tokens[me];
             const RankInputs in = make_inputs(s, me, seed);
             const int64_t T = in.x.size(0), H = c.spec.hidden, K = c.spec.topk;
-            DeviceTensor x(in.x, r.device), topk(in.topk_idx, r.device), w(in.topk_weights, r.device);
+            DeviceTensor x(in.x, r.device), topk(in.topk_idx, r.device),
+                w(in.topk_weights, r.device);
             LayoutOutputs lo = make_layout_outputs(T, R, c.spec.num_experts);
-            DeviceTensor per_rank(lo.num_tokens_per_rank, r.device), per_expert(lo.num_tokens_per_expert, r.device),
+            DeviceTensor per_rank(lo.num_tokens_per_rank, r.device),
+                per_expert(lo.num_tokens_per_expert, r.device),
                 in_rank(lo.is_token_in_rank, r.device);
-            DeviceTensor rpm(HostTensor(DType::kInt32, {R, R}), r.device), slot(HostTensor(DType::kInt32, {T, R}), r.device);
-            LayoutArgs la{topk.view(), c.spec.num_experts, per_rank.view(), {}, per_expert.view(), in_rank.view()};
+            DeviceTensor rpm(HostTensor(DType::kInt32, {R, R}), r.device),
+                slot(HostTensor(DType::kInt32, {T, R}), r.device);
+            LayoutArgs la{topk.view(), c.spec.num_experts, per_rank.view(),
+                          {},          per_expert.view(),  in_rank.view()};
             ASSERT_TRUE(buffer->get_dispatch_layout(la, r.stream).ok());
             DispatchHandle h{rpm.view(), {}, in_rank.view(), slot.view(), 0};
             DispatchCounts counts;
-            Error e = buffer->dispatch_notify({per_rank.view(), per_expert.view(), in_rank.view(), 1, {}, h}, &counts, r.stream);
+            Error e = buffer->dispatch_notify(
+                {per_rank.view(), per_expert.view(), in_rank.view(), 1, {}, h}, &counts, r.stream);
             ASSERT_TRUE(e.ok()) << e.to_string();
             const int64_t N = counts.num_recv_tokens;
-            DeviceTensor src(HostTensor(DType::kInt32, {N}), r.device), rx(HostTensor(DType::kBFloat16, {N, H}), r.device),
-                ri(HostTensor(DType::kInt64, {N, K}), r.device), rw(HostTensor(DType::kFloat32, {N, K}), r.device),
-                out(HostTensor(DType::kBFloat16, {T, H}), r.device), ow(HostTensor(DType::kFloat32, {T, K}), r.device);
+            DeviceTensor src(HostTensor(DType::kInt32, {N}), r.device),
+                rx(HostTensor(DType::kBFloat16, {N, H}), r.device),
+                ri(HostTensor(DType::kInt64, {N, K}), r.device),
+                rw(HostTensor(DType::kFloat32, {N, K}), r.device),
+                out(HostTensor(DType::kBFloat16, {T, H}), r.device),
+                ow(HostTensor(DType::kFloat32, {T, K}), r.device);
             h.recv_src_idx = src.view();
             h.num_recv_tokens = N;
             DispatchArgs da;
@@ -232,11 +247,14 @@ TEST(GpuNormal, BadInputsAreRejectedWithClearErrors) {
     const RankInputs& in = want.inputs[me];
     DeviceTensor x(in.x, r.device), topk(in.topk_idx, r.device), w(in.topk_weights, r.device);
     DeviceTensor per_rank(want.layouts[me].num_tokens_per_rank, r.device),
-        per_expert(want.layouts[me].num_tokens_per_expert, r.device), in_rank(want.layouts[me].is_token_in_rank, r.device);
-    DeviceTensor rpm(want.outs[me].rank_prefix_matrix, r.device), slot(want.outs[me].send_slot, r.device),
-        src(want.outs[me].recv_src_idx, r.device), rx(want.outs[me].recv_x, r.device),
-        ri(want.outs[me].recv_topk_idx, r.device), rw(want.outs[me].recv_topk_weights, r.device);
-    DispatchHandle h{rpm.view(), src.view(), in_rank.view(), slot.view(), want.outs[me].counts.num_recv_tokens};
+        per_expert(want.layouts[me].num_tokens_per_expert, r.device),
+        in_rank(want.layouts[me].is_token_in_rank, r.device);
+    DeviceTensor rpm(want.outs[me].rank_prefix_matrix, r.device),
+        slot(want.outs[me].send_slot, r.device), src(want.outs[me].recv_src_idx, r.device),
+        rx(want.outs[me].recv_x, r.device), ri(want.outs[me].recv_topk_idx, r.device),
+        rw(want.outs[me].recv_topk_weights, r.device);
+    DispatchHandle h{rpm.view(), src.view(), in_rank.view(), slot.view(),
+                     want.outs[me].counts.num_recv_tokens};
     DispatchArgs da;
     da.x = x.view();
     da.topk_idx = topk.view();
@@ -257,7 +275,9 @@ TEST(GpuNormal, BadInputsAreRejectedWithClearErrors) {
     bad.x.dtype = DType::kFloat32;
     e = small->dispatch(bad, r.stream);
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-    EXPECT_NE(e.message().find("x: expected dtype bfloat16 or float8_e4m3fn, got float32"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("x: expected dtype bfloat16 or float8_e4m3fn, got float32"),
+              std::string::npos)
+        << e.message();
     // Too many SMs for the device.
     bad = da;
     bad.config.num_sms = 100000;
@@ -272,14 +292,17 @@ TEST(GpuNormal, BadInputsAreRejectedWithClearErrors) {
     HostTensor bad_topk = in.topk_idx;
     if (me == 0) bad_topk.at<int64_t>({3, 2}) = c.spec.num_experts + 5;
     DeviceTensor topk2(bad_topk, r.device);
-    LayoutArgs la{topk2.view(), c.spec.num_experts, per_rank.view(), {}, per_expert.view(), in_rank.view()};
+    LayoutArgs la{topk2.view(), c.spec.num_experts, per_rank.view(),
+                  {},           per_expert.view(),  in_rank.view()};
     ASSERT_TRUE(buffer->get_dispatch_layout(la, r.stream).ok());
     DispatchCounts counts;
-    e = buffer->dispatch_notify({per_rank.view(), per_expert.view(), in_rank.view(), 1, {}, h}, &counts, r.stream);
+    e = buffer->dispatch_notify({per_rank.view(), per_expert.view(), in_rank.view(), 1, {}, h},
+                                &counts, r.stream);
     if (me == 0) {
       EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.to_string();
-      EXPECT_NE(e.message().find("topk_idx: expected -1 or an expert id in [0, " + std::to_string(c.spec.num_experts) +
-                                 "), got " + std::to_string(c.spec.num_experts + 5) + " at flat position 26"),
+      EXPECT_NE(e.message().find("topk_idx: expected -1 or an expert id in [0, " +
+                                 std::to_string(c.spec.num_experts) + "), got " +
+                                 std::to_string(c.spec.num_experts + 5) + " at flat position 26"),
                 std::string::npos)
           << e.message();
     } else {
@@ -299,13 +322,20 @@ TEST(GpuNormal, HiddenMismatchAcrossRanksIsReportedNotSilentlyCorrupted) {
     const RankInputs& in = want.inputs[me];
     DeviceTensor x(in.x, r.device), topk(in.topk_idx, r.device), w(in.topk_weights, r.device);
     DeviceTensor per_rank(want.layouts[me].num_tokens_per_rank, r.device),
-        per_expert(want.layouts[me].num_tokens_per_expert, r.device), in_rank(want.layouts[me].is_token_in_rank, r.device);
-    DeviceTensor rpm(want.outs[me].rank_prefix_matrix, r.device), slot(want.outs[me].send_slot, r.device),
-        src(want.outs[me].recv_src_idx, r.device), rx(want.outs[me].recv_x, r.device),
-        ri(want.outs[me].recv_topk_idx, r.device), rw(want.outs[me].recv_topk_weights, r.device);
-    DispatchHandle h{rpm.view(), src.view(), in_rank.view(), slot.view(), want.outs[me].counts.num_recv_tokens};
+        per_expert(want.layouts[me].num_tokens_per_expert, r.device),
+        in_rank(want.layouts[me].is_token_in_rank, r.device);
+    DeviceTensor rpm(want.outs[me].rank_prefix_matrix, r.device),
+        slot(want.outs[me].send_slot, r.device), src(want.outs[me].recv_src_idx, r.device),
+        rx(want.outs[me].recv_x, r.device), ri(want.outs[me].recv_topk_idx, r.device),
+        rw(want.outs[me].recv_topk_weights, r.device);
+    DispatchHandle h{rpm.view(), src.view(), in_rank.view(), slot.view(),
+                     want.outs[me].counts.num_recv_tokens};
     DispatchCounts counts;
-    ASSERT_TRUE(buffer->dispatch_notify({per_rank.view(), per_expert.view(), in_rank.view(), 1, {}, h}, &counts, r.stream).ok());
+    ASSERT_TRUE(
+        buffer
+            ->dispatch_notify({per_rank.view(), per_expert.view(), in_rank.view(), 1, {}, h},
+                              &counts, r.stream)
+            .ok());
     DispatchArgs da;
     da.x = x.view();
     da.topk_idx = topk.view();
@@ -321,7 +351,8 @@ TEST(GpuNormal, HiddenMismatchAcrossRanksIsReportedNotSilentlyCorrupted) {
     ASSERT_TRUE(buffer->dispatch(da, r.stream).ok());
     const Error e = buffer->synchronize(r.stream);
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.to_string();
-    EXPECT_NE(e.message().find("called with a different hidden size"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("called with a different hidden size"), std::string::npos)
+        << e.message();
     r.ctx->host_barrier();
   });
 }
@@ -336,12 +367,19 @@ TEST(GpuNormal, RankSkippingADispatchIsNamedByTheOthers) {
     const NormalExpected want = normal_reference(c, R, 3);
     const RankInputs& in = want.inputs[me];
     DeviceTensor x(in.x, r.device), per_rank(want.layouts[me].num_tokens_per_rank, r.device),
-        per_expert(want.layouts[me].num_tokens_per_expert, r.device), in_rank(want.layouts[me].is_token_in_rank, r.device);
-    DeviceTensor rpm(want.outs[me].rank_prefix_matrix, r.device), slot(want.outs[me].send_slot, r.device),
-        src(want.outs[me].recv_src_idx, r.device), rx(want.outs[me].recv_x, r.device);
-    DispatchHandle h{rpm.view(), src.view(), in_rank.view(), slot.view(), want.outs[me].counts.num_recv_tokens};
+        per_expert(want.layouts[me].num_tokens_per_expert, r.device),
+        in_rank(want.layouts[me].is_token_in_rank, r.device);
+    DeviceTensor rpm(want.outs[me].rank_prefix_matrix, r.device),
+        slot(want.outs[me].send_slot, r.device), src(want.outs[me].recv_src_idx, r.device),
+        rx(want.outs[me].recv_x, r.device);
+    DispatchHandle h{rpm.view(), src.view(), in_rank.view(), slot.view(),
+                     want.outs[me].counts.num_recv_tokens};
     DispatchCounts counts;
-    ASSERT_TRUE(buffer->dispatch_notify({per_rank.view(), per_expert.view(), in_rank.view(), 1, {}, h}, &counts, r.stream).ok());
+    ASSERT_TRUE(
+        buffer
+            ->dispatch_notify({per_rank.view(), per_expert.view(), in_rank.view(), 1, {}, h},
+                              &counts, r.stream)
+            .ok());
     if (me != missing) {
       DispatchArgs da;
       da.x = x.view();
@@ -354,13 +392,130 @@ TEST(GpuNormal, RankSkippingADispatchIsNamedByTheOthers) {
       const auto start = std::chrono::steady_clock::now();
       ASSERT_TRUE(buffer->dispatch(da, r.stream).ok());
       const Error e = buffer->synchronize(r.stream);
-      const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double took =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       EXPECT_EQ(e.code(), ErrorCode::kTimeout) << e.to_string();
-      EXPECT_NE(e.message().find("dispatch on rank " + std::to_string(me)), std::string::npos) << e.message();
-      EXPECT_NE(e.message().find("waiting for rank " + std::to_string(missing)), std::string::npos) << e.message();
+      EXPECT_NE(e.message().find("dispatch on rank " + std::to_string(me)), std::string::npos)
+          << e.message();
+      EXPECT_NE(e.message().find("waiting for rank " + std::to_string(missing)), std::string::npos)
+          << e.message();
       EXPECT_LT(took, 2 * timeout);
-      std::printf("[rank %d] skipped-dispatch error after %.2f s: %s\n", me, took, e.to_string().c_str());
+      std::printf("[rank %d] skipped-dispatch error after %.2f s: %s\n", me, took,
+                  e.to_string().c_str());
     }
+    r.ctx->host_barrier();
+  });
+}
+
+TEST(GpuNormal, CudaGraphReplaysTheWorstCaseDispatchAndCombineWithNewInputs) {
+  run_world([](GpuRank& r) {
+    const int32_t R = r.ctx->num_ranks, me = r.ctx->rank;
+    auto buffer = make_buffer(r, normal_options(r, int64_t{256} << 20));
+    ASSERT_TRUE(buffer);
+    NormalCase c = base_case("graph", 1024, R);
+    c.num_worst_tokens = c.spec.num_tokens * R;
+    c.biases = false;
+    const NormalExpected first = normal_reference(c, R, 50);  // routing of every replay
+    const RankInputs& in = first.inputs[me];
+    const DispatchOutputs& ref = first.outs[me];
+    DeviceTensor x(in.x, r.device), topk(in.topk_idx, r.device), w(in.topk_weights, r.device);
+    DeviceTensor per_rank(first.layouts[me].num_tokens_per_rank, r.device),
+        per_expert(first.layouts[me].num_tokens_per_expert, r.device),
+        in_rank(first.layouts[me].is_token_in_rank, r.device);
+    DeviceTensor rpm = DeviceTensor::poisoned(ref.rank_prefix_matrix, r.device),
+                 slot = DeviceTensor::poisoned(ref.send_slot, r.device),
+                 in_copy = DeviceTensor::poisoned(ref.is_token_in_rank, r.device),
+                 src = DeviceTensor::poisoned(ref.recv_src_idx, r.device),
+                 rx = DeviceTensor::poisoned(ref.recv_x, r.device),
+                 ri = DeviceTensor::poisoned(ref.recv_topk_idx, r.device),
+                 rw = DeviceTensor::poisoned(ref.recv_topk_weights, r.device),
+                 out = DeviceTensor::poisoned(first.combined[me], r.device),
+                 ow = DeviceTensor::poisoned(first.combined_w[me], r.device);
+    DispatchHandle h{rpm.view(), src.view(), in_copy.view(), slot.view(), 0};
+    DispatchArgs da;
+    da.x = x.view();
+    da.topk_idx = topk.view();
+    da.topk_weights = w.view();
+    da.num_tokens_per_rank = per_rank.view();
+    da.num_tokens_per_expert = per_expert.view();
+    da.is_token_in_rank = in_rank.view();
+    da.num_experts = c.spec.num_experts;
+    da.num_worst_tokens = c.num_worst_tokens;
+    da.config.num_sms = 8;
+    da.handle = h;
+    da.recv_x = rx.view();
+    da.recv_topk_idx = ri.view();
+    da.recv_topk_weights = rw.view();
+    CombineArgs ca;
+    ca.x = rx.view();
+    ca.handle = h;
+    ca.topk_weights = rw.view();
+    ca.config.num_sms = 8;
+    ca.combined_x = out.view();
+    ca.combined_topk_weights = ow.view();
+    // Capture dispatch (count exchange included: no host wait) and combine in one graph.
+    cudaGraph_t graph = nullptr;
+    ASSERT_EQ(cudaStreamBeginCapture(r.stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+    const Error de = buffer->dispatch(da, r.stream);
+    const Error ce = buffer->combine(ca, r.stream);
+    ASSERT_EQ(cudaStreamEndCapture(r.stream, &graph), cudaSuccess);
+    ASSERT_TRUE(de.ok()) << de.to_string();
+    ASSERT_TRUE(ce.ok()) << ce.to_string();
+    cudaGraphExec_t exec = nullptr;
+    ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+    for (int replay = 0; replay < 10; ++replay) {
+      // New rows on every rank before each replay; the routing stays that of `first`.
+      std::vector<RankInputs> inputs = first.inputs;
+      for (int32_t s = 0; s < R; ++s)
+        inputs[s].x = random_bf16(inputs[s].x.size(0), c.spec.hidden, 7000 + 97 * replay + s);
+      const NormalExpected want = normal_reference_with(inputs, c, R, 50);
+      x.upload(inputs[me].x);
+      ASSERT_EQ(cudaGraphLaunch(exec, r.stream), cudaSuccess);
+      const Error e = buffer->synchronize(r.stream);
+      ASSERT_TRUE(e.ok()) << "replay " << replay << ": " << e.to_string();
+      const int64_t real = want.outs[me].rank_prefix_matrix.at<int32_t>({R - 1, me});
+      expect_rows_equal(rx.download(), want.outs[me].recv_x, real, "graph replay recv_x");
+      expect_rows_equal(ri.download(), want.outs[me].recv_topk_idx, -1,
+                        "graph replay recv_topk_idx");
+      expect_rows_equal(out.download(), want.combined[me], -1, "graph replay combined_x");
+      r.ctx->host_barrier();  // every rank checked before anyone uploads the next rows
+    }
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    r.ctx->host_barrier();
+  });
+}
+
+TEST(GpuNormal, MoreRowsThanNumWorstTokensIsReported) {
+  run_world([](GpuRank& r) {
+    const int32_t R = r.ctx->num_ranks, me = r.ctx->rank;
+    auto buffer = make_buffer(r, normal_options(r, int64_t{256} << 20, 5.0));
+    ASSERT_TRUE(buffer);
+    NormalCase c = base_case("too many rows", 1024, R);
+    c.num_worst_tokens = 10;  // every rank receives far more
+    const NormalExpected want = normal_reference(c, R, 11);
+    const RankInputs& in = want.inputs[me];
+    DeviceTensor x(in.x, r.device), per_rank(want.layouts[me].num_tokens_per_rank, r.device),
+        per_expert(want.layouts[me].num_tokens_per_expert, r.device),
+        in_rank(want.layouts[me].is_token_in_rank, r.device);
+    HostTensor rows10(DType::kBFloat16, {10, c.spec.hidden}), src10(DType::kInt32, {10});
+    DeviceTensor rpm(want.outs[me].rank_prefix_matrix, r.device),
+        slot(want.outs[me].send_slot, r.device), in_copy(want.outs[me].is_token_in_rank, r.device),
+        src(src10, r.device), rx(rows10, r.device);
+    DispatchArgs da;
+    da.x = x.view();
+    da.num_tokens_per_rank = per_rank.view();
+    da.num_tokens_per_expert = per_expert.view();
+    da.is_token_in_rank = in_rank.view();
+    da.num_experts = c.spec.num_experts;
+    da.num_worst_tokens = 10;
+    da.handle = DispatchHandle{rpm.view(), src.view(), in_copy.view(), slot.view(), 0};
+    da.recv_x = rx.view();
+    ASSERT_TRUE(buffer->dispatch(da, r.stream).ok());
+    const Error e = buffer->synchronize(r.stream);
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.to_string();
+    EXPECT_NE(e.message().find("num_worst_tokens: expected at least the"), std::string::npos)
+        << e.message();
     r.ctx->host_barrier();
   });
 }

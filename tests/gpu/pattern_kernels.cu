@@ -14,13 +14,16 @@ __device__ __forceinline__ uint32_t pattern(uint32_t seed, int64_t i) {
 }
 
 __global__ void write_pattern_kernel(uint32_t* dst, int64_t n, uint32_t seed) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x)
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x)
     dst[i] = pattern(seed, i);
 }
 
-__global__ void count_mismatch_kernel(const uint32_t* src, int64_t n, uint32_t seed, unsigned long long* bad) {
+__global__ void count_mismatch_kernel(const uint32_t* src, int64_t n, uint32_t seed,
+                                      unsigned long long* bad) {
   unsigned long long local = 0;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x)
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x)
     local += src[i] != pattern(seed, i);
   if (local) atomicAdd(bad, local);
 }

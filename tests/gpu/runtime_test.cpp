@@ -13,7 +13,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 TEST(GpuRuntime, CreateConnectAndBarrier) {
   run_world([](GpuRank& r) {
@@ -33,7 +35,8 @@ TEST(GpuRuntime, CreateConnectAndBarrier) {
 }
 
 uint32_t seed_for(int src, int dst, int round, bool ll) {
-  return static_cast<uint32_t>(src * 1315423911u + dst * 2654435761u + round * 97u + (ll ? 7u : 1u));
+  return static_cast<uint32_t>(src * 1315423911u + dst * 2654435761u + round * 97u +
+                               (ll ? 7u : 1u));
 }
 
 TEST(GpuRuntime, EveryRankWritesEveryPeerAndReadsWhatArrived) {
@@ -45,23 +48,29 @@ TEST(GpuRuntime, EveryRankWritesEveryPeerAndReadsWhatArrived) {
     ASSERT_EQ(cudaMalloc(&bad, sizeof(*bad)), cudaSuccess);
     for (int round = 0; round < 3; ++round) {
       for (bool ll : {false, true}) {
-        const int64_t region = ll ? buffer->options().num_rdma_bytes : buffer->options().num_nvl_bytes;
+        const int64_t region =
+            ll ? buffer->options().num_rdma_bytes : buffer->options().num_nvl_bytes;
         const int64_t chunk_words = region / R / 16 * 4;  // 16-byte multiple per source
         // Write my chunk into every peer's region (and my own).
         for (int d = 0; d < R; ++d) {
           auto* dst = static_cast<uint32_t*>(buffer->peer_region(d, ll)) + me * chunk_words;
-          ASSERT_EQ(write_pattern(dst, chunk_words, seed_for(me, d, round, ll), r.stream), cudaSuccess);
+          ASSERT_EQ(write_pattern(dst, chunk_words, seed_for(me, d, round, ll), r.stream),
+                    cudaSuccess);
         }
         ASSERT_TRUE(buffer->barrier(r.stream).ok());
         ASSERT_EQ(cudaMemsetAsync(bad, 0, sizeof(*bad), r.stream), cudaSuccess);
         for (int s = 0; s < R; ++s) {
-          const auto* src = static_cast<const uint32_t*>(buffer->local_region(ll)) + s * chunk_words;
-          ASSERT_EQ(count_mismatches(src, chunk_words, seed_for(s, me, round, ll), bad, r.stream), cudaSuccess);
+          const auto* src =
+              static_cast<const uint32_t*>(buffer->local_region(ll)) + s * chunk_words;
+          ASSERT_EQ(count_mismatches(src, chunk_words, seed_for(s, me, round, ll), bad, r.stream),
+                    cudaSuccess);
         }
         // Nobody overwrites a region before every rank has checked it.
         ASSERT_TRUE(buffer->barrier(r.stream).ok());
         unsigned long long host_bad = 1;
-        ASSERT_EQ(cudaMemcpyAsync(&host_bad, bad, sizeof(host_bad), cudaMemcpyDeviceToHost, r.stream), cudaSuccess);
+        ASSERT_EQ(
+            cudaMemcpyAsync(&host_bad, bad, sizeof(host_bad), cudaMemcpyDeviceToHost, r.stream),
+            cudaSuccess);
         const Error e = buffer->synchronize(r.stream);
         ASSERT_TRUE(e.ok()) << e.to_string();
         EXPECT_EQ(host_bad, 0u) << "rank " << me << " round " << round << (ll ? " rdma" : " nvl")
@@ -85,12 +94,15 @@ TEST(GpuRuntime, MissingRankMakesTheBarrierFailNamingItWithinTwiceTheTimeout) {
       const Error e = buffer->synchronize(r.stream);
       const double took = seconds_since(start);
       EXPECT_EQ(e.code(), ErrorCode::kTimeout) << e.to_string();
-      EXPECT_NE(e.message().find("waiting for rank " + std::to_string(missing)), std::string::npos) << e.message();
-      EXPECT_NE(e.message().find("barrier on rank " + std::to_string(r.ctx->rank)), std::string::npos) << e.message();
+      EXPECT_NE(e.message().find("waiting for rank " + std::to_string(missing)), std::string::npos)
+          << e.message();
+      EXPECT_NE(e.message().find("barrier on rank " + std::to_string(r.ctx->rank)),
+                std::string::npos)
+          << e.message();
       EXPECT_LT(took, 2 * timeout) << e.message();
       EXPECT_GE(took, timeout * 0.9);
-      std::printf("[rank %d] timeout error after %.2f s (timeout %.1f s): %s\n", r.ctx->rank, took, timeout,
-                  e.to_string().c_str());
+      std::printf("[rank %d] timeout error after %.2f s (timeout %.1f s): %s\n", r.ctx->rank, took,
+                  timeout, e.to_string().c_str());
       // The Buffer is failed; the CUDA context is not (no trap, no sticky error).
       EXPECT_EQ(buffer->barrier(r.stream).code(), ErrorCode::kFailedState);
       EXPECT_EQ(cudaGetLastError(), cudaSuccess);
@@ -151,14 +163,17 @@ TEST(GpuRuntime, OperationsValidateBeforeLaunchAndCheckBufferSize) {
     ASSERT_EQ(cudaMalloc(&mem, 1 << 20), cudaSuccess);
     auto* base = static_cast<uint8_t*>(mem);
     LayoutArgs la;
-    la.topk_idx = TensorView::contiguous(base, DType::kFloat32, {16, 4}, DeviceKind::kCuda, r.device);
+    la.topk_idx =
+        TensorView::contiguous(base, DType::kFloat32, {16, 4}, DeviceKind::kCuda, r.device);
     la.num_experts = 8 * R;
     la.num_tokens_per_rank = TensorView::contiguous(base + 4096, DType::kInt32, {R});
     la.num_tokens_per_expert = TensorView::contiguous(base + 8192, DType::kInt32, {8 * R});
     la.is_token_in_rank = TensorView::contiguous(base + 16384, DType::kBool, {16, R});
     Error e = buffer->get_dispatch_layout(la, r.stream);
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-    EXPECT_NE(e.message().find("topk_idx: expected dtype int64 or int32, got float32"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("topk_idx: expected dtype int64 or int32, got float32"),
+              std::string::npos)
+        << e.message();
     la.num_experts = 8 * R + 1;
     la.topk_idx.dtype = DType::kInt64;
     e = buffer->get_dispatch_layout(la, r.stream);
@@ -198,9 +213,11 @@ TEST(GpuRuntime, CAbiCreateBarrierSynchronizeDestroy) {
     o.timeout_seconds = 5;
     CGather g{r.ctx};
     epcomm_buffer_t b = nullptr;
-    ASSERT_EQ(epcomm_buffer_create(&o, c_all_gather, &g, &b), EPCOMM_SUCCESS) << epcomm_last_error_message();
+    ASSERT_EQ(epcomm_buffer_create(&o, c_all_gather, &g, &b), EPCOMM_SUCCESS)
+        << epcomm_last_error_message();
     for (int i = 0; i < 10; ++i) ASSERT_EQ(epcomm_buffer_barrier(b, r.stream), EPCOMM_SUCCESS);
-    EXPECT_EQ(epcomm_buffer_synchronize(b, r.stream), EPCOMM_SUCCESS) << epcomm_last_error_message();
+    EXPECT_EQ(epcomm_buffer_synchronize(b, r.stream), EPCOMM_SUCCESS)
+        << epcomm_last_error_message();
     void* region = nullptr;
     EXPECT_EQ(epcomm_buffer_local_region(b, 0, &region), EPCOMM_SUCCESS);
     EXPECT_NE(region, nullptr);

@@ -44,7 +44,9 @@ inline void run_world(const std::function<void(GpuRank&)>& body, int num_ranks =
     cudaStreamDestroy(r.stream);
     return ::testing::Test::HasFailure() ? 1 : 0;
   });
-  if (result.skipped()) GTEST_SKIP() << "fewer than " << num_ranks << " GPUs (set EPCOMM_TEST_OVERSUBSCRIBE=1 to share GPUs)";
+  if (result.skipped())
+    GTEST_SKIP() << "fewer than " << num_ranks
+                 << " GPUs (set EPCOMM_TEST_OVERSUBSCRIBE=1 to share GPUs)";
   EXPECT_TRUE(result.ok()) << result.describe();
 }
 

@@ -26,14 +26,22 @@ class HostTensor {
   const std::vector<int64_t>& strides() const { return strides_; }
 
   template <class T>
-  T* data() { return reinterpret_cast<T*>(bytes_.data()); }
+  T* data() {
+    return reinterpret_cast<T*>(bytes_.data());
+  }
   template <class T>
-  const T* data() const { return reinterpret_cast<const T*>(bytes_.data()); }
+  const T* data() const {
+    return reinterpret_cast<const T*>(bytes_.data());
+  }
   // Element at a multi-index (strides honoured).
   template <class T>
-  T& at(std::initializer_list<int64_t> index) { return data<T>()[offset(index)]; }
+  T& at(std::initializer_list<int64_t> index) {
+    return data<T>()[offset(index)];
+  }
   template <class T>
-  const T& at(std::initializer_list<int64_t> index) const { return data<T>()[offset(index)]; }
+  const T& at(std::initializer_list<int64_t> index) const {
+    return data<T>()[offset(index)];
+  }
   void fill_bytes(uint8_t value) { std::memset(bytes_.data(), value, bytes_.size()); }
   const std::vector<uint8_t>& bytes() const { return bytes_; }
 

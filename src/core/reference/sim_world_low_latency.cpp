@@ -40,7 +40,8 @@ void write_row(const LowLatencyDispatchArgs& out, int64_t j, int64_t row, const 
     const float scale = core::fp8_scale_from_amax(amax, out.round_scale);
     for (int64_t c = 0; c < core::kFp8GroupSize; ++c) {
       const int64_t h = g * core::kFp8GroupSize + c;
-      elem<uint8_t>(out.packed_recv_x, j, row, h) = core::fp8_quantize(core::bf16_to_float(src[h]), scale);
+      elem<uint8_t>(out.packed_recv_x, j, row, h) =
+          core::fp8_quantize(core::bf16_to_float(src[h]), scale);
     }
     if (out.use_ue8m0) {
       // Four consecutive groups share one int32, lowest byte first.
@@ -68,15 +69,14 @@ Error SimWorld::low_latency_dispatch(std::span<const LowLatencyDispatchArgs> arg
     if (a.num_max_dispatch_tokens_per_rank != a0.num_max_dispatch_tokens_per_rank ||
         a.x.shape[1] != a0.x.shape[1] || a.num_experts != a0.num_experts ||
         a.use_fp8 != a0.use_fp8 || a.round_scale != a0.round_scale || a.use_ue8m0 != a0.use_ue8m0)
-      return with_rank(r, Error(ErrorCode::kInvalidArgument,
-                                "low_latency_dispatch: expected num_max_dispatch_tokens_per_rank=" +
-                                    std::to_string(a0.num_max_dispatch_tokens_per_rank) +
-                                    ", hidden=" + std::to_string(a0.x.shape[1]) +
-                                    ", num_experts=" + std::to_string(a0.num_experts) +
-                                    " and FP8 options as on rank 0, got " +
-                                    std::to_string(a.num_max_dispatch_tokens_per_rank) + ", " +
-                                    std::to_string(a.x.shape[1]) + ", " +
-                                    std::to_string(a.num_experts)));
+      return with_rank(
+          r, Error(ErrorCode::kInvalidArgument,
+                   "low_latency_dispatch: expected num_max_dispatch_tokens_per_rank=" +
+                       std::to_string(a0.num_max_dispatch_tokens_per_rank) +
+                       ", hidden=" + std::to_string(a0.x.shape[1]) + ", num_experts=" +
+                       std::to_string(a0.num_experts) + " and FP8 options as on rank 0, got " +
+                       std::to_string(a.num_max_dispatch_tokens_per_rank) + ", " +
+                       std::to_string(a.x.shape[1]) + ", " + std::to_string(a.num_experts)));
   }
   const int64_t E_local = args[0].num_experts / R;
   for (int32_t d = 0; d < R; ++d) {
@@ -141,10 +141,11 @@ Error SimWorld::low_latency_combine(std::span<const LowLatencyCombineArgs> args)
         for (int64_t i = begin; i < begin + count; ++i)
           if (elem<int32_t>(expert_side.handle.src_info, j, i) == t) row = i;
         if (row < 0)
-          return with_rank(s, Error(ErrorCode::kInvalidArgument,
-                                    "low_latency_combine: handle: token " + std::to_string(t) +
-                                        " has no row for expert " + std::to_string(e) + " on rank " +
-                                        std::to_string(d) + " (handle from another dispatch?)"));
+          return with_rank(s,
+                           Error(ErrorCode::kInvalidArgument,
+                                 "low_latency_combine: handle: token " + std::to_string(t) +
+                                     " has no row for expert " + std::to_string(e) + " on rank " +
+                                     std::to_string(d) + " (handle from another dispatch?)"));
         const float w = elem<float>(a.topk_weights, t, k);
         for (int64_t h = 0; h < H; ++h)
           acc[h] += w * core::bf16_to_float(elem<uint16_t>(expert_side.x, j, row, h));

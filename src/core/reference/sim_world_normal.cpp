@@ -56,15 +56,17 @@ void write_handle_routing(const Routing& routing, int32_t s, const TensorView& i
   }
 }
 
-int64_t round_up(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
+int64_t round_up(int64_t v, int64_t a) {
+  return (v + a - 1) / a * a;
+}
 
 }  // namespace
 
 Error SimWorld::check_rank_count(const char* op, size_t given) const {
   if (given != static_cast<size_t>(num_ranks_))
-    return Error(ErrorCode::kInvalidArgument,
-                 std::string(op) + ": expected arguments for " + std::to_string(num_ranks_) +
-                     " ranks, got " + std::to_string(given));
+    return Error(ErrorCode::kInvalidArgument, std::string(op) + ": expected arguments for " +
+                                                  std::to_string(num_ranks_) + " ranks, got " +
+                                                  std::to_string(given));
   return Error::success();
 }
 
@@ -99,7 +101,8 @@ Error SimWorld::dispatch_notify(std::span<const DispatchNotifyArgs> args,
   const int32_t R = num_ranks_;
   std::vector<TensorView> in(R);
   for (int32_t r = 0; r < R; ++r) {
-    if (auto e = core::validate_dispatch_notify_args(args[r], topology(r), DeviceKind::kCpu); !e.ok())
+    if (auto e = core::validate_dispatch_notify_args(args[r], topology(r), DeviceKind::kCpu);
+        !e.ok())
       return with_rank(r, e);
     if (args[r].num_tokens_per_expert.shape[0] != args[0].num_tokens_per_expert.shape[0])
       return with_rank(r, Error(ErrorCode::kInvalidArgument,
@@ -120,7 +123,8 @@ Error SimWorld::dispatch_notify(std::span<const DispatchNotifyArgs> args,
     c.num_recv_tokens_per_expert.assign(E_local, 0);
     for (int64_t j = 0; j < E_local; ++j) {
       int64_t n = 0;
-      for (int32_t s = 0; s < R; ++s) n += elem<int32_t>(args[s].num_tokens_per_expert, d * E_local + j);
+      for (int32_t s = 0; s < R; ++s)
+        n += elem<int32_t>(args[s].num_tokens_per_expert, d * E_local + j);
       c.num_recv_tokens_per_expert[j] = static_cast<int32_t>(round_up(n, args[d].expert_alignment));
     }
   }
@@ -135,36 +139,40 @@ Error SimWorld::dispatch(std::span<const DispatchArgs> args) const {
     in[r] = args[r].cached ? args[r].handle.is_token_in_rank : args[r].is_token_in_rank;
   // Structure first (so that routing below only reads valid tensors), then row counts.
   for (int32_t r = 0; r < R; ++r) {
-    if (auto e = core::validate_dispatch_args(args[r], topology(r), DeviceKind::kCpu, core::kAnySize);
+    if (auto e =
+            core::validate_dispatch_args(args[r], topology(r), DeviceKind::kCpu, core::kAnySize);
         !e.ok())
       return with_rank(r, e);
     const DispatchArgs& a0 = args[0];
     const DispatchArgs& a = args[r];
     if (a.x.shape[1] != a0.x.shape[1] || a.x.dtype != a0.x.dtype)
-      return with_rank(r, Error(ErrorCode::kInvalidArgument,
-                                "dispatch: x: expected hidden " + std::to_string(a0.x.shape[1]) +
-                                    " and dtype " + dtype_name(a0.x.dtype) + " as on rank 0, got " +
-                                    std::to_string(a.x.shape[1]) + " and " + dtype_name(a.x.dtype)));
+      return with_rank(
+          r, Error(ErrorCode::kInvalidArgument,
+                   "dispatch: x: expected hidden " + std::to_string(a0.x.shape[1]) + " and dtype " +
+                       dtype_name(a0.x.dtype) + " as on rank 0, got " +
+                       std::to_string(a.x.shape[1]) + " and " + dtype_name(a.x.dtype)));
     if (a.cached != a0.cached || a.topk_idx.defined() != a0.topk_idx.defined() ||
         (!a.cached && a.num_experts != a0.num_experts))
-      return with_rank(r, Error(ErrorCode::kInvalidArgument,
-                                "dispatch: expected the same mode (cached, topk, num_experts) as on "
-                                "rank 0, got a different one"));
+      return with_rank(r,
+                       Error(ErrorCode::kInvalidArgument,
+                             "dispatch: expected the same mode (cached, topk, num_experts) as on "
+                             "rank 0, got a different one"));
   }
   const Routing routing = make_routing(in, R);
   for (int32_t r = 0; r < R; ++r) {
     const DispatchArgs& a = args[r];
     const int64_t rows = a.recv_x.shape[0];
     if (a.num_worst_tokens > 0 && routing.num_recv[r] > a.num_worst_tokens)
-      return with_rank(r, Error(ErrorCode::kInvalidArgument,
-                                "dispatch: num_worst_tokens: expected at least the " +
-                                    std::to_string(routing.num_recv[r]) +
-                                    " rows this rank receives, got " +
-                                    std::to_string(a.num_worst_tokens)));
+      return with_rank(
+          r, Error(ErrorCode::kInvalidArgument,
+                   "dispatch: num_worst_tokens: expected at least the " +
+                       std::to_string(routing.num_recv[r]) + " rows this rank receives, got " +
+                       std::to_string(a.num_worst_tokens)));
     if (a.num_worst_tokens == 0 && rows != routing.num_recv[r])
-      return with_rank(r, Error(ErrorCode::kInvalidArgument,
-                                "dispatch: recv_x: expected " + std::to_string(routing.num_recv[r]) +
-                                    " rows (the received count), got " + std::to_string(rows)));
+      return with_rank(r,
+                       Error(ErrorCode::kInvalidArgument,
+                             "dispatch: recv_x: expected " + std::to_string(routing.num_recv[r]) +
+                                 " rows (the received count), got " + std::to_string(rows)));
   }
   const int64_t H = args[0].x.shape[1];
   const int64_t row_bytes = H * static_cast<int64_t>(args[0].x.element_size());
@@ -190,7 +198,8 @@ Error SimWorld::dispatch(std::span<const DispatchArgs> args) const {
             const int64_t e = index_at(src.topk_idx, t, k);
             const bool local = e >= 0 && e / E_local == d;
             set_index(out.recv_topk_idx, row, k, local ? e - d * E_local : -1);
-            elem<float>(out.recv_topk_weights, row, k) = local ? elem<float>(src.topk_weights, t, k) : 0.0f;
+            elem<float>(out.recv_topk_weights, row, k) =
+                local ? elem<float>(src.topk_weights, t, k) : 0.0f;
           }
         }
         ++row;
@@ -218,10 +227,11 @@ Error SimWorld::combine(std::span<const CombineArgs> args) const {
       return with_rank(r, e);
     if (args[r].x.shape[1] != args[0].x.shape[1] ||
         args[r].topk_weights.defined() != args[0].topk_weights.defined())
-      return with_rank(r, Error(ErrorCode::kInvalidArgument,
-                                "combine: x: expected hidden " + std::to_string(args[0].x.shape[1]) +
-                                    " and the same topk_weights presence as on rank 0, got hidden " +
-                                    std::to_string(args[r].x.shape[1])));
+      return with_rank(r,
+                       Error(ErrorCode::kInvalidArgument,
+                             "combine: x: expected hidden " + std::to_string(args[0].x.shape[1]) +
+                                 " and the same topk_weights presence as on rank 0, got hidden " +
+                                 std::to_string(args[r].x.shape[1])));
   }
   const int64_t H = args[0].x.shape[1];
   std::vector<float> acc(H);
@@ -242,13 +252,16 @@ Error SimWorld::combine(std::span<const CombineArgs> args) const {
                                     "combine: handle.send_slot: expected a row below " +
                                         std::to_string(peer.x.shape[0]) + " on rank " +
                                         std::to_string(d) + ", got " + std::to_string(slot)));
-        for (int64_t h = 0; h < H; ++h) acc[h] += core::bf16_to_float(elem<uint16_t>(peer.x, slot, h));
+        for (int64_t h = 0; h < H; ++h)
+          acc[h] += core::bf16_to_float(elem<uint16_t>(peer.x, slot, h));
         for (int64_t k = 0; k < K; ++k) w[k] += elem<float>(peer.topk_weights, slot, k);
       }
       for (const TensorView* bias : {&a.bias0, &a.bias1})
         if (bias->defined())
-          for (int64_t h = 0; h < H; ++h) acc[h] += core::bf16_to_float(elem<uint16_t>(*bias, t, h));
-      for (int64_t h = 0; h < H; ++h) elem<uint16_t>(a.combined_x, t, h) = core::float_to_bf16(acc[h]);
+          for (int64_t h = 0; h < H; ++h)
+            acc[h] += core::bf16_to_float(elem<uint16_t>(*bias, t, h));
+      for (int64_t h = 0; h < H; ++h)
+        elem<uint16_t>(a.combined_x, t, h) = core::float_to_bf16(acc[h]);
       for (int64_t k = 0; k < K; ++k) elem<float>(a.combined_topk_weights, t, k) = w[k];
     }
   }

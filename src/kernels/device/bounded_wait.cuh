@@ -16,8 +16,8 @@ namespace epcomm::kernels {
 __device__ __forceinline__ void record_wait_failure(const WaitContext& ctx, int32_t peer,
                                                     core::WaitStage stage, uint64_t waited_ns,
                                                     bool aborted) {
-  if (peer >= 0 && peer < 64) atomicOr(reinterpret_cast<unsigned long long*>(&ctx.error->peer_mask),
-                                       1ull << peer);
+  if (peer >= 0 && peer < 64)
+    atomicOr(reinterpret_cast<unsigned long long*>(&ctx.error->peer_mask), 1ull << peer);
   if (atomicCAS(&ctx.error->status, core::kRecordEmpty, core::kRecordWriting) != core::kRecordEmpty)
     return;
   ctx.error->op = ctx.op;
@@ -53,7 +53,8 @@ __device__ __forceinline__ bool bounded_wait(const WaitContext& ctx, int32_t pee
     const bool aborted = ld_relaxed_sys(&ctx.control->abort_flag) != 0;
     const bool other_failed = ld_relaxed_sys(&ctx.error->status) != core::kRecordEmpty;
     if (aborted || other_failed || waited > ctx.timeout_ns) {
-      if (!other_failed || waited > ctx.timeout_ns) record_wait_failure(ctx, peer, stage, waited, aborted);
+      if (!other_failed || waited > ctx.timeout_ns)
+        record_wait_failure(ctx, peer, stage, waited, aborted);
       return false;
     }
   }

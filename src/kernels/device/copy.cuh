@@ -25,8 +25,8 @@ __device__ __forceinline__ int4 ld_na_v4(const int4* ptr) {
 }
 
 __device__ __forceinline__ void st_na_v4(int4* ptr, const int4& v) {
-  asm volatile("st.global.L1::no_allocate.v4.s32 [%0], {%1, %2, %3, %4};" ::"l"(ptr), "r"(v.x), "r"(v.y),
-               "r"(v.z), "r"(v.w));
+  asm volatile("st.global.L1::no_allocate.v4.s32 [%0], {%1, %2, %3, %4};" ::"l"(ptr), "r"(v.x),
+               "r"(v.y), "r"(v.z), "r"(v.w));
 }
 
 constexpr int kCopyUnroll = 8;  // 128 bytes in flight per lane

@@ -7,9 +7,10 @@
 
 namespace epcomm::kernels {
 
-__device__ __forceinline__ void record_input_error(const WaitContext& ctx, core::WaitStage stage, int32_t peer,
-                                                   int64_t value, int64_t limit) {
-  if (atomicCAS(&ctx.error->status, core::kRecordEmpty, core::kRecordWriting) != core::kRecordEmpty) return;
+__device__ __forceinline__ void record_input_error(const WaitContext& ctx, core::WaitStage stage,
+                                                   int32_t peer, int64_t value, int64_t limit) {
+  if (atomicCAS(&ctx.error->status, core::kRecordEmpty, core::kRecordWriting) != core::kRecordEmpty)
+    return;
   ctx.error->op = ctx.op;
   ctx.error->rank = ctx.rank;
   ctx.error->peer = peer;
