@@ -8,6 +8,9 @@ bash scripts/install-deps.sh
 bash scripts/build.sh release
 (cd build/release && ctest -L cpu --output-on-failure -j "$(nproc)")
 bash scripts/check-example.sh
+# Python layer over the C ABI (torch-free parts; GPU tests of the package need GPUs).
+python3 -c "import pytest" 2>/dev/null || python3 -m pip install -q pytest
+EPCOMM_LIBRARY="$PWD/build/release/src/libepcomm.so" PYTHONPATH="$PWD/python" python3 -m pytest -q python/tests
 if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
   echo "GPUs found: running the GPU tests"
   (cd build/release && ctest -L gpu --output-on-failure)

@@ -162,6 +162,9 @@ typedef struct epcomm_low_latency_combine_args {
 EPCOMM_API const char* epcomm_version(void);
 EPCOMM_API const char* epcomm_last_error_message(void);
 EPCOMM_API const char* epcomm_status_name(epcomm_status_t status);
+/* sizeof the named ABI struct ("epcomm_tensor_t", "epcomm_dispatch_args_t", ...), 0 if unknown:
+ * lets language bindings check their mirrors of these structs. */
+EPCOMM_API size_t epcomm_struct_size(const char* name);
 
 EPCOMM_API void epcomm_buffer_options_init(epcomm_buffer_options_t* options);
 EPCOMM_API void epcomm_config_init(epcomm_config_t* config);

@@ -135,6 +135,23 @@ const char* epcomm_status_name(epcomm_status_t status) {
   return epcomm::error_code_name(static_cast<ErrorCode>(status));
 }
 
+size_t epcomm_struct_size(const char* name) {
+  if (name == nullptr) return 0;
+  const std::string n(name);
+  if (n == "epcomm_tensor_t") return sizeof(epcomm_tensor_t);
+  if (n == "epcomm_buffer_options_t") return sizeof(epcomm_buffer_options_t);
+  if (n == "epcomm_config_t") return sizeof(epcomm_config_t);
+  if (n == "epcomm_layout_args_t") return sizeof(epcomm_layout_args_t);
+  if (n == "epcomm_dispatch_handle_t") return sizeof(epcomm_dispatch_handle_t);
+  if (n == "epcomm_dispatch_notify_args_t") return sizeof(epcomm_dispatch_notify_args_t);
+  if (n == "epcomm_dispatch_args_t") return sizeof(epcomm_dispatch_args_t);
+  if (n == "epcomm_combine_args_t") return sizeof(epcomm_combine_args_t);
+  if (n == "epcomm_low_latency_handle_t") return sizeof(epcomm_low_latency_handle_t);
+  if (n == "epcomm_low_latency_dispatch_args_t") return sizeof(epcomm_low_latency_dispatch_args_t);
+  if (n == "epcomm_low_latency_combine_args_t") return sizeof(epcomm_low_latency_combine_args_t);
+  return 0;
+}
+
 void epcomm_tensor_init(epcomm_tensor_t* t) {
   if (t == nullptr) return;
   std::memset(t, 0, sizeof(*t));

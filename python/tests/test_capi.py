@@ -1,0 +1,120 @@
+"""The ctypes layer over the C ABI: what needs no GPU (CPU-only CI runs all of it).
+
+Run with EPCOMM_LIBRARY pointing at a built libepcomm.so (scripts/test.sh does).
+"""
+import ctypes
+import os
+import re
+
+import pytest
+
+import epcomm
+from epcomm import _capi as c
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _pyproject_version():
+    text = open(os.path.join(ROOT, "pyproject.toml")).read()
+    return re.search(r'^version = "([^"]+)"', text, re.M).group(1)
+
+
+def test_library_version_matches_the_package():
+    assert epcomm.version() == _pyproject_version()
+
+
+def test_struct_mirrors_match_the_compiled_abi():
+    assert c.check_struct_sizes() == {}
+
+
+def test_init_sets_struct_size_and_defaults():
+    args = c.init(c.DispatchArgs)
+    assert args.struct_size == ctypes.sizeof(c.DispatchArgs)
+    assert args.expert_alignment == 1
+    assert args.x.ndim == -1  # absent
+    assert args.config.num_sms == 20
+    ll = c.init(c.LowLatencyDispatchArgs)
+    assert ll.use_fp8 == 1 and ll.hook == -1
+
+
+def test_low_latency_size_hint_matches_the_cpp_api():
+    lib = c.library()
+    assert lib.epcomm_get_low_latency_buffer_size_hint(128, 7168, 4, 288) == 75497472
+    assert lib.epcomm_get_low_latency_buffer_size_hint(128, 7168, 4, 287) == 0
+
+
+def _gather_copy():
+    @c.ALL_GATHER_FN
+    def gather(mine, all_, nbytes, user):
+        ctypes.memmove(all_, mine, nbytes)
+        return 0
+
+    return gather
+
+
+def _create(options, gather):
+    handle = ctypes.c_void_p()
+    status = c.library().epcomm_buffer_create(ctypes.byref(options), gather, None, ctypes.byref(handle))
+    return status, handle
+
+
+def test_bad_rank_raises_value_error_naming_argument_expected_and_actual():
+    o = c.init(c.BufferOptions)
+    o.num_ranks, o.rank = 2, 5
+    status, handle = _create(o, _gather_copy())
+    with pytest.raises(ValueError, match=r"rank: expected a value in \[0, 2\), got 5"):
+        c.check(status)
+    assert handle.value is None
+
+
+def test_multi_node_raises_not_implemented():
+    o = c.init(c.BufferOptions)
+    o.num_ranks, o.gpus_per_node = 4, 2
+    status, _ = _create(o, _gather_copy())
+    with pytest.raises(NotImplementedError, match="multi-node is not supported yet"):
+        c.check(status)
+
+
+def test_struct_size_too_small_is_rejected():
+    o = c.init(c.BufferOptions)
+    o.struct_size = 8
+    status, _ = _create(o, _gather_copy())
+    with pytest.raises(ValueError, match="struct_size"):
+        c.check(status)
+
+
+def test_failing_all_gather_is_a_bootstrap_error():
+    @c.ALL_GATHER_FN
+    def failing(mine, all_, nbytes, user):
+        return 3
+
+    status, _ = _create(c.init(c.BufferOptions), failing)
+    with pytest.raises(c.EpcommError, match="all-gather callback returned 3") as info:
+        c.check(status)
+    assert info.value.status == c.BOOTSTRAP
+
+
+def test_one_rank_buffer_without_a_gpu_is_a_clean_cuda_error_or_works_with_one():
+    status, handle = _create(c.init(c.BufferOptions), _gather_copy())
+    if status == c.SUCCESS:  # a GPU machine
+        assert c.library().epcomm_buffer_destroy(handle) == c.SUCCESS
+    else:
+        assert status == c.CUDA_ERROR
+        with pytest.raises(c.EpcommError, match="cuda"):
+            c.check(status)
+
+
+def test_calls_on_a_null_buffer_fail_cleanly():
+    lib = c.library()
+    with pytest.raises(ValueError, match="epcomm_buffer_barrier: buffer"):
+        c.check(lib.epcomm_buffer_barrier(None, None))
+    args = c.init(c.DispatchArgs)
+    with pytest.raises(ValueError):
+        c.check(lib.epcomm_dispatch(None, ctypes.byref(args), None))
+    assert lib.epcomm_buffer_destroy(None) == c.SUCCESS
+
+
+def test_tensor_helper_builds_row_major_strides():
+    t = c.tensor(1234, c.DTYPE_BFLOAT16, [3, 4, 5])
+    assert list(t.strides)[:3] == [20, 5, 1]
+    assert t.ndim == 3 and t.device_kind == c.DEVICE_CUDA
