@@ -179,6 +179,11 @@ EPCOMM_API void epcomm_low_latency_combine_args_init(epcomm_low_latency_combine_
 EPCOMM_API int64_t epcomm_get_low_latency_buffer_size_hint(int32_t num_max_dispatch_tokens_per_rank,
                                                            int32_t hidden, int32_t num_ranks,
                                                            int32_t num_experts);
+/* The recommended Configs for a world size (measured; see docs/perf.md). */
+EPCOMM_API void epcomm_default_dispatch_config(int32_t num_ranks, epcomm_config_t* config);
+EPCOMM_API void epcomm_default_combine_config(int32_t num_ranks, epcomm_config_t* config);
+EPCOMM_API int64_t epcomm_get_normal_buffer_size_hint(int64_t max_tokens_per_rank, int64_t hidden_bytes,
+                                                      int32_t num_ranks, int32_t topk);
 EPCOMM_API int64_t epcomm_config_get_nvl_buffer_size_hint(const epcomm_config_t* config,
                                                           int64_t hidden_bytes, int32_t num_ranks);
 

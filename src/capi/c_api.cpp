@@ -159,16 +159,9 @@ void epcomm_tensor_init(epcomm_tensor_t* t) {
   t->device_kind = 1;
 }
 
-void epcomm_config_init(epcomm_config_t* c) {
-  if (c == nullptr) return;
-  const epcomm::Config d;
-  c->struct_size = sizeof(*c);
-  c->num_sms = d.num_sms;
-  c->num_max_nvl_chunked_send_tokens = d.num_max_nvl_chunked_send_tokens;
-  c->num_max_nvl_chunked_recv_tokens = d.num_max_nvl_chunked_recv_tokens;
-  c->num_max_rdma_chunked_send_tokens = d.num_max_rdma_chunked_send_tokens;
-  c->num_max_rdma_chunked_recv_tokens = d.num_max_rdma_chunked_recv_tokens;
-}
+static void fill_config(const epcomm::Config& d, epcomm_config_t* c);
+
+void epcomm_config_init(epcomm_config_t* c) { fill_config(epcomm::Config{}, c); }
 
 void epcomm_buffer_options_init(epcomm_buffer_options_t* o) {
   if (o == nullptr) return;
@@ -249,6 +242,29 @@ void epcomm_low_latency_combine_args_init(epcomm_low_latency_combine_args_t* a) 
 int64_t epcomm_get_low_latency_buffer_size_hint(int32_t n_max, int32_t hidden, int32_t num_ranks,
                                                 int32_t num_experts) {
   return epcomm::get_low_latency_buffer_size_hint(n_max, hidden, num_ranks, num_experts);
+}
+
+static void fill_config(const epcomm::Config& d, epcomm_config_t* c) {
+  if (c == nullptr) return;
+  c->struct_size = sizeof(*c);
+  c->num_sms = d.num_sms;
+  c->num_max_nvl_chunked_send_tokens = d.num_max_nvl_chunked_send_tokens;
+  c->num_max_nvl_chunked_recv_tokens = d.num_max_nvl_chunked_recv_tokens;
+  c->num_max_rdma_chunked_send_tokens = d.num_max_rdma_chunked_send_tokens;
+  c->num_max_rdma_chunked_recv_tokens = d.num_max_rdma_chunked_recv_tokens;
+}
+
+void epcomm_default_dispatch_config(int32_t num_ranks, epcomm_config_t* config) {
+  fill_config(epcomm::default_dispatch_config(num_ranks), config);
+}
+
+void epcomm_default_combine_config(int32_t num_ranks, epcomm_config_t* config) {
+  fill_config(epcomm::default_combine_config(num_ranks), config);
+}
+
+int64_t epcomm_get_normal_buffer_size_hint(int64_t max_tokens_per_rank, int64_t hidden_bytes, int32_t num_ranks,
+                                           int32_t topk) {
+  return epcomm::get_normal_buffer_size_hint(max_tokens_per_rank, hidden_bytes, num_ranks, topk);
 }
 
 int64_t epcomm_config_get_nvl_buffer_size_hint(const epcomm_config_t* config, int64_t hidden_bytes,

@@ -1,0 +1,375 @@
+"""Drop-in replacement for DeepEP V1's `deep_ep.Buffer` (../shared/spec/deep_ep_api.md):
+
+    import epcomm.deep_ep as deep_ep
+
+Same names, argument order, defaults and return tuples. Arguments for what epcomm does not
+support yet raise NotImplementedError naming the argument; none is silently ignored.
+torch is imported when a Buffer is created (or topk_idx_t is read), so importing this module and
+reading its signatures needs no torch.
+
+Status: the normal-mode methods drive epcomm's tested GPU kernels but this Python layer has not
+yet run on a GPU (issue: Python package). Low-latency methods raise the library's
+not-implemented error until the low-latency kernels land.
+"""
+import ctypes
+
+from epcomm import _capi as c
+from epcomm import _torch_views as tv
+
+__all__ = ["Buffer", "Config", "EventOverlap", "topk_idx_t"]
+
+
+def __getattr__(name):
+    if name == "topk_idx_t":
+        import torch
+
+        return torch.int64
+    raise AttributeError(name)
+
+
+class Config:
+    """Tuning of the normal kernels (DeepEP's fields; epcomm reads num_sms)."""
+
+    def __init__(self, num_sms=20, num_max_nvl_chunked_send_tokens=6, num_max_nvl_chunked_recv_tokens=256,
+                 num_max_rdma_chunked_send_tokens=6, num_max_rdma_chunked_recv_tokens=256):
+        self.num_sms = num_sms
+        self.num_max_nvl_chunked_send_tokens = num_max_nvl_chunked_send_tokens
+        self.num_max_nvl_chunked_recv_tokens = num_max_nvl_chunked_recv_tokens
+        self.num_max_rdma_chunked_send_tokens = num_max_rdma_chunked_send_tokens
+        self.num_max_rdma_chunked_recv_tokens = num_max_rdma_chunked_recv_tokens
+
+    def _c(self):
+        s = c.init(c.Config)
+        for f in ("num_sms", "num_max_nvl_chunked_send_tokens", "num_max_nvl_chunked_recv_tokens",
+                  "num_max_rdma_chunked_send_tokens", "num_max_rdma_chunked_recv_tokens"):
+            setattr(s, f, int(getattr(self, f)))
+        return s
+
+    @classmethod
+    def _from_c(cls, s):
+        return cls(s.num_sms, s.num_max_nvl_chunked_send_tokens, s.num_max_nvl_chunked_recv_tokens,
+                   s.num_max_rdma_chunked_send_tokens, s.num_max_rdma_chunked_recv_tokens)
+
+    def get_nvl_buffer_size_hint(self, hidden_bytes, num_ranks):
+        cfg = self._c()
+        return int(c.library().epcomm_config_get_nvl_buffer_size_hint(ctypes.byref(cfg), int(hidden_bytes), int(num_ranks)))
+
+    def get_rdma_buffer_size_hint(self, hidden_bytes, num_ranks):
+        return 0  # one node: the normal kernels use no RDMA buffer
+
+
+class EventOverlap:
+    """A CUDA event plus tensors kept alive until it is waited on (DeepEP's semantics)."""
+
+    def __init__(self, event=None, extra_tensors=None):
+        self.event = event
+        self.extra_tensors = extra_tensors
+
+    def current_stream_wait(self):
+        import torch
+
+        if self.event is not None:
+            torch.cuda.current_stream().wait_event(self.event)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.current_stream_wait()
+
+
+def _not_supported(argument, why):
+    raise NotImplementedError(f"epcomm.deep_ep.Buffer: {argument}: {why} is not supported yet")
+
+
+class Buffer:
+    """Communication buffers of one rank and DeepEP's operations over them."""
+
+    num_sms = 20
+
+    def __init__(self, group, num_nvl_bytes=0, num_rdma_bytes=0, low_latency_mode=False, num_qps_per_rank=24,
+                 allow_nvlink_for_low_latency_mode=True, allow_mnnvl=False, use_fabric=False,
+                 explicitly_destroy=False, enable_shrink=False, comm=None):
+        # Unsupported features first, before any collective work.
+        if enable_shrink:
+            _not_supported("enable_shrink", "shrinking the group (masked ranks)")
+        if use_fabric:
+            _not_supported("use_fabric", "fabric memory (multi-node NVLink)")
+        if allow_mnnvl:
+            _not_supported("allow_mnnvl", "multi-node NVLink")
+        if not allow_nvlink_for_low_latency_mode:
+            _not_supported("allow_nvlink_for_low_latency_mode", "low-latency traffic over RDMA inside a node")
+        if group is None and comm is None:
+            raise ValueError("epcomm.deep_ep.Buffer: group: expected a torch.distributed group, or comm an mpi4py "
+                             "communicator, got neither")
+        import torch
+        import torch.distributed as dist
+
+        self.group = group
+        self.comm = comm
+        if group is not None:
+            self.rank, self.group_size = dist.get_rank(group), dist.get_world_size(group)
+            self._gather = tv.torch_all_gather(group)
+        else:
+            self.rank, self.group_size = comm.Get_rank(), comm.Get_size()
+            self._gather = tv.mpi_all_gather(comm)
+        self.num_nvl_bytes = int(num_nvl_bytes)
+        self.num_rdma_bytes = int(num_rdma_bytes)
+        self.low_latency_mode = bool(low_latency_mode)
+        self.explicitly_destroy = explicitly_destroy
+        self._device = torch.cuda.current_device()
+        o = c.init(c.BufferOptions)
+        o.rank, o.num_ranks, o.device = self.rank, self.group_size, self._device
+        o.num_nvl_bytes, o.num_rdma_bytes = self.num_nvl_bytes, self.num_rdma_bytes
+        o.low_latency_mode = int(self.low_latency_mode)
+        self._handle = ctypes.c_void_p()
+        c.check(c.library().epcomm_buffer_create(ctypes.byref(o), self._gather, None, ctypes.byref(self._handle)))
+        self._comm_stream = torch.cuda.Stream(priority=-1)
+
+    # ---- lifetime ----
+    def destroy(self):
+        if getattr(self, "_handle", None) is not None and self._handle.value is not None:
+            handle, self._handle = self._handle, None
+            c.check(c.library().epcomm_buffer_destroy(handle))
+
+    def __del__(self):
+        try:
+            self.destroy()
+        except Exception:
+            pass
+
+    # ---- static helpers ----
+    @classmethod
+    def set_num_sms(cls, new_num_sms):
+        if int(new_num_sms) < 1:
+            raise ValueError(f"set_num_sms: new_num_sms: expected a positive count, got {new_num_sms}")
+        cls.num_sms = int(new_num_sms)
+
+    @staticmethod
+    def capture():
+        import torch
+
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream())
+        return EventOverlap(event)
+
+    @staticmethod
+    def get_low_latency_rdma_size_hint(num_max_dispatch_tokens_per_rank, hidden, num_ranks, num_experts):
+        return int(c.library().epcomm_get_low_latency_buffer_size_hint(
+            int(num_max_dispatch_tokens_per_rank), int(hidden), int(num_ranks), int(num_experts)))
+
+    @staticmethod
+    def get_dispatch_config(num_ranks):
+        s = c.init(c.Config)
+        c.library().epcomm_default_dispatch_config(int(num_ranks), ctypes.byref(s))
+        return Config._from_c(s)
+
+    @staticmethod
+    def get_combine_config(num_ranks):
+        s = c.init(c.Config)
+        c.library().epcomm_default_combine_config(int(num_ranks), ctypes.byref(s))
+        return Config._from_c(s)
+
+    @staticmethod
+    def is_sm90_compiled():
+        return True
+
+    def get_comm_stream(self):
+        return self._comm_stream
+
+    def get_local_buffer_tensor(self, dtype, size=None, offset=0, use_rdma_buffer=False):
+        """A tensor view into this rank's communication buffer (not owned; valid until destroy)."""
+        import torch
+
+        ptr = ctypes.c_void_p()
+        c.check(c.library().epcomm_buffer_local_region(self._handle, int(use_rdma_buffer), ctypes.byref(ptr)))
+        total = self.num_rdma_bytes if use_rdma_buffer else self.num_nvl_bytes
+        element = torch.empty((), dtype=dtype).element_size()
+        count = (total - offset) // element if size is None else int(torch.Size(size).numel())
+        if offset < 0 or offset + count * element > total:
+            raise ValueError(f"get_local_buffer_tensor: offset/size: expected a range inside the {total}-byte region, "
+                             f"got offset {offset} and {count * element} bytes")
+        raw = torch.as_tensor(_RawCuda(ptr.value + offset, count * element), device=f"cuda:{self._device}")
+        flat = raw.view(dtype)
+        return flat if size is None else flat.view(size)
+
+    # ---- stream and event plumbing (DeepEP's rules) ----
+    def _enter(self, previous_event, async_finish, allocate_on_comm_stream):
+        import torch
+
+        if allocate_on_comm_stream and not (previous_event is not None and async_finish):
+            raise ValueError("allocate_on_comm_stream=True needs previous_event and async_finish=True")
+        compute = torch.cuda.current_stream()
+        if previous_event is not None:
+            self._comm_stream.wait_event(previous_event.event)
+        else:
+            self._comm_stream.wait_stream(compute)
+        return compute
+
+    def _exit(self, compute, async_finish, tensors):
+        import torch
+
+        if async_finish:
+            event = torch.cuda.Event()
+            event.record(self._comm_stream)
+            for t in tensors:
+                if t is not None:
+                    t.record_stream(self._comm_stream)
+            return EventOverlap(event, tensors)
+        compute.wait_stream(self._comm_stream)
+        return EventOverlap()
+
+    def _alloc(self, allocate_on_comm_stream):
+        import contextlib
+
+        import torch
+
+        return torch.cuda.stream(self._comm_stream) if allocate_on_comm_stream else contextlib.nullcontext()
+
+    # ---- normal kernels ----
+    def get_dispatch_layout(self, topk_idx, num_experts, previous_event=None, async_finish=False,
+                            allocate_on_comm_stream=False):
+        import torch
+
+        compute = self._enter(previous_event, async_finish, allocate_on_comm_stream)
+        T, R = topk_idx.size(0), self.group_size
+        with self._alloc(allocate_on_comm_stream):
+            per_rank = torch.empty(R, dtype=torch.int32, device="cuda")
+            per_expert = torch.empty(num_experts, dtype=torch.int32, device="cuda")
+            in_rank = torch.empty((T, R), dtype=torch.bool, device="cuda")
+        a = c.init(c.LayoutArgs)
+        a.topk_idx, a.num_experts = tv.view(topk_idx), int(num_experts)
+        a.num_tokens_per_rank, a.num_tokens_per_expert, a.is_token_in_rank = (
+            tv.view(per_rank), tv.view(per_expert), tv.view(in_rank))
+        c.check(c.library().epcomm_get_dispatch_layout(self._handle, ctypes.byref(a), self._comm_stream.cuda_stream))
+        event = self._exit(compute, async_finish, [topk_idx, per_rank, per_expert, in_rank])
+        return per_rank, None, per_expert, in_rank, event
+
+    def dispatch(self, x, handle=None, num_tokens_per_rank=None, num_tokens_per_rdma_rank=None, is_token_in_rank=None,
+                 num_tokens_per_expert=None, topk_idx=None, topk_weights=None, expert_alignment=1, num_worst_tokens=0,
+                 config=None, previous_event=None, async_finish=False, allocate_on_comm_stream=False):
+        import torch
+
+        if num_tokens_per_rdma_rank is not None:
+            _not_supported("num_tokens_per_rdma_rank", "multi-node dispatch")
+        config = config or Buffer.get_dispatch_config(self.group_size)
+        fp8 = isinstance(x, tuple)
+        x_data, x_scales = (x[0], x[1]) if fp8 else (x, None)
+        T, H, R = x_data.size(0), x_data.size(1), self.group_size
+        lib, stream = c.library(), self._comm_stream.cuda_stream
+        compute = self._enter(previous_event, async_finish, allocate_on_comm_stream)
+        cached = handle is not None
+        if cached:
+            rank_prefix_matrix, recv_src_idx, in_rank, send_slot, num_recv = handle
+        else:
+            with self._alloc(allocate_on_comm_stream):
+                rank_prefix_matrix = torch.empty((R, R), dtype=torch.int32, device="cuda")
+                send_slot = torch.empty((T, R), dtype=torch.int32, device="cuda")
+            in_rank = is_token_in_rank
+            num_recv, per_expert_list = int(num_worst_tokens), []
+            h = c.DispatchHandle(tv.view(rank_prefix_matrix), c.absent(), tv.view(in_rank), tv.view(send_slot), 0)
+            if num_worst_tokens == 0:  # the single host wait: learn the receive counts
+                E_local = num_tokens_per_expert.size(0) // R
+                counts = (ctypes.c_int32 * E_local)()
+                n = c.init(c.DispatchNotifyArgs)
+                n.num_tokens_per_rank, n.num_tokens_per_expert = tv.view(num_tokens_per_rank), tv.view(num_tokens_per_expert)
+                n.is_token_in_rank, n.expert_alignment, n.config, n.handle = tv.view(in_rank), int(expert_alignment), config._c(), h
+                n.num_recv_tokens_per_expert = ctypes.cast(counts, ctypes.POINTER(ctypes.c_int32))
+                n.num_local_experts = E_local
+                c.check(lib.epcomm_dispatch_notify(self._handle, ctypes.byref(n), stream))
+                num_recv, per_expert_list = int(n.num_recv_tokens), list(counts)
+        with self._alloc(allocate_on_comm_stream):
+            recv_x = torch.empty((num_recv, H), dtype=x_data.dtype, device="cuda")
+            recv_scales = torch.empty((num_recv, H // 128), dtype=torch.float32, device="cuda") if fp8 else None
+            if not cached:
+                recv_src_idx = torch.empty(num_recv, dtype=torch.int32, device="cuda")
+            with_topk = topk_idx is not None and not cached
+            recv_topk = torch.empty((num_recv, topk_idx.size(1)), dtype=topk_idx.dtype, device="cuda") if with_topk else None
+            recv_w = torch.empty((num_recv, topk_idx.size(1)), dtype=torch.float32, device="cuda") if with_topk else None
+        a = c.init(c.DispatchArgs)
+        a.x, a.x_scales = tv.view(x_data), tv.view(x_scales)
+        if not cached:
+            a.topk_idx, a.topk_weights = tv.view(topk_idx), tv.view(topk_weights)
+            a.num_tokens_per_rank, a.num_tokens_per_expert = tv.view(num_tokens_per_rank), tv.view(num_tokens_per_expert)
+            a.is_token_in_rank, a.num_experts = tv.view(in_rank), int(num_tokens_per_expert.size(0))
+        a.expert_alignment, a.num_worst_tokens, a.cached, a.config = int(expert_alignment), int(num_worst_tokens), int(cached), config._c()
+        a.handle = c.DispatchHandle(tv.view(rank_prefix_matrix), tv.view(recv_src_idx), tv.view(in_rank),
+                                    tv.view(send_slot), 0 if num_worst_tokens else num_recv)
+        a.recv_x, a.recv_x_scales, a.recv_topk_idx, a.recv_topk_weights = (
+            tv.view(recv_x), tv.view(recv_scales), tv.view(recv_topk), tv.view(recv_w))
+        c.check(lib.epcomm_dispatch(self._handle, ctypes.byref(a), stream))
+        event = self._exit(compute, async_finish, [x_data, x_scales, topk_idx, topk_weights, recv_x, recv_scales,
+                                                   recv_topk, recv_w, rank_prefix_matrix, recv_src_idx, send_slot])
+        recv = (recv_x, recv_scales) if fp8 else recv_x
+        if cached:
+            return recv, None, None, None, None, event
+        new_handle = (rank_prefix_matrix, recv_src_idx, in_rank, send_slot, num_recv)
+        return recv, recv_topk, recv_w, per_expert_list, new_handle, event
+
+    def combine(self, x, handle, topk_weights=None, bias=None, config=None, previous_event=None, async_finish=False,
+                allocate_on_comm_stream=False):
+        import torch
+
+        config = config or Buffer.get_combine_config(self.group_size)
+        rank_prefix_matrix, recv_src_idx, in_rank, send_slot, num_recv = handle
+        bias0, bias1 = (bias if isinstance(bias, tuple) else (bias, None)) if bias is not None else (None, None)
+        compute = self._enter(previous_event, async_finish, allocate_on_comm_stream)
+        T = in_rank.size(0)
+        with self._alloc(allocate_on_comm_stream):
+            combined = torch.empty((T, x.size(1)), dtype=x.dtype, device="cuda")
+            combined_w = (torch.empty((T, topk_weights.size(1)), dtype=torch.float32, device="cuda")
+                          if topk_weights is not None else None)
+        a = c.init(c.CombineArgs)
+        a.x = tv.view(x)
+        a.handle = c.DispatchHandle(tv.view(rank_prefix_matrix), tv.view(recv_src_idx), tv.view(in_rank),
+                                    tv.view(send_slot), int(num_recv))
+        a.topk_weights, a.bias0, a.bias1, a.config = tv.view(topk_weights), tv.view(bias0), tv.view(bias1), config._c()
+        a.combined_x, a.combined_topk_weights = tv.view(combined), tv.view(combined_w)
+        c.check(c.library().epcomm_combine(self._handle, ctypes.byref(a), self._comm_stream.cuda_stream))
+        event = self._exit(compute, async_finish, [x, topk_weights, bias0, bias1, combined, combined_w])
+        return combined, combined_w, event
+
+    # ---- low-latency kernels: not implemented in the library yet ----
+    @staticmethod
+    def _low_latency_missing(method):
+        raise c.EpcommNotImplementedError(
+            c.NOT_IMPLEMENTED, f"epcomm.deep_ep.Buffer.{method}: the low-latency kernels are not implemented yet")
+
+    def low_latency_dispatch(self, x, topk_idx, num_max_dispatch_tokens_per_rank, num_experts,
+                             cumulative_local_expert_recv_stats=None, dispatch_wait_recv_cost_stats=None, use_fp8=True,
+                             round_scale=False, use_ue8m0=False, async_finish=False, return_recv_hook=False):
+        if async_finish and return_recv_hook:
+            raise ValueError("low_latency_dispatch: async_finish and return_recv_hook cannot both be set")
+        self._low_latency_missing("low_latency_dispatch")
+
+    def low_latency_combine(self, x, topk_idx, topk_weights, handle, use_logfmt=False, zero_copy=False,
+                            async_finish=False, return_recv_hook=False, out=None, combine_wait_recv_cost_stats=None):
+        if use_logfmt:
+            _not_supported("use_logfmt", "LogFMT combine")
+        self._low_latency_missing("low_latency_combine")
+
+    def get_next_low_latency_combine_buffer(self, handle):
+        self._low_latency_missing("get_next_low_latency_combine_buffer")
+
+    def clean_low_latency_buffer(self, num_max_dispatch_tokens_per_rank, hidden, num_experts):
+        import torch
+
+        c.check(c.library().epcomm_clean_low_latency_buffer(self._handle, int(num_max_dispatch_tokens_per_rank),
+                                                            int(hidden), int(num_experts),
+                                                            torch.cuda.current_stream().cuda_stream))
+
+    def low_latency_update_mask_buffer(self, rank_to_mask, mask=False):
+        _not_supported("low_latency_update_mask_buffer", "shrinking the group (enable_shrink)")
+
+    def low_latency_query_mask_buffer(self, mask_status):
+        _not_supported("low_latency_query_mask_buffer", "shrinking the group (enable_shrink)")
+
+    def low_latency_clean_mask_buffer(self):
+        _not_supported("low_latency_clean_mask_buffer", "shrinking the group (enable_shrink)")
+
+
+class _RawCuda:
+    """Bytes of device memory exposed through __cuda_array_interface__ (for torch.as_tensor)."""
+
+    def __init__(self, ptr, nbytes):
+        self.__cuda_array_interface__ = {"shape": (nbytes,), "typestr": "|u1", "data": (ptr, False), "version": 3}
