@@ -37,7 +37,6 @@ struct DispatchParams {
   float* recv_topk_weights;  // [N_out, K] contiguous
   int32_t* recv_src_idx;     // [N_out] or null (cached)
   int64_t num_out_rows;      // N_out (num_worst_tokens or the exact count)
-  bool worst_case;           // outputs padded to num_worst_tokens
   // Buffer.
   uint8_t* const* peer_bases;
   int64_t area_offset;  // offset of the dispatch area in every buffer

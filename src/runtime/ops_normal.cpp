@@ -203,7 +203,6 @@ Error Buffer::dispatch(const DispatchArgs& args, StreamHandle stream) {
   p.recv_topk_weights = K > 0 ? static_cast<float*>(args.recv_topk_weights.data) : nullptr;
   p.recv_src_idx = args.cached ? nullptr : static_cast<int32_t*>(args.handle.recv_src_idx.data);
   p.num_out_rows = args.recv_x.shape[0];
-  p.worst_case = args.num_worst_tokens > 0;
   p.peer_bases = impl_->peer_bases_device;
   p.area_offset = impl_->layout.nvl_offset + region.dispatch_offset;
   p.area = area;
