@@ -1,11 +1,16 @@
 // Layout of the low-latency region (num_rdma_bytes), shared by the size hint and the kernels.
-// Two identical halves give double buffering: call i uses half i % 2, so the results of the two
-// most recent calls stay valid (semantics.md section 4).
+// Two identical halves give double buffering: LL call e (dispatch or combine) uses half e % 2,
+// so the results of the two most recent calls stay valid (semantics.md section 4).
 //
-// One half:
-//   dispatch_recv : [R][N_max] messages of message_bytes (one per (source token, this rank))
-//   combine_recv  : [N_max][min(E, kMaxTopk)] rows of H bf16 (one per (token, expert))
-//   signals       : per-source counters and flags
+// One half (docs/design.md, "Low-latency kernels"):
+//   dispatch_recv : [R][N_max] messages, one per (source rank, source token): header (source
+//                   token, number of local experts, the local experts) + payload (a BF16 row,
+//                   or an FP8 row followed by its H/128 float32 scales)
+//   dispatch_tags : [R][N_max] uint32 arrival tags (the call's epoch)
+//   combine_send  : [E_local][R*N_max][H] bf16, what get_next_low_latency_combine_buffer views
+//   combine_recv  : [E][N_max][H] bf16, one row per (global expert, token of this rank), so the
+//                   source finds the row of (t, topk_idx[t, k]) without any per-row state
+//   combine_tags  : [E][N_max] uint32 arrival tags
 #pragma once
 
 #include <cstdint>
@@ -30,7 +35,10 @@ struct LowLatencyLayout {
 
   int64_t message_bytes = 0;
   int64_t dispatch_recv_offset = 0;
+  int64_t dispatch_tags_offset = 0;
+  int64_t combine_send_offset = 0;
   int64_t combine_recv_offset = 0;
+  int64_t combine_tags_offset = 0;
   int64_t signal_offset = 0;
   int64_t half_bytes = 0;
 
@@ -41,16 +49,19 @@ struct LowLatencyLayout {
     l.hidden = hidden;
     l.num_ranks = num_ranks;
     l.num_experts = num_experts;
+    const int64_t n = num_max_tokens, h = hidden, r = num_ranks, e = num_experts;
     // A BF16 row is the larger payload (FP8 needs hidden + hidden/128*4 bytes).
-    l.message_bytes = align_up(kLowLatencyHeaderBytes + int64_t{hidden} * 2, 16);
-    const int64_t max_topk = num_experts < kMaxLowLatencyTopk ? num_experts : kMaxLowLatencyTopk;
+    l.message_bytes = align_up(kLowLatencyHeaderBytes + h * 2, 16);
     l.dispatch_recv_offset = 0;
+    l.dispatch_tags_offset =
+        align_up(l.dispatch_recv_offset + r * n * l.message_bytes, kRegionAlignment);
+    l.combine_send_offset = align_up(l.dispatch_tags_offset + r * n * 4, kRegionAlignment);
+    const int64_t local_experts = r > 0 ? e / r : 0;
     l.combine_recv_offset =
-        align_up(l.dispatch_recv_offset + int64_t{num_ranks} * num_max_tokens * l.message_bytes,
-                 kRegionAlignment);
-    l.signal_offset = align_up(
-        l.combine_recv_offset + int64_t{num_max_tokens} * max_topk * hidden * 2, kRegionAlignment);
-    l.half_bytes = align_up(l.signal_offset + int64_t{num_ranks} * 64, kRegionAlignment);
+        align_up(l.combine_send_offset + local_experts * r * n * h * 2, kRegionAlignment);
+    l.combine_tags_offset = align_up(l.combine_recv_offset + e * n * h * 2, kRegionAlignment);
+    l.signal_offset = align_up(l.combine_tags_offset + e * n * 4, kRegionAlignment);
+    l.half_bytes = align_up(l.signal_offset + r * 64, kRegionAlignment);
     return l;
   }
   EPCOMM_HOST_DEVICE int64_t total_bytes() const { return 2 * half_bytes; }
