@@ -1,16 +1,21 @@
 // Layout of the low-latency region (num_rdma_bytes), shared by the size hint and the kernels.
-// Two identical halves give double buffering: LL call e (dispatch or combine) uses half e % 2,
-// so the results of the two most recent calls stay valid (semantics.md section 4).
 //
-// One half (docs/design.md, "Low-latency kernels"):
+//   [ combine_send | half 0 | half 1 ]
+//   combine_send : [E_local][R*N_max][H] bf16, what get_next_low_latency_combine_buffer views
+//                  (written by the caller, read by the next zero-copy combine)
+// LL call e (dispatch or combine) uses half e % 2, so the results of the two most recent calls
+// stay valid (semantics.md section 4). One half (docs/design.md, "Low-latency kernels"):
 //   dispatch_recv : [R][N_max] messages, one per (source rank, source token): header (source
-//                   token, number of local experts, the local experts) + payload (a BF16 row,
-//                   or an FP8 row followed by its H/128 float32 scales)
+//                   token, number of local experts, the local experts) + payload (a BF16 row, or
+//                   an FP8 row followed by its H/128 float32 scales)
 //   dispatch_tags : [R][N_max] uint32 arrival tags (the call's epoch)
-//   combine_send  : [E_local][R*N_max][H] bf16, what get_next_low_latency_combine_buffer views
+//   counts        : [R][E_local] int32, rows each source sends to each local expert
+//   place         : [E_local][R] int32 placement counters (receiver-local, zero between calls)
 //   combine_recv  : [E][N_max][H] bf16, one row per (global expert, token of this rank), so the
 //                   source finds the row of (t, topk_idx[t, k]) without any per-row state
 //   combine_tags  : [E][N_max] uint32 arrival tags
+//   signals       : [R] x 64 bytes per peer: started epoch, token count, signature (written by
+//                   the peer as sender), released epoch (written by the peer as receiver)
 #pragma once
 
 #include <cstdint>
@@ -26,6 +31,15 @@ constexpr int32_t kMaxExperts = 1024;
 // Message header: source token (int32), number of local experts (int32), 8 bytes spare, then
 // up to kMaxLowLatencyTopk local expert ids (int32).
 constexpr int64_t kLowLatencyHeaderBytes = 16 + 4 * kMaxLowLatencyTopk;
+constexpr int64_t kLowLatencySignalBytes = 64;
+
+// Fields of one peer's 64-byte signal slot in a half.
+enum LowLatencySignal : int32_t {
+  kLlStarted = 0,     // uint64 epoch: the sender's call started, the fields below are valid
+  kLlTokens = 8,      // int64: the sender's token count
+  kLlSignature = 16,  // uint64: the sender's call signature
+  kLlReleased = 24,   // uint64 epoch: the peer finished reading what we wrote into this half
+};
 
 struct LowLatencyLayout {
   int32_t num_max_tokens = 0;  // N_max
@@ -34,9 +48,13 @@ struct LowLatencyLayout {
   int32_t num_experts = 0;
 
   int64_t message_bytes = 0;
+  int64_t combine_send_offset = 0;
+  int64_t halves_offset = 0;
+  // Offsets inside a half.
   int64_t dispatch_recv_offset = 0;
   int64_t dispatch_tags_offset = 0;
-  int64_t combine_send_offset = 0;
+  int64_t counts_offset = 0;
+  int64_t place_offset = 0;
   int64_t combine_recv_offset = 0;
   int64_t combine_tags_offset = 0;
   int64_t signal_offset = 0;
@@ -50,23 +68,28 @@ struct LowLatencyLayout {
     l.num_ranks = num_ranks;
     l.num_experts = num_experts;
     const int64_t n = num_max_tokens, h = hidden, r = num_ranks, e = num_experts;
+    const int64_t local_experts = r > 0 ? e / r : 0;
     // A BF16 row is the larger payload (FP8 needs hidden + hidden/128*4 bytes).
     l.message_bytes = align_up(kLowLatencyHeaderBytes + h * 2, 16);
+    l.combine_send_offset = 0;
+    l.halves_offset = align_up(local_experts * r * n * h * 2, kRegionAlignment);
     l.dispatch_recv_offset = 0;
-    l.dispatch_tags_offset =
-        align_up(l.dispatch_recv_offset + r * n * l.message_bytes, kRegionAlignment);
-    l.combine_send_offset = align_up(l.dispatch_tags_offset + r * n * 4, kRegionAlignment);
-    const int64_t local_experts = r > 0 ? e / r : 0;
-    l.combine_recv_offset =
-        align_up(l.combine_send_offset + local_experts * r * n * h * 2, kRegionAlignment);
+    l.dispatch_tags_offset = align_up(r * n * l.message_bytes, kRegionAlignment);
+    l.counts_offset = align_up(l.dispatch_tags_offset + r * n * 4, kRegionAlignment);
+    l.place_offset = align_up(l.counts_offset + r * local_experts * 4, kRegionAlignment);
+    l.combine_recv_offset = align_up(l.place_offset + local_experts * r * 4, kRegionAlignment);
     l.combine_tags_offset = align_up(l.combine_recv_offset + e * n * h * 2, kRegionAlignment);
     l.signal_offset = align_up(l.combine_tags_offset + e * n * 4, kRegionAlignment);
-    l.half_bytes = align_up(l.signal_offset + r * 64, kRegionAlignment);
+    l.half_bytes = align_up(l.signal_offset + r * kLowLatencySignalBytes, kRegionAlignment);
     return l;
   }
-  EPCOMM_HOST_DEVICE int64_t total_bytes() const { return 2 * half_bytes; }
-  EPCOMM_HOST_DEVICE int64_t half_offset(int32_t buffer_index) const {
-    return int64_t{buffer_index & 1} * half_bytes;
+  EPCOMM_HOST_DEVICE int64_t total_bytes() const { return halves_offset + 2 * half_bytes; }
+  // Offset of half (epoch % 2) from the start of the region.
+  EPCOMM_HOST_DEVICE int64_t half_offset(uint64_t epoch) const {
+    return halves_offset + static_cast<int64_t>(epoch & 1) * half_bytes;
+  }
+  EPCOMM_HOST_DEVICE int64_t signal(int32_t peer, int32_t field) const {
+    return signal_offset + int64_t{peer} * kLowLatencySignalBytes + field;
   }
 };
 

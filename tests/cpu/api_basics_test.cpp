@@ -107,18 +107,21 @@ TEST(Layout, LowLatencyHalvesHoldEveryRegion) {
   const auto l = core::LowLatencyLayout::make(128, 7168, 4, 288);
   EXPECT_EQ(l.message_bytes % 16, 0);
   EXPECT_GE(l.message_bytes, 7168 * 2 + core::kLowLatencyHeaderBytes);
-  // Regions in order, each after the previous one's end.
+  EXPECT_GE(l.halves_offset, int64_t{72} * 4 * 128 * 7168 * 2) << "zero-copy send area";
+  // Regions inside a half in order, each after the previous one's end.
   EXPECT_GE(l.dispatch_tags_offset, int64_t{4} * 128 * l.message_bytes);
-  EXPECT_GE(l.combine_send_offset, l.dispatch_tags_offset + int64_t{4} * 128 * 4);
-  EXPECT_GE(l.combine_recv_offset, l.combine_send_offset + int64_t{72} * 4 * 128 * 7168 * 2);
+  EXPECT_GE(l.counts_offset, l.dispatch_tags_offset + int64_t{4} * 128 * 4);
+  EXPECT_GE(l.place_offset, l.counts_offset + int64_t{4} * 72 * 4);
+  EXPECT_GE(l.combine_recv_offset, l.place_offset + int64_t{72} * 4 * 4);
   EXPECT_GE(l.combine_tags_offset, l.combine_recv_offset + int64_t{288} * 128 * 7168 * 2);
   EXPECT_GE(l.signal_offset, l.combine_tags_offset + int64_t{288} * 128 * 4);
-  EXPECT_GE(l.half_bytes, l.signal_offset + 4 * 64);
-  for (int64_t off : {l.dispatch_tags_offset, l.combine_send_offset, l.combine_recv_offset,
-                      l.combine_tags_offset})
+  EXPECT_GE(l.half_bytes, l.signal(3, core::kLlReleased) + 8);
+  for (int64_t off : {l.halves_offset, l.dispatch_tags_offset, l.counts_offset,
+                      l.combine_recv_offset, l.combine_tags_offset, l.signal_offset})
     EXPECT_EQ(off % core::kRegionAlignment, 0);
-  EXPECT_EQ(l.half_offset(3), l.half_bytes);
-  EXPECT_EQ(l.total_bytes(), 2 * l.half_bytes);
+  EXPECT_EQ(l.half_offset(3), l.halves_offset + l.half_bytes);
+  EXPECT_EQ(l.half_offset(4), l.halves_offset);
+  EXPECT_EQ(l.total_bytes(), l.halves_offset + 2 * l.half_bytes);
 }
 
 TEST(SizeHints, LowLatencyHintCoversTheLayoutAndRejectsBadShapes) {
