@@ -399,6 +399,7 @@ Error validate_low_latency_combine_args(const LowLatencyCombineArgs& a, const To
                               {{"E_local", E_local}, {"R*N_max", rows}, {"H", H}}, dev);
         !e.ok())
       return e;
+    if (auto e = check_contiguous(op, "x", a.x); !e.ok()) return e;
     if (auto e = check_rows_aligned(op, "x", a.x); !e.ok()) return e;
   }
   if (auto e = check_tensor(op, "topk_idx", a.topk_idx, kIndexTypes,

@@ -1,5 +1,6 @@
 #include "kernels/device/bounded_wait.cuh"
 #include "kernels/device/copy.cuh"
+#include "kernels/device/grid_sync.cuh"
 #include "kernels/device/report.cuh"
 #include "kernels/intranode_combine.h"
 
@@ -14,16 +15,6 @@ constexpr int kSendWarps = 6;  // warps 0..5 send rows back, 6..15 reduce (docs/
 constexpr int kReduceWarps = kWarps - kSendWarps;
 constexpr int kMaxCombineRanks = 64;
 constexpr int kChunks = 4;  // 16-byte chunks per lane in flight in the reduce
-
-__device__ __forceinline__ bool last_block_done(uint32_t* counter) {
-  __shared__ bool last;
-  __threadfence_system();
-  __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == gridDim.x - 1;
-  __syncthreads();
-  if (last) __threadfence_system();
-  return last;
-}
 
 __device__ __forceinline__ void add_bf16x8(float* acc, const int4& v) {
   const auto* h = reinterpret_cast<const __nv_bfloat162*>(&v);

@@ -1,5 +1,6 @@
 #include "kernels/device/bounded_wait.cuh"
 #include "kernels/device/copy.cuh"
+#include "kernels/device/grid_sync.cuh"
 #include "kernels/device/report.cuh"
 #include "kernels/intranode_dispatch.h"
 
@@ -14,19 +15,6 @@ constexpr int kDstBatch = 8;
 
 __device__ __forceinline__ int64_t load_index(const void* base, bool is64, int64_t off) {
   return is64 ? static_cast<const int64_t*>(base)[off] : static_cast<const int32_t*>(base)[off];
-}
-
-// Counts finished blocks in a local counter; true in the last block (all threads).
-// Each thread's writes are fenced system-wide before the count, so the last block's later
-// release covers every block's writes.
-__device__ __forceinline__ bool last_block_done(uint32_t* counter) {
-  __shared__ bool last;
-  __threadfence_system();
-  __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == gridDim.x - 1;
-  __syncthreads();
-  if (last) __threadfence_system();
-  return last;
 }
 
 // Rows a rank sends to itself skip the receive area: the row goes straight into recv_x (see

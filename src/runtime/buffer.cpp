@@ -93,14 +93,26 @@ Error setup_local(Buffer::Impl& impl, runtime::RankInfo* info) {
     return e;
   impl.notify_device = static_cast<kernels::NotifyHostCounts*>(dev_record);
   void* block_counters = nullptr;
-  // [0, 32): epochs (4 x uint64); [32, 48): block counters (4 x uint32).
+  // Device scratch: [0, 64) epochs (8 x uint64: barrier, notify, dispatch, combine, LL);
+  // [64, 128) block counters (16 x uint32); [128, 192) LL hook slots (8 x uint64).
   if (auto e =
-          cuda_error(cudaMalloc(&block_counters, 64), "cudaMalloc of epoch and block counters");
+          cuda_error(cudaMalloc(&block_counters, 256), "cudaMalloc of epoch and block counters");
       !e.ok())
     return e;
   impl.epochs = static_cast<uint64_t*>(block_counters);
-  impl.block_counters = reinterpret_cast<uint32_t*>(static_cast<uint8_t*>(block_counters) + 32);
-  if (auto e = cuda_error(cudaMemset(block_counters, 0, 64), "cudaMemset of epoch counters");
+  impl.block_counters = reinterpret_cast<uint32_t*>(static_cast<uint8_t*>(block_counters) + 64);
+  impl.hook_epochs = reinterpret_cast<uint64_t*>(static_cast<uint8_t*>(block_counters) + 128);
+  if (auto e = cuda_error(cudaMemset(block_counters, 0, 256), "cudaMemset of epoch counters");
+      !e.ok())
+    return e;
+  // The low-latency region holds flags and arrival tags: it starts at zero like the signals.
+  if (impl.layout.rdma_bytes > 0)
+    if (auto e = cuda_error(
+            cudaMemset(impl.local_base + impl.layout.rdma_offset, 0, impl.layout.rdma_bytes),
+            "cudaMemset of the low-latency region");
+        !e.ok())
+      return e;
+  if (auto e = cuda_error(cudaDeviceSynchronize(), "cudaDeviceSynchronize after scratch setup");
       !e.ok())
     return e;
   if (auto e = cuda_error(
@@ -254,6 +266,7 @@ Error Buffer::Impl::release() {
   notify_device = nullptr;
   block_counters = nullptr;
   epochs = nullptr;
+  hook_epochs = nullptr;
   control_host = nullptr;
   control_device = nullptr;
   return first;

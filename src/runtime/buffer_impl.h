@@ -14,6 +14,7 @@
 #include "epcomm/buffer.h"
 #include "epcomm/dispatch.h"
 #include "kernels/device/wait_context.h"
+#include "kernels/low_latency.h"
 #include "kernels/notify.h"
 
 namespace epcomm {
@@ -39,8 +40,20 @@ struct Buffer::Impl {
   uint64_t* epochs = nullptr;  // [4] device: barrier, notify, dispatch, combine
   kernels::NotifyHostCounts* notify_host = nullptr;  // mapped pinned (host address)
   kernels::NotifyHostCounts* notify_device = nullptr;
-  uint32_t* block_counters = nullptr;  // [4] device: dispatch (2), combine (2)
+  uint32_t* block_counters = nullptr;  // [16] device: dispatch 0-1, combine 2-3, LL 4-7
+  uint64_t* hook_epochs = nullptr;     // [kHookSlots] device: epoch of each pending LL receive
   int32_t num_device_sms = 0;
+
+  // Low-latency receives waiting for their hook (return_recv_hook), by hook id % kHookSlots.
+  static constexpr int kHookSlots = 8;
+  struct PendingHook {
+    int64_t id = -1;
+    bool dispatch = true;
+    kernels::LowLatencyDispatchParams dispatch_params{};
+    kernels::LowLatencyCombineParams combine_params{};
+  };
+  PendingHook pending[kHookSlots];
+  int64_t next_hook_id = 0;
   Error failure;  // set once the Buffer failed; every later op returns it
   bool destroyed = false;
 

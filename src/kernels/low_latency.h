@@ -1,0 +1,75 @@
+// Low-latency dispatch and combine for decoding (semantics.md sections 4-5), over NVLink.
+// Each op is a send kernel and a receive kernel: without a hook they run back to back; with
+// return_recv_hook the receive kernel is launched by the hook, so nothing holds SMs in between.
+// The send kernel advances the LL epoch (device memory) and leaves it in a hook slot that the
+// receive kernel reads, so CUDA-graph replays and two outstanding calls both work.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/low_latency_layout.h"
+#include "kernels/device/wait_context.h"
+
+namespace epcomm::kernels {
+
+struct LowLatencyCommon {
+  uint8_t* const* peer_bases;  // [R] mapped buffers
+  int64_t region_offset;       // offset of the low-latency region in every buffer
+  core::LowLatencyLayout layout;
+  int32_t num_ranks, rank, num_experts, experts_per_rank;
+  uint64_t* epoch_counter;  // device: epoch of the last LL call (dispatch or combine)
+  uint64_t* hook_epoch;     // device slot: the epoch the send kernel used, for the receive kernel
+  uint32_t* counters;       // [2] device block counters: send, receive (zeroed by the launchers)
+  uint64_t signature;       // N_max, hidden, experts, options: checked by every receiver
+  WaitContext wait;
+};
+
+struct LowLatencyDispatchParams {
+  LowLatencyCommon c;
+  const uint16_t* x;  // [T, H] bf16, row stride x_stride elements
+  int64_t x_stride;
+  int64_t num_tokens;
+  const void* topk_idx;  // [T, K]
+  bool topk_is_int64;
+  int64_t topk_stride, topk_stride_k;
+  int32_t topk;
+  bool use_fp8, round_scale, use_ue8m0;
+  // Outputs (this rank as receiver).
+  uint8_t* packed_recv_x;      // [E_local, R*N_max, H] fp8 or bf16
+  void* packed_recv_scales;    // float32 [E_local, G, R*N_max] or int32 [E_local, G/4, R*N_max]
+  int32_t* packed_recv_count;  // [E_local]
+  int32_t* src_info;           // [E_local, R*N_max]
+  int64_t* layout_range;       // [E_local, R]
+  int32_t* cumulative_stats;   // [E_local] or null
+  int64_t* wait_stats;         // [R] ns, or null
+};
+
+struct LowLatencyCombineParams {
+  LowLatencyCommon c;
+  const uint16_t* x;  // [E_local, R*N_max, H] bf16 (the caller's, or the zero-copy area)
+  const int32_t* src_info;
+  const int64_t* layout_range;
+  const void* topk_idx;  // [T, K] of this rank's dispatch
+  bool topk_is_int64;
+  int64_t topk_stride, topk_stride_k;
+  int32_t topk;
+  int64_t num_tokens;
+  const float* topk_weights;
+  int64_t weights_stride, weights_stride_k;
+  uint16_t* out;  // [T, H] bf16
+  int64_t out_stride;
+  int64_t* wait_stats;  // [R] ns, or null
+};
+
+cudaError_t launch_ll_dispatch_send(const LowLatencyDispatchParams& p, int num_blocks,
+                                    cudaStream_t stream);
+cudaError_t launch_ll_dispatch_recv(const LowLatencyDispatchParams& p, int num_blocks,
+                                    cudaStream_t stream);
+cudaError_t launch_ll_combine_send(const LowLatencyCombineParams& p, int num_blocks,
+                                   cudaStream_t stream);
+cudaError_t launch_ll_combine_recv(const LowLatencyCombineParams& p, int num_blocks,
+                                   cudaStream_t stream);
+
+}  // namespace epcomm::kernels

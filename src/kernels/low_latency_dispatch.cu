@@ -1,0 +1,312 @@
+// Low-latency dispatch: one message per (token, destination rank) into the destination's
+// [R][N_max] message area, then per-(source, local expert) placement on the receiver.
+#include "core/numeric.h"
+#include "kernels/device/bounded_wait.cuh"
+#include "kernels/device/copy.cuh"
+#include "kernels/device/grid_sync.cuh"
+#include "kernels/device/report.cuh"
+#include "kernels/low_latency.h"
+
+namespace epcomm::kernels {
+namespace {
+
+constexpr int kThreads = 512;
+constexpr int kWarps = kThreads / 32;
+
+__device__ __forceinline__ uint8_t* half_base(const LowLatencyCommon& c, int32_t rank,
+                                              uint64_t epoch) {
+  return c.peer_bases[rank] + c.region_offset + c.layout.half_offset(epoch);
+}
+
+__device__ __forceinline__ int64_t load_index(const void* base, bool is64, int64_t off) {
+  return is64 ? static_cast<const int64_t*>(base)[off] : static_cast<const int32_t*>(base)[off];
+}
+
+// Expert of lane `lane` (< K) for token t, or -1 when masked or a repeat of a lower lane's.
+__device__ __forceinline__ int64_t unique_expert(const LowLatencyDispatchParams& p, int64_t t,
+                                                 int lane) {
+  int64_t e = lane < p.topk ? load_index(p.topk_idx, p.topk_is_int64,
+                                         t * p.topk_stride + lane * p.topk_stride_k)
+                            : -1;
+  if (e < -1 || e >= p.c.num_experts) {  // a caller error only the GPU can see: reported, skipped
+    record_input_error(p.c.wait, core::WaitStage::kInvalidExpertId,
+                       static_cast<int32_t>(t * p.topk + lane), e, p.c.num_experts);
+    e = -1;
+  }
+  bool repeat = false;
+  for (int i = 0; i < p.topk; ++i) {
+    const int64_t other = __shfl_sync(0xffffffffu, e, i);
+    repeat = repeat || (i < lane && other == e);
+  }
+  return (e >= 0 && !repeat) ? e : -1;
+}
+
+// Preconditions: blockDim = kThreads; K <= 16; hidden % 128 == 0 (FP8: one group per warp pass).
+// (0) wait until every peer released this half from call epoch - 2; block 0 publishes the
+//     per-local-expert counts, the token count and the signature ("started") to every peer.
+// (1) warps round-robin over tokens: header to every peer (0 experts where none lives), payload
+//     (BF16 row, or the FP8 cast done once for all peers) to peers with experts, then tags.
+// (2) last block: leave the epoch in the hook slot and advance the epoch counter.
+__global__ void __launch_bounds__(kThreads) ll_dispatch_send_kernel(LowLatencyDispatchParams p) {
+  const LowLatencyCommon& c = p.c;
+  const core::LowLatencyLayout& l = c.layout;
+  const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(c.epoch_counter) + 1;
+  __shared__ bool skip;
+  __shared__ int32_t hist[core::kMaxExperts];
+  if (threadIdx.x == 0) skip = false;
+  __syncthreads();
+  for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
+    const auto* released =
+        reinterpret_cast<const uint64_t*>(half_base(c, me, epoch) + l.signal(d, core::kLlReleased));
+    // Acquire: peer d finished reading this half (call epoch - 2) before we overwrite it.
+    if (!bounded_wait(c.wait, d, core::WaitStage::kCompletion,
+                      [&] { return ld_acquire_sys(released) + 2 >= epoch; }))
+      skip = true;
+  }
+  __syncthreads();
+  if (skip) return;
+  if (blockIdx.x == 0) {
+    for (int32_t e = threadIdx.x; e < c.num_experts; e += blockDim.x) hist[e] = 0;
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < p.num_tokens * p.topk; i += blockDim.x) {
+      const int64_t t = i / p.topk, k = i % p.topk;
+      const int64_t e =
+          load_index(p.topk_idx, p.topk_is_int64, t * p.topk_stride + k * p.topk_stride_k);
+      bool repeat = e < 0 || e >= c.num_experts;
+      for (int64_t k2 = 0; k2 < k && !repeat; ++k2)
+        repeat =
+            load_index(p.topk_idx, p.topk_is_int64, t * p.topk_stride + k2 * p.topk_stride_k) == e;
+      if (!repeat) atomicAdd(&hist[e], 1);
+    }
+    __syncthreads();
+    for (int32_t i = threadIdx.x; i < R * E_local; i += blockDim.x) {
+      const int32_t d = i / E_local, j = i % E_local;
+      reinterpret_cast<int32_t*>(half_base(c, d, epoch) + l.counts_offset)[me * E_local + j] =
+          hist[d * E_local + j];
+    }
+    __threadfence_system();
+    __syncthreads();
+    for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
+      uint8_t* base = half_base(c, d, epoch);
+      *reinterpret_cast<volatile int64_t*>(base + l.signal(me, core::kLlTokens)) = p.num_tokens;
+      *reinterpret_cast<volatile uint64_t*>(base + l.signal(me, core::kLlSignature)) = c.signature;
+      // Release: the counts (fenced above), token count and signature precede "started".
+      st_release_sys(reinterpret_cast<uint64_t*>(base + l.signal(me, core::kLlStarted)), epoch);
+    }
+  }
+  const int64_t H = l.hidden, G = H / core::kFp8GroupSize;
+  const uint32_t tag = static_cast<uint32_t>(epoch);
+  const int64_t total_warps = int64_t{gridDim.x} * kWarps;
+  for (int64_t t = int64_t{warp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += total_warps) {
+    const int64_t e = unique_expert(p, t, lane);
+    uint64_t dest_mask = 0;
+    for (int32_t d = 0; d < R; ++d) {
+      const bool on_d = e >= 0 && e / E_local == d;
+      const uint32_t mask = __ballot_sync(0xffffffffu, on_d);
+      auto* msg =
+          reinterpret_cast<int32_t*>(half_base(c, d, epoch) + l.dispatch_recv_offset +
+                                     (int64_t{me} * l.num_max_tokens + t) * l.message_bytes);
+      if (lane == 0) {
+        msg[0] = static_cast<int32_t>(t);
+        msg[1] = __popc(mask);
+      }
+      if (on_d)
+        msg[4 + __popc(mask & lanemask_lt())] = static_cast<int32_t>(e - int64_t{d} * E_local);
+      if (mask) dest_mask |= 1ull << d;
+    }
+    const uint16_t* row = p.x + t * p.x_stride;
+    if (!p.use_fp8) {
+      for (int32_t d = 0; d < R; ++d) {
+        if (!((dest_mask >> d) & 1)) continue;
+        uint8_t* payload = half_base(c, d, epoch) + l.dispatch_recv_offset +
+                           (int64_t{me} * l.num_max_tokens + t) * l.message_bytes +
+                           core::kLowLatencyHeaderBytes;
+        warp_copy<false>(reinterpret_cast<int4*>(payload), reinterpret_cast<const int4*>(row),
+                         H * 2 / 16, lane);
+      }
+    } else {
+      // One 128-channel group per pass: 4 channels per lane; the cast is done once for all peers.
+      for (int64_t g = 0; g < G; ++g) {
+        const uint2 raw = reinterpret_cast<const uint2*>(row + g * core::kFp8GroupSize)[lane];
+        const uint16_t h[4] = {static_cast<uint16_t>(raw.x), static_cast<uint16_t>(raw.x >> 16),
+                               static_cast<uint16_t>(raw.y), static_cast<uint16_t>(raw.y >> 16)};
+        float v[4], amax = 0.0f;
+        for (int i = 0; i < 4; ++i) {
+          v[i] = core::bf16_to_float(h[i]);
+          amax = fmaxf(amax, fabsf(v[i]));
+        }
+        for (int o = 16; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        const float scale = core::fp8_scale_from_amax(amax, p.round_scale);
+        uint32_t q = 0;
+        for (int i = 0; i < 4; ++i)
+          q |= static_cast<uint32_t>(core::fp8_quantize(v[i], scale)) << (8 * i);
+        for (int32_t d = 0; d < R; ++d) {
+          if (!((dest_mask >> d) & 1)) continue;
+          uint8_t* payload = half_base(c, d, epoch) + l.dispatch_recv_offset +
+                             (int64_t{me} * l.num_max_tokens + t) * l.message_bytes +
+                             core::kLowLatencyHeaderBytes;
+          reinterpret_cast<uint32_t*>(payload + g * core::kFp8GroupSize)[lane] = q;
+          if (lane == 0) reinterpret_cast<float*>(payload + H)[g] = scale;
+        }
+      }
+    }
+    // Every lane's header and payload stores are visible system-wide before the tags.
+    __threadfence_system();
+    __syncwarp();
+    for (int32_t d = lane; d < R; d += 32) {
+      auto* tags = reinterpret_cast<uint32_t*>(half_base(c, d, epoch) + l.dispatch_tags_offset);
+      // Release: this token's header and payload precede its tag on peer d.
+      st_release_sys_u32(tags + int64_t{me} * l.num_max_tokens + t, tag);
+    }
+  }
+  if (last_block_done(c.counters) && threadIdx.x == 0) {
+    *c.hook_epoch = epoch;
+    *c.epoch_counter = epoch;
+  }
+}
+
+// Preconditions: blockDim = kThreads; launched after the send kernel of the same call.
+// (0) every source's started flag, signature and token count; begin(j, s) from the counts.
+// (1) warps round-robin over (source, token) messages: wait for the tag, place one row per local
+//     expert inside the source's range (atomic counter; order inside a range is unspecified).
+// (2) last block: recv_count, layout_range, statistics; reset the placement counters; release
+//     the half to every source.
+__global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDispatchParams p) {
+  const LowLatencyCommon& c = p.c;
+  const core::LowLatencyLayout& l = c.layout;
+  const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(c.hook_epoch);
+  const uint32_t tag = static_cast<uint32_t>(epoch);
+  uint8_t* const half = half_base(c, me, epoch);
+  __shared__ bool failed;
+  __shared__ int64_t tokens[64];                // R <= 64
+  __shared__ int32_t begin[core::kMaxExperts];  // [E_local][R]
+  if (threadIdx.x == 0) failed = false;
+  __syncthreads();
+  for (int32_t s = threadIdx.x; s < R; s += blockDim.x) {
+    const auto* started = reinterpret_cast<const uint64_t*>(half + l.signal(s, core::kLlStarted));
+    const uint64_t t0 = global_timer_ns();
+    // Acquire: source s's counts, token count and signature are visible after this.
+    if (!bounded_wait(c.wait, s, core::WaitStage::kDataArrival,
+                      [&] { return ld_acquire_sys(started) >= epoch; })) {
+      failed = true;
+      continue;
+    }
+    if (blockIdx.x == 0 && p.wait_stats)
+      atomicAdd(reinterpret_cast<unsigned long long*>(p.wait_stats + s), global_timer_ns() - t0);
+    const uint64_t theirs =
+        *reinterpret_cast<const volatile uint64_t*>(half + l.signal(s, core::kLlSignature));
+    if (theirs != c.signature) {
+      record_input_error(c.wait, core::WaitStage::kArgumentMismatch, s,
+                         static_cast<int64_t>(theirs), static_cast<int64_t>(c.signature));
+      failed = true;
+    }
+    tokens[s] = *reinterpret_cast<const volatile int64_t*>(half + l.signal(s, core::kLlTokens));
+  }
+  __syncthreads();
+  if (failed) return;
+  const auto* counts = reinterpret_cast<const int32_t*>(half + l.counts_offset);  // [R][E_local]
+  for (int32_t j = threadIdx.x; j < E_local; j += blockDim.x) {
+    int32_t acc = 0;
+    for (int32_t s = 0; s < R; ++s) {
+      begin[j * R + s] = acc;
+      acc += counts[s * E_local + j];
+    }
+  }
+  __syncthreads();
+  const int64_t H = l.hidden, G = H / core::kFp8GroupSize, rows = int64_t{R} * l.num_max_tokens;
+  const auto* tags = reinterpret_cast<const uint32_t*>(half + l.dispatch_tags_offset);
+  auto* place = reinterpret_cast<int32_t*>(half + l.place_offset);  // [E_local][R]
+  const int64_t total_warps = int64_t{gridDim.x} * kWarps;
+  for (int64_t m = int64_t{warp} * gridDim.x + blockIdx.x; m < rows; m += total_warps) {
+    const int32_t s = static_cast<int32_t>(m / l.num_max_tokens);
+    const int64_t t = m % l.num_max_tokens;
+    if (t >= tokens[s]) continue;
+    bool arrived = true;
+    if (lane == 0 && ld_acquire_sys_u32(tags + m) != tag) {
+      const uint64_t t0 = global_timer_ns();
+      // Acquire: the message of (s, t) is visible once its tag shows this epoch.
+      arrived = bounded_wait(c.wait, s, core::WaitStage::kDataArrival,
+                             [&] { return ld_acquire_sys_u32(tags + m) == tag; });
+      if (p.wait_stats)
+        atomicAdd(reinterpret_cast<unsigned long long*>(p.wait_stats + s), global_timer_ns() - t0);
+    }
+    if (!__shfl_sync(0xffffffffu, arrived, 0)) break;
+    __syncwarp();
+    const uint8_t* msg = half + l.dispatch_recv_offset + m * l.message_bytes;
+    const int32_t n = reinterpret_cast<const volatile int32_t*>(msg)[1];
+    const uint8_t* payload = msg + core::kLowLatencyHeaderBytes;
+    for (int32_t i = 0; i < n; ++i) {
+      const int32_t j = reinterpret_cast<const volatile int32_t*>(msg)[4 + i];
+      int32_t row = 0;
+      if (lane == 0) row = begin[j * R + s] + atomicAdd(&place[j * R + s], 1);
+      row = __shfl_sync(0xffffffffu, row, 0);
+      const int64_t out_row = int64_t{j} * rows + row;
+      if (!p.use_fp8) {
+        warp_copy<true>(reinterpret_cast<int4*>(p.packed_recv_x + out_row * H * 2),
+                        reinterpret_cast<const int4*>(payload), H * 2 / 16, lane);
+      } else {
+        warp_copy<true>(reinterpret_cast<int4*>(p.packed_recv_x + out_row * H),
+                        reinterpret_cast<const int4*>(payload), H / 16, lane);
+        const auto* scales = reinterpret_cast<const float*>(payload + H);
+        if (!p.use_ue8m0) {
+          // Column-major in the last two dimensions: [j][g][row].
+          for (int64_t g = lane; g < G; g += 32)
+            static_cast<float*>(p.packed_recv_scales)[(int64_t{j} * G + g) * rows + row] =
+                scales[g];
+        } else {
+          for (int64_t q = lane; q < G / 4; q += 32) {
+            uint32_t word = 0;
+            for (int b = 0; b < 4; ++b)
+              word |= static_cast<uint32_t>(core::ue8m0_from_scale(scales[4 * q + b])) << (8 * b);
+            static_cast<int32_t*>(p.packed_recv_scales)[(int64_t{j} * (G / 4) + q) * rows + row] =
+                static_cast<int32_t>(word);
+          }
+        }
+      }
+      if (lane == 0) p.src_info[out_row] = static_cast<int32_t>(t);
+    }
+  }
+  if (!last_block_done(c.counters + 1)) return;
+  for (int32_t j = threadIdx.x; j < E_local; j += blockDim.x) {
+    int32_t total = 0;
+    for (int32_t s = 0; s < R; ++s) {
+      const int32_t n = counts[s * E_local + j];
+      p.layout_range[j * R + s] =
+          (static_cast<int64_t>(begin[j * R + s]) << 32) | static_cast<int64_t>(n);
+      total += n;
+      place[j * R + s] = 0;  // ready for the next call that uses this half
+    }
+    p.packed_recv_count[j] = total;
+    if (p.cumulative_stats) p.cumulative_stats[j] += total;
+  }
+  __threadfence_system();
+  __syncthreads();
+  for (int32_t s = threadIdx.x; s < R; s += blockDim.x) {
+    // Release: we finished reading what source s wrote into this half.
+    st_release_sys(
+        reinterpret_cast<uint64_t*>(half_base(c, s, epoch) + l.signal(me, core::kLlReleased)),
+        epoch);
+  }
+}
+
+}  // namespace
+
+cudaError_t launch_ll_dispatch_send(const LowLatencyDispatchParams& p, int num_blocks,
+                                    cudaStream_t stream) {
+  if (cudaError_t e = cudaMemsetAsync(p.c.counters, 0, sizeof(uint32_t), stream)) return e;
+  ll_dispatch_send_kernel<<<num_blocks, kThreads, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_ll_dispatch_recv(const LowLatencyDispatchParams& p, int num_blocks,
+                                    cudaStream_t stream) {
+  if (cudaError_t e = cudaMemsetAsync(p.c.counters + 1, 0, sizeof(uint32_t), stream)) return e;
+  ll_dispatch_recv_kernel<<<num_blocks, kThreads, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace epcomm::kernels
