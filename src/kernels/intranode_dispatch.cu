@@ -1,6 +1,7 @@
 #include "kernels/device/bounded_wait.cuh"
 #include "kernels/device/copy.cuh"
 #include "kernels/device/grid_sync.cuh"
+#include "kernels/device/indices.cuh"
 #include "kernels/device/report.cuh"
 #include "kernels/intranode_dispatch.h"
 
@@ -12,10 +13,6 @@ constexpr int kWarps = kDispatchThreads / 32;
 constexpr int kSendWarps = 12;  // warps 0..11 send, 12..15 copy arrived rows out (docs/perf.md, v7)
 constexpr int kRecvWarps = kWarps - kSendWarps;
 constexpr int kDstBatch = 8;
-
-__device__ __forceinline__ int64_t load_index(const void* base, bool is64, int64_t off) {
-  return is64 ? static_cast<const int64_t*>(base)[off] : static_cast<const int32_t*>(base)[off];
-}
 
 // Rows a rank sends to itself skip the receive area: the row goes straight into recv_x (see
 // the send loop) and the metadata straight into the outputs here.

@@ -63,6 +63,14 @@ struct LowLatencyCombineParams {
   int64_t* wait_stats;  // [R] ns, or null
 };
 
+#if defined(__CUDACC__)
+// Base of rank `rank`'s half for the LL call of `epoch`, as mapped in this process.
+__device__ __forceinline__ uint8_t* half_base(const LowLatencyCommon& c, int32_t rank,
+                                              uint64_t epoch) {
+  return c.peer_bases[rank] + c.region_offset + c.layout.half_offset(epoch);
+}
+#endif
+
 cudaError_t launch_ll_dispatch_send(const LowLatencyDispatchParams& p, int num_blocks,
                                     cudaStream_t stream);
 cudaError_t launch_ll_dispatch_recv(const LowLatencyDispatchParams& p, int num_blocks,

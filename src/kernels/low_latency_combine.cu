@@ -5,6 +5,7 @@
 #include "kernels/device/bounded_wait.cuh"
 #include "kernels/device/copy.cuh"
 #include "kernels/device/grid_sync.cuh"
+#include "kernels/device/indices.cuh"
 #include "kernels/device/report.cuh"
 #include "kernels/low_latency.h"
 
@@ -13,15 +14,6 @@ namespace {
 
 constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
-
-__device__ __forceinline__ uint8_t* half_base(const LowLatencyCommon& c, int32_t rank,
-                                              uint64_t epoch) {
-  return c.peer_bases[rank] + c.region_offset + c.layout.half_offset(epoch);
-}
-
-__device__ __forceinline__ int64_t load_index(const void* base, bool is64, int64_t off) {
-  return is64 ? static_cast<const int64_t*>(base)[off] : static_cast<const int32_t*>(base)[off];
-}
 
 // Preconditions: blockDim = kThreads.
 // (0) wait until every peer released this half from call epoch - 2; block 0 publishes the

@@ -4,6 +4,7 @@
 #include "kernels/device/bounded_wait.cuh"
 #include "kernels/device/copy.cuh"
 #include "kernels/device/grid_sync.cuh"
+#include "kernels/device/indices.cuh"
 #include "kernels/device/report.cuh"
 #include "kernels/low_latency.h"
 
@@ -12,15 +13,6 @@ namespace {
 
 constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
-
-__device__ __forceinline__ uint8_t* half_base(const LowLatencyCommon& c, int32_t rank,
-                                              uint64_t epoch) {
-  return c.peer_bases[rank] + c.region_offset + c.layout.half_offset(epoch);
-}
-
-__device__ __forceinline__ int64_t load_index(const void* base, bool is64, int64_t off) {
-  return is64 ? static_cast<const int64_t*>(base)[off] : static_cast<const int32_t*>(base)[off];
-}
 
 // Expert of lane `lane` (< K) for token t, or -1 when masked or a repeat of a lower lane's.
 __device__ __forceinline__ int64_t unique_expert(const LowLatencyDispatchParams& p, int64_t t,

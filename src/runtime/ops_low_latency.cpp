@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "core/low_latency_layout.h"
 #include "core/validate.h"
@@ -88,6 +89,26 @@ Buffer::Impl::PendingHook& next_slot(Buffer::Impl& impl, uint64_t** hook_epoch) 
   return slot;
 }
 
+// After the send kernel: either park the receive for its hook or launch it right away.
+template <class Params, class LaunchReceive>
+Error receive_now_or_park(Buffer::Impl& impl, Buffer::Impl::PendingHook& slot, bool return_hook,
+                          LowLatencyHook* hook, const Params& p, cudaStream_t stream,
+                          LaunchReceive launch_receive, const char* what) {
+  if (return_hook) {
+    if constexpr (std::is_same_v<Params, kernels::LowLatencyDispatchParams>) {
+      slot.dispatch = true;
+      slot.dispatch_params = p;
+    } else {
+      slot.dispatch = false;
+      slot.combine_params = p;
+    }
+    hook->id = slot.id;
+    return Error::success();
+  }
+  slot.id = -1;
+  return cuda_error(launch_receive(p, impl.num_device_sms, stream), what);
+}
+
 }  // namespace
 
 Error Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& args, StreamHandle stream,
@@ -139,15 +160,8 @@ Error Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& args, StreamHan
                           "LL dispatch send launch");
       !e.ok())
     return e;
-  if (args.return_recv_hook) {
-    slot.dispatch = true;
-    slot.dispatch_params = p;
-    hook->id = slot.id;
-    return Error::success();
-  }
-  slot.id = -1;
-  return cuda_error(kernels::launch_ll_dispatch_recv(p, impl_->num_device_sms, s),
-                    "LL dispatch receive launch");
+  return receive_now_or_park(*impl_, slot, args.return_recv_hook, hook, p, s,
+                             kernels::launch_ll_dispatch_recv, "LL dispatch receive launch");
 }
 
 Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandle stream,
@@ -198,15 +212,8 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
                           "LL combine send launch");
       !e.ok())
     return e;
-  if (args.return_recv_hook) {
-    slot.dispatch = false;
-    slot.combine_params = p;
-    hook->id = slot.id;
-    return Error::success();
-  }
-  slot.id = -1;
-  return cuda_error(kernels::launch_ll_combine_recv(p, impl_->num_device_sms, s),
-                    "LL combine receive launch");
+  return receive_now_or_park(*impl_, slot, args.return_recv_hook, hook, p, s,
+                             kernels::launch_ll_combine_recv, "LL combine receive launch");
 }
 
 Error Buffer::run_low_latency_hook(const LowLatencyHook& hook, StreamHandle stream) {
