@@ -1,6 +1,10 @@
 // Layout of the low-latency region (num_rdma_bytes), shared by the size hint and the kernels.
 //
-//   [ combine_send | half 0 | half 1 ]
+//   [ control | combine_send | half 0 | half 1 ]
+//   control      : [2 halves][R] x 64-byte signal slots per peer: started epoch, token count,
+//                  signature (written by the peer as sender), released epoch (written by the peer
+//                  as receiver). Its place depends on R alone, so a call with another N_max,
+//                  hidden or E finds the flags where the previous call left them.
 //   combine_send : [E_local][R*N_max][H] bf16, what get_next_low_latency_combine_buffer views
 //                  (written by the caller, read by the next zero-copy combine)
 // LL call e (dispatch or combine) uses half e % 2, so the results of the two most recent calls
@@ -14,8 +18,9 @@
 //   combine_recv  : [E][N_max][H] bf16, one row per (global expert, token of this rank), so the
 //                   source finds the row of (t, topk_idx[t, k]) without any per-row state
 //   combine_tags  : [E][N_max] uint32 arrival tags
-//   signals       : [R] x 64 bytes per peer: started epoch, token count, signature (written by
-//                   the peer as sender), released epoch (written by the peer as receiver)
+// A call whose (N_max, hidden, E) differs from the previous call's moves the halves' contents;
+// the runtime then clears the halves between two barriers (ops_low_latency.cpp), so no stale
+// tag of the old shape can look like an arrival.
 #pragma once
 
 #include <cstdint>
@@ -48,6 +53,7 @@ struct LowLatencyLayout {
   int32_t num_experts = 0;
 
   int64_t message_bytes = 0;
+  int64_t control_bytes = 0;
   int64_t combine_send_offset = 0;
   int64_t halves_offset = 0;
   // Offsets inside a half.
@@ -57,7 +63,6 @@ struct LowLatencyLayout {
   int64_t place_offset = 0;
   int64_t combine_recv_offset = 0;
   int64_t combine_tags_offset = 0;
-  int64_t signal_offset = 0;
   int64_t half_bytes = 0;
 
   static LowLatencyLayout make(int32_t num_max_tokens, int32_t hidden, int32_t num_ranks,
@@ -71,16 +76,17 @@ struct LowLatencyLayout {
     const int64_t local_experts = r > 0 ? e / r : 0;
     // A BF16 row is the larger payload (FP8 needs hidden + hidden/128*4 bytes).
     l.message_bytes = align_up(kLowLatencyHeaderBytes + h * 2, 16);
-    l.combine_send_offset = 0;
-    l.halves_offset = align_up(local_experts * r * n * h * 2, kRegionAlignment);
+    l.control_bytes = align_up(2 * r * kLowLatencySignalBytes, kRegionAlignment);
+    l.combine_send_offset = l.control_bytes;
+    l.halves_offset =
+        align_up(l.combine_send_offset + local_experts * r * n * h * 2, kRegionAlignment);
     l.dispatch_recv_offset = 0;
     l.dispatch_tags_offset = align_up(r * n * l.message_bytes, kRegionAlignment);
     l.counts_offset = align_up(l.dispatch_tags_offset + r * n * 4, kRegionAlignment);
     l.place_offset = align_up(l.counts_offset + r * local_experts * 4, kRegionAlignment);
     l.combine_recv_offset = align_up(l.place_offset + local_experts * r * 4, kRegionAlignment);
     l.combine_tags_offset = align_up(l.combine_recv_offset + e * n * h * 2, kRegionAlignment);
-    l.signal_offset = align_up(l.combine_tags_offset + e * n * 4, kRegionAlignment);
-    l.half_bytes = align_up(l.signal_offset + r * kLowLatencySignalBytes, kRegionAlignment);
+    l.half_bytes = align_up(l.combine_tags_offset + e * n * 4, kRegionAlignment);
     return l;
   }
   EPCOMM_HOST_DEVICE int64_t total_bytes() const { return halves_offset + 2 * half_bytes; }
@@ -88,8 +94,9 @@ struct LowLatencyLayout {
   EPCOMM_HOST_DEVICE int64_t half_offset(uint64_t epoch) const {
     return halves_offset + static_cast<int64_t>(epoch & 1) * half_bytes;
   }
-  EPCOMM_HOST_DEVICE int64_t signal(int32_t peer, int32_t field) const {
-    return signal_offset + int64_t{peer} * kLowLatencySignalBytes + field;
+  // Offset from the start of the region of `peer`'s signal slot for the half of `epoch`.
+  EPCOMM_HOST_DEVICE int64_t signal(uint64_t epoch, int32_t peer, int32_t field) const {
+    return (static_cast<int64_t>(epoch & 1) * num_ranks + peer) * kLowLatencySignalBytes + field;
   }
 };
 

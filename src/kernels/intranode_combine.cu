@@ -98,7 +98,11 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
     // ---- phase 1: send row i back to its source s, at s's base for me + (i - first row of s) ----
     const int64_t received = prefix_me[R - 1];
     const int64_t senders = int64_t{gridDim.x} * kSendWarps;
-    for (int64_t i = int64_t{warp} * gridDim.x + blockIdx.x; i < received; i += senders) {
+    // Start after our own rows: the ranks begin with different destinations, so no rank's
+    // reducers wait for the end of every sender's pass.
+    const int64_t rotate = received > 0 ? prefix_me[me] % received : 0;
+    for (int64_t n = int64_t{warp} * gridDim.x + blockIdx.x; n < received; n += senders) {
+      const int64_t i = n + rotate < received ? n + rotate : n + rotate - received;
       int32_t s = 0;
       while (prefix_me[s] <= i) ++s;
       if (s == me) continue;  // our own rows: the reducers read them from x directly
@@ -153,30 +157,41 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       // in our combine area, our own rows are still in x (row = our receive slot of the token).
       __shared__ const int4* warp_rows[kReduceWarps][kMaxCombineRanks];
       __shared__ const float* warp_weights[kReduceWarps][kMaxCombineRanks];
+      __shared__ const uint32_t* warp_tags[kReduceWarps][kMaxCombineRanks];
       __shared__ bool warp_failed[kReduceWarps];
       const int64_t reducers = int64_t{gridDim.x} * kReduceWarps;
       for (int64_t t = int64_t{rwarp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += reducers) {
-        if (lane == 0) warp_failed[rwarp] = false;
-        __syncwarp();
         for (int32_t d = lane; d < R; d += 32) {
           const int32_t slot = p.is_token_in_rank[t * R + d] ? p.send_slot[t * R + d] : -1;
           const int4* row = nullptr;
           const float* w = nullptr;
+          const uint32_t* row_tag = nullptr;
           if (slot >= 0 && d == me) {
             row = reinterpret_cast<const int4*>(p.x + slot * p.x_stride);
             if (a.topk > 0) w = p.topk_weights + slot * p.weights_stride;
           } else if (slot >= 0) {
             const int64_t r = my_base[d] + (slot - my_first_slot[d]);
-            // Acquire: rank d's row is visible once its tag shows this epoch.
-            if (!bounded_wait(p.wait, d, core::WaitStage::kDataArrival,
-                              [&] { return ld_acquire_sys_u32(tags + r) == tag; }))
-              warp_failed[rwarp] = true;
+            row_tag = tags + r;
             row = reinterpret_cast<const int4*>(area + a.x_offset + r * a.row_bytes);
             if (a.topk > 0)
               w = reinterpret_cast<const float*>(area + a.topk_weights_offset) + r * a.topk;
           }
           warp_rows[rwarp][d] = row;
           warp_weights[rwarp][d] = w;
+          warp_tags[rwarp][d] = row_tag;
+        }
+        __syncwarp();
+        // Lane 0 waits for the token's rows rank by rank (a converged warp: lanes spinning on
+        // different ranks would diverge); __syncwarp orders the other lanes' row reads after it.
+        if (lane == 0) {
+          int32_t d = 0;
+          // Acquire: rank d's row is visible once its tag shows this epoch.
+          warp_failed[rwarp] = !bounded_wait(p.wait, d, core::WaitStage::kDataArrival, [&] {
+            for (; d < R; ++d)
+              if (warp_tags[rwarp][d] != nullptr && ld_acquire_sys_u32(warp_tags[rwarp][d]) != tag)
+                return false;
+            return true;
+          });
         }
         __syncwarp();
         if (warp_failed[rwarp]) break;

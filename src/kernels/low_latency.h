@@ -69,6 +69,13 @@ __device__ __forceinline__ uint8_t* half_base(const LowLatencyCommon& c, int32_t
                                               uint64_t epoch) {
   return c.peer_bases[rank] + c.region_offset + c.layout.half_offset(epoch);
 }
+// Field `field` of `peer`'s signal slot in rank `rank`'s control area, for the half of `epoch`.
+template <class T>
+__device__ __forceinline__ T* signal_at(const LowLatencyCommon& c, int32_t rank, uint64_t epoch,
+                                        int32_t peer, int32_t field) {
+  return reinterpret_cast<T*>(c.peer_bases[rank] + c.region_offset +
+                              c.layout.signal(epoch, peer, field));
+}
 #endif
 
 cudaError_t launch_ll_dispatch_send(const LowLatencyDispatchParams& p, int num_blocks,

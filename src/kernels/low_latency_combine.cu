@@ -31,8 +31,7 @@ __global__ void __launch_bounds__(kThreads) ll_combine_send_kernel(LowLatencyCom
   if (threadIdx.x == 0) skip = false;
   __syncthreads();
   for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
-    const auto* released =
-        reinterpret_cast<const uint64_t*>(half_base(c, me, epoch) + l.signal(d, core::kLlReleased));
+    const auto* released = signal_at<const uint64_t>(c, me, epoch, d, core::kLlReleased);
     // Acquire: peer d finished reading this half (call epoch - 2) before we overwrite it.
     if (!bounded_wait(c.wait, d, core::WaitStage::kCompletion,
                       [&] { return ld_acquire_sys(released) + 2 >= epoch; }))
@@ -42,10 +41,9 @@ __global__ void __launch_bounds__(kThreads) ll_combine_send_kernel(LowLatencyCom
   if (skip) return;
   if (blockIdx.x == 0) {
     for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
-      uint8_t* base = half_base(c, d, epoch);
-      *reinterpret_cast<volatile uint64_t*>(base + l.signal(me, core::kLlSignature)) = c.signature;
+      *signal_at<volatile uint64_t>(c, d, epoch, me, core::kLlSignature) = c.signature;
       // Release: the signature precedes "started".
-      st_release_sys(reinterpret_cast<uint64_t*>(base + l.signal(me, core::kLlStarted)), epoch);
+      st_release_sys(signal_at<uint64_t>(c, d, epoch, me, core::kLlStarted), epoch);
     }
   }
   const int64_t H = l.hidden, rows = int64_t{R} * l.num_max_tokens;
@@ -100,7 +98,7 @@ __global__ void __launch_bounds__(kThreads) ll_combine_recv_kernel(LowLatencyCom
   if (threadIdx.x == 0) failed = false;
   __syncthreads();
   for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
-    const auto* started = reinterpret_cast<const uint64_t*>(half + l.signal(d, core::kLlStarted));
+    const auto* started = signal_at<const uint64_t>(c, me, epoch, d, core::kLlStarted);
     // Acquire: rank d's signature for this call is visible after this.
     if (!bounded_wait(c.wait, d, core::WaitStage::kDataArrival,
                       [&] { return ld_acquire_sys(started) >= epoch; })) {
@@ -108,7 +106,7 @@ __global__ void __launch_bounds__(kThreads) ll_combine_recv_kernel(LowLatencyCom
       continue;
     }
     const uint64_t theirs =
-        *reinterpret_cast<const volatile uint64_t*>(half + l.signal(d, core::kLlSignature));
+        *signal_at<const volatile uint64_t>(c, me, epoch, d, core::kLlSignature);
     if (theirs != c.signature) {
       record_input_error(c.wait, core::WaitStage::kArgumentMismatch, d,
                          static_cast<int64_t>(theirs), static_cast<int64_t>(c.signature));
@@ -178,9 +176,7 @@ __global__ void __launch_bounds__(kThreads) ll_combine_recv_kernel(LowLatencyCom
   if (!last_block_done(c.counters + 1)) return;
   for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
     // Release: we finished reading what rank d wrote into this half.
-    st_release_sys(
-        reinterpret_cast<uint64_t*>(half_base(c, d, epoch) + l.signal(me, core::kLlReleased)),
-        epoch);
+    st_release_sys(signal_at<uint64_t>(c, d, epoch, me, core::kLlReleased), epoch);
   }
 }
 

@@ -50,8 +50,7 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_send_kernel(LowLatencyDi
   if (threadIdx.x == 0) skip = false;
   __syncthreads();
   for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
-    const auto* released =
-        reinterpret_cast<const uint64_t*>(half_base(c, me, epoch) + l.signal(d, core::kLlReleased));
+    const auto* released = signal_at<const uint64_t>(c, me, epoch, d, core::kLlReleased);
     // Acquire: peer d finished reading this half (call epoch - 2) before we overwrite it.
     if (!bounded_wait(c.wait, d, core::WaitStage::kCompletion,
                       [&] { return ld_acquire_sys(released) + 2 >= epoch; }))
@@ -81,11 +80,10 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_send_kernel(LowLatencyDi
     __threadfence_system();
     __syncthreads();
     for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
-      uint8_t* base = half_base(c, d, epoch);
-      *reinterpret_cast<volatile int64_t*>(base + l.signal(me, core::kLlTokens)) = p.num_tokens;
-      *reinterpret_cast<volatile uint64_t*>(base + l.signal(me, core::kLlSignature)) = c.signature;
+      *signal_at<volatile int64_t>(c, d, epoch, me, core::kLlTokens) = p.num_tokens;
+      *signal_at<volatile uint64_t>(c, d, epoch, me, core::kLlSignature) = c.signature;
       // Release: the counts (fenced above), token count and signature precede "started".
-      st_release_sys(reinterpret_cast<uint64_t*>(base + l.signal(me, core::kLlStarted)), epoch);
+      st_release_sys(signal_at<uint64_t>(c, d, epoch, me, core::kLlStarted), epoch);
     }
   }
   const int64_t H = l.hidden, G = H / core::kFp8GroupSize;
@@ -179,7 +177,7 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDi
   if (threadIdx.x == 0) failed = false;
   __syncthreads();
   for (int32_t s = threadIdx.x; s < R; s += blockDim.x) {
-    const auto* started = reinterpret_cast<const uint64_t*>(half + l.signal(s, core::kLlStarted));
+    const auto* started = signal_at<const uint64_t>(c, me, epoch, s, core::kLlStarted);
     const uint64_t t0 = global_timer_ns();
     // Acquire: source s's counts, token count and signature are visible after this.
     if (!bounded_wait(c.wait, s, core::WaitStage::kDataArrival,
@@ -190,13 +188,13 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDi
     if (blockIdx.x == 0 && p.wait_stats)
       atomicAdd(reinterpret_cast<unsigned long long*>(p.wait_stats + s), global_timer_ns() - t0);
     const uint64_t theirs =
-        *reinterpret_cast<const volatile uint64_t*>(half + l.signal(s, core::kLlSignature));
+        *signal_at<const volatile uint64_t>(c, me, epoch, s, core::kLlSignature);
     if (theirs != c.signature) {
       record_input_error(c.wait, core::WaitStage::kArgumentMismatch, s,
                          static_cast<int64_t>(theirs), static_cast<int64_t>(c.signature));
       failed = true;
     }
-    tokens[s] = *reinterpret_cast<const volatile int64_t*>(half + l.signal(s, core::kLlTokens));
+    tokens[s] = *signal_at<const volatile int64_t>(c, me, epoch, s, core::kLlTokens);
   }
   __syncthreads();
   if (failed) return;
@@ -279,9 +277,7 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDi
   __syncthreads();
   for (int32_t s = threadIdx.x; s < R; s += blockDim.x) {
     // Release: we finished reading what source s wrote into this half.
-    st_release_sys(
-        reinterpret_cast<uint64_t*>(half_base(c, s, epoch) + l.signal(me, core::kLlReleased)),
-        epoch);
+    st_release_sys(signal_at<uint64_t>(c, s, epoch, me, core::kLlReleased), epoch);
   }
 }
 

@@ -54,7 +54,8 @@ struct Buffer::Impl {
   };
   PendingHook pending[kHookSlots];
   int64_t next_hook_id = 0;
-  Error failure;  // set once the Buffer failed; every later op returns it
+  uint64_t ll_shape_key = 0;  // (N_max, hidden, E) of the last LL call; 0 before the first
+  Error failure;              // set once the Buffer failed; every later op returns it
   bool destroyed = false;
 
   kernels::WaitContext wait_context(core::OpId op) const {

@@ -79,6 +79,30 @@ kernels::LowLatencyCommon common(Buffer::Impl& impl, int32_t n_max, int32_t hidd
   return c;
 }
 
+// A call whose (N_max, hidden, E) differs from the previous LL call's moves every field of the
+// halves. Stale tags of the old shape could then look like arrivals, so the halves are cleared
+// between two barriers: after the first, no rank still uses the old shape; before the second
+// returns, no rank starts writing the new one. The control area (flags, epochs) stays.
+Error adopt_low_latency_shape(Buffer& buffer, Buffer::Impl& impl, int32_t n_max, int32_t hidden,
+                              int32_t experts, cudaStream_t stream) {
+  const uint64_t key = (uint64_t(uint32_t(n_max)) << 42) ^ (uint64_t(uint32_t(hidden)) << 16) ^
+                       uint64_t(uint32_t(experts));
+  if (impl.ll_shape_key == key) return Error::success();
+  if (impl.ll_shape_key != 0) {
+    if (auto e = buffer.barrier(stream); !e.ok()) return e;
+    const auto l = core::LowLatencyLayout::make(n_max, hidden, impl.topo.num_ranks, experts);
+    if (auto e =
+            cuda_error(cudaMemsetAsync(impl.local_base + impl.layout.rdma_offset + l.halves_offset,
+                                       0, 2 * l.half_bytes, stream),
+                       "cudaMemsetAsync of the low-latency halves");
+        !e.ok())
+      return e;
+    if (auto e = buffer.barrier(stream); !e.ok()) return e;
+  }
+  impl.ll_shape_key = key;
+  return Error::success();
+}
+
 // Reserves the hook slot of the next LL call: its receive reads the epoch from there.
 Buffer::Impl::PendingHook& next_slot(Buffer::Impl& impl, uint64_t** hook_epoch) {
   const int64_t id = impl.next_hook_id++;
@@ -128,6 +152,11 @@ Error Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& args, StreamHan
     return e;
   if (!experimental_low_latency()) return not_implemented(op);
   runtime::DeviceGuard guard(impl_->device);
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (auto e = adopt_low_latency_shape(*this, *impl_, args.num_max_dispatch_tokens_per_rank, H,
+                                       args.num_experts, s);
+      !e.ok())
+    return e;
   uint64_t* hook_epoch = nullptr;
   auto& slot = next_slot(*impl_, &hook_epoch);
   kernels::LowLatencyDispatchParams p{};
@@ -155,7 +184,6 @@ Error Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& args, StreamHan
   p.layout_range = static_cast<int64_t*>(args.handle.layout_range.data);
   p.cumulative_stats = static_cast<int32_t*>(args.cumulative_local_expert_recv_stats.data);
   p.wait_stats = static_cast<int64_t*>(args.dispatch_wait_recv_cost_stats.data);
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (auto e = cuda_error(kernels::launch_ll_dispatch_send(p, impl_->num_device_sms, s),
                           "LL dispatch send launch");
       !e.ok())
@@ -181,6 +209,11 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
     return e;
   if (!experimental_low_latency()) return not_implemented(op);
   runtime::DeviceGuard guard(impl_->device);
+  const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (auto e = adopt_low_latency_shape(*this, *impl_, h.num_max_dispatch_tokens_per_rank, h.hidden,
+                                       h.num_experts, s);
+      !e.ok())
+    return e;
   uint64_t* hook_epoch = nullptr;
   auto& slot = next_slot(*impl_, &hook_epoch);
   kernels::LowLatencyCombineParams p{};
@@ -207,7 +240,6 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
   p.out = static_cast<uint16_t*>(args.out.data);
   p.out_stride = args.out.strides[0];
   p.wait_stats = static_cast<int64_t*>(args.combine_wait_recv_cost_stats.data);
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (auto e = cuda_error(kernels::launch_ll_combine_send(p, impl_->num_device_sms, s),
                           "LL combine send launch");
       !e.ok())
@@ -263,17 +295,22 @@ Error Buffer::clean_low_latency_buffer(int32_t n_max, int32_t hidden, int32_t nu
   if (auto e = impl_->usable(op); !e.ok()) return e;
   if (auto e = check_low_latency_size(*impl_, op, n_max, hidden, num_experts); !e.ok()) return e;
   if (!experimental_low_latency()) return not_implemented(op);
-  // Collective by convention (every rank calls it at a quiet point): flags, tags and the LL
-  // epoch restart from zero on every rank.
+  // Collective (every rank calls it): flags, tags and the LL epoch restart from zero on every
+  // rank, between two barriers so that no rank writes into a peer's region while it is cleared.
   runtime::DeviceGuard guard(impl_->device);
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (auto e = barrier(stream); !e.ok()) return e;
   if (auto e = cuda_error(cudaMemsetAsync(impl_->local_base + impl_->layout.rdma_offset, 0,
                                           impl_->layout.rdma_bytes, s),
                           "cudaMemsetAsync of the low-latency region");
       !e.ok())
     return e;
-  return cuda_error(cudaMemsetAsync(impl_->epochs + 4, 0, sizeof(uint64_t), s),
-                    "cudaMemsetAsync of the LL epoch");
+  if (auto e = cuda_error(cudaMemsetAsync(impl_->epochs + 4, 0, sizeof(uint64_t), s),
+                          "cudaMemsetAsync of the LL epoch");
+      !e.ok())
+    return e;
+  impl_->ll_shape_key = 0;
+  return barrier(stream);
 }
 
 }  // namespace epcomm

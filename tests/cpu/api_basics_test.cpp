@@ -107,17 +107,23 @@ TEST(Layout, LowLatencyHalvesHoldEveryRegion) {
   const auto l = core::LowLatencyLayout::make(128, 7168, 4, 288);
   EXPECT_EQ(l.message_bytes % 16, 0);
   EXPECT_GE(l.message_bytes, 7168 * 2 + core::kLowLatencyHeaderBytes);
-  EXPECT_GE(l.halves_offset, int64_t{72} * 4 * 128 * 7168 * 2) << "zero-copy send area";
+  // Control slots first, at a place that depends on R alone.
+  EXPECT_EQ(l.signal(3, 3, core::kLlReleased) + 8,
+            core::LowLatencyLayout::make(1, 128, 4, 4).signal(3, 3, core::kLlReleased) + 8);
+  EXPECT_LE(l.signal(1, 3, core::kLlReleased) + 8, l.combine_send_offset);
+  EXPECT_EQ(l.signal(2, 1, core::kLlStarted), l.signal(0, 1, core::kLlStarted));
+  EXPECT_NE(l.signal(1, 1, core::kLlStarted), l.signal(0, 1, core::kLlStarted));
+  EXPECT_GE(l.halves_offset, l.combine_send_offset + int64_t{72} * 4 * 128 * 7168 * 2)
+      << "zero-copy send area";
   // Regions inside a half in order, each after the previous one's end.
   EXPECT_GE(l.dispatch_tags_offset, int64_t{4} * 128 * l.message_bytes);
   EXPECT_GE(l.counts_offset, l.dispatch_tags_offset + int64_t{4} * 128 * 4);
   EXPECT_GE(l.place_offset, l.counts_offset + int64_t{4} * 72 * 4);
   EXPECT_GE(l.combine_recv_offset, l.place_offset + int64_t{72} * 4 * 4);
   EXPECT_GE(l.combine_tags_offset, l.combine_recv_offset + int64_t{288} * 128 * 7168 * 2);
-  EXPECT_GE(l.signal_offset, l.combine_tags_offset + int64_t{288} * 128 * 4);
-  EXPECT_GE(l.half_bytes, l.signal(3, core::kLlReleased) + 8);
-  for (int64_t off : {l.halves_offset, l.dispatch_tags_offset, l.counts_offset,
-                      l.combine_recv_offset, l.combine_tags_offset, l.signal_offset})
+  EXPECT_GE(l.half_bytes, l.combine_tags_offset + int64_t{288} * 128 * 4);
+  for (int64_t off : {l.combine_send_offset, l.halves_offset, l.dispatch_tags_offset,
+                      l.counts_offset, l.combine_recv_offset, l.combine_tags_offset})
     EXPECT_EQ(off % core::kRegionAlignment, 0);
   EXPECT_EQ(l.half_offset(3), l.halves_offset + l.half_bytes);
   EXPECT_EQ(l.half_offset(4), l.halves_offset);

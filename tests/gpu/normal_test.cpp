@@ -491,8 +491,9 @@ TEST(GpuNormal, MoreRowsThanNumWorstTokensIsReported) {
     const int32_t R = r.ctx->num_ranks, me = r.ctx->rank;
     auto buffer = make_buffer(r, normal_options(r, int64_t{256} << 20, 5.0));
     ASSERT_TRUE(buffer);
-    NormalCase c = base_case("too many rows", 1024, R);
-    c.num_worst_tokens = 10;  // every rank receives far more
+    // The reference (a valid call) gives the handle; only the GPU call asks for 10 rows, and
+    // every rank receives far more.
+    const NormalCase c = base_case("too many rows", 1024, R);
     const NormalExpected want = normal_reference(c, R, 11);
     const RankInputs& in = want.inputs[me];
     DeviceTensor x(in.x, r.device), per_rank(want.layouts[me].num_tokens_per_rank, r.device),

@@ -36,9 +36,10 @@ __device__ __forceinline__ void record_wait_failure(const WaitContext& ctx, int3
 constexpr uint64_t kFlagCheckIntervalNs = 100000;
 
 // Returns true when ready() held, false when the wait gave up (and the record was written).
-// Call it from one lane per warp where the whole warp waits for the same thing.
+// Call it from one lane per warp where the whole warp waits for the same thing. `peer` is read
+// when the wait fails, so a ready() that waits for several ranks can name the one it is on.
 template <class Ready>
-__device__ __forceinline__ bool bounded_wait(const WaitContext& ctx, int32_t peer,
+__device__ __forceinline__ bool bounded_wait(const WaitContext& ctx, const int32_t& peer,
                                              core::WaitStage stage, Ready ready) {
   if (ready()) return true;
   const uint64_t start = global_timer_ns();
