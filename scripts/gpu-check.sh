@@ -92,21 +92,29 @@ if [ "$bench" = 1 ] && [ -x "$benchbin" ] && [ "$ngpu" -ge 2 ]; then
   standard="--tokens 4096 --hidden 7168 --topk 8 --experts 256"
   timeout 600 "$benchbin" $standard --sms 24 --json "$logdir/bench_std24.json" >"$logdir/bench_std.txt" 2>&1
   timeout 600 "$benchbin" $standard --sms 12 --json "$logdir/bench_std12.json" >>"$logdir/bench_std.txt" 2>&1
+  # Low-latency standard setting (128 tokens, hidden 7168, top-8 of 288, FP8).
+  timeout 600 "$benchbin" --mode ll --json "$logdir/bench_ll.json" >>"$logdir/bench_std.txt" 2>&1
+  if [ "$ngpu" -gt 2 ]; then  # the 2-GPU targets too
+    timeout 600 "$benchbin" $standard --ranks 2 --sms 24 --json "$logdir/bench_std24_r2.json" >>"$logdir/bench_std.txt" 2>&1
+    timeout 600 "$benchbin" --mode ll --ranks 2 --json "$logdir/bench_ll_r2.json" >>"$logdir/bench_std.txt" 2>&1
+  fi
   if [ "$quick" = 0 ]; then
     timeout 900 "$benchbin" $standard --sweep all --iters 20 --json "$logdir/bench_sweep.json" >"$logdir/bench_sweep.txt" 2>&1
+    timeout 600 "$benchbin" --mode ll --sweep tokens --iters 200 --json "$logdir/bench_ll_sweep.json" >>"$logdir/bench_sweep.txt" 2>&1
   fi
   python3 - "$logdir" <<'PY' && add "benchmark" "ok (bench.json)" || add "benchmark" "FAILED"
 import json, sys, os, glob
 d = sys.argv[1]
 records = []
-for name in ["bench_std24.json", "bench_std12.json", "bench_sweep.json"]:
+for name in ["bench_std24.json", "bench_std12.json", "bench_ll.json", "bench_std24_r2.json",
+             "bench_ll_r2.json", "bench_sweep.json", "bench_ll_sweep.json"]:
     p = os.path.join(d, name)
     if os.path.exists(p):
         records += json.load(open(p))
 json.dump(records, open(os.path.join(d, "bench.json"), "w"), indent=1)
 assert records, "no benchmark records"
 PY
-  grep -v '^#' "$logdir/bench_std.txt" | head -20 >"$logdir/bench_table.txt"
+  grep -v '^#' "$logdir/bench_std.txt" | head -60 >"$logdir/bench_table.txt"
   python3 scripts/plot_bench.py "$logdir/bench.json" "$logdir/bench.png" 2>"$logdir/plot.log" || add "chart" "FAILED (plot.log)"
 fi
 if [ -x "$demo" ]; then

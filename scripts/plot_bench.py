@@ -22,13 +22,15 @@ def main(src, dst):
         "NVLink ceiling (SM push)": ("ceiling", "bf16"),
     }
     fig, ax = plt.subplots(figsize=(8, 5))
-    card, ranks = "", 0
+    card = ""
+    ranks = max((r["ranks"] for r in records), default=0)  # the file may hold 2-rank runs too
     for label, (op, dtype) in series.items():
         pts = {}
         for r in records:
-            if r["op"] == op and r["dtype"] == dtype and r["sms"] == sms and r["hidden"] == 7168:
+            if (r["op"] == op and r["dtype"] == dtype and r["sms"] == sms and r["hidden"] == 7168
+                    and r["ranks"] == ranks):
                 pts[r["tokens"]] = r["gbps"]
-                card, ranks = r["card"], r["ranks"]
+                card = r["card"]
         if pts:
             xs = sorted(pts)
             ax.plot(xs, [pts[x] for x in xs], marker="o", label=label,

@@ -4,20 +4,27 @@
 // ranks of (bytes of that rank / its mean time) with DeepEP's byte accounting. Baselines in the
 // same run: NCCL grouped send/recv of the same rows, and an SM-driven NVLink push.
 //
-//   epcomm_bench [--ranks N] [--tokens T] [--hidden H] [--topk K] [--experts E] [--sms S]
-//                [--routing uniform|skewed] [--warmup W] [--iters I] [--check]
-//                [--sweep none|sms|tokens|all] [--json FILE] [--commit SHA]
+//   epcomm_bench [--mode normal|ll] [--ranks N] [--tokens T] [--hidden H] [--topk K]
+//                [--experts E] [--sms S] [--dtype fp8|bf16] [--routing uniform|skewed]
+//                [--warmup W] [--iters I] [--check] [--sweep none|sms|tokens|all]
+//                [--json FILE] [--commit SHA]
+// --mode ll measures the low-latency kernels (defaults: 128 tokens = N_max, hidden 7168, top-8
+// of 288, FP8, 50 warm-ups, 500 iterations, L2 flushed before each call); its sweep "tokens"
+// covers {1, 8, 32, 64, 128, 256} x hidden {4096, 7168}. --sms and --check apply to normal mode.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "bench_low_latency.h"
 #include "bench_normal.h"
 
 namespace eb = epcomm::bench;
@@ -26,7 +33,10 @@ namespace {
 
 struct Options {
   int ranks = 0;  // 0: every visible GPU
+  bool ll = false;
   eb::NormalConfig base;
+  eb::LowLatencyConfig ll_base;
+  bool set_tokens = false, set_experts = false, set_warmup = false, set_iters = false;
   std::string sweep = "none";
   std::string json;
   std::string commit = "unknown";
@@ -52,20 +62,28 @@ Options parse(int argc, char** argv) {
     const std::string key = a.substr(0, a.find('='));
     if (key == "--ranks")
       o.ranks = std::stoi(value());
-    else if (key == "--tokens")
-      o.base.tokens = std::stoll(value());
+    else if (key == "--mode") {
+      const std::string m = value();
+      if (m != "normal" && m != "ll") usage("--mode must be normal or ll");
+      o.ll = m == "ll";
+    } else if (key == "--dtype") {
+      const std::string d = value();
+      if (d != "fp8" && d != "bf16") usage("--dtype must be fp8 or bf16");
+      o.ll_base.fp8 = d == "fp8";
+    } else if (key == "--tokens")
+      o.base.tokens = std::stoll(value()), o.set_tokens = true;
     else if (key == "--hidden")
       o.base.hidden = std::stoll(value());
     else if (key == "--topk")
       o.base.topk = std::stoll(value());
     else if (key == "--experts")
-      o.base.experts = std::stoi(value());
+      o.base.experts = std::stoi(value()), o.set_experts = true;
     else if (key == "--sms")
       o.base.sms = std::stoi(value());
     else if (key == "--warmup")
-      o.base.warmup = std::stoi(value());
+      o.base.warmup = std::stoi(value()), o.set_warmup = true;
     else if (key == "--iters")
-      o.base.iters = std::stoi(value());
+      o.base.iters = std::stoi(value()), o.set_iters = true;
     else if (key == "--routing") {
       const std::string r = value();
       if (r != "uniform" && r != "skewed") usage("--routing must be uniform or skewed");
@@ -83,6 +101,14 @@ Options parse(int argc, char** argv) {
   }
   if (o.base.hidden % 128 != 0) usage("--hidden must be a multiple of 128 (FP8 scales)");
   if (o.base.iters < 1 || o.base.warmup < 0) usage("--iters must be >= 1 and --warmup >= 0");
+  o.ll_base.hidden = o.base.hidden;
+  o.ll_base.topk = o.base.topk;
+  if (o.set_tokens) o.ll_base.tokens = o.base.tokens;
+  if (o.set_experts) o.ll_base.experts = o.base.experts;
+  if (o.set_warmup) o.ll_base.warmup = o.base.warmup;
+  if (o.set_iters) o.ll_base.iters = o.base.iters;
+  if (o.ll && (o.ll_base.tokens < 1 || o.ll_base.tokens > 1024))
+    usage("--tokens must be in [1, 1024] with --mode ll");
   return o;
 }
 
@@ -102,6 +128,21 @@ std::vector<eb::NormalConfig> configs(const Options& o) {
       list.push_back(c);
     }
   if (list.empty()) usage("--sweep must be none, sms, tokens or all");
+  return list;
+}
+
+std::vector<eb::LowLatencyConfig> ll_configs(const Options& o) {
+  std::vector<eb::LowLatencyConfig> list;
+  if (o.sweep == "none") list.push_back(o.ll_base);
+  if (o.sweep == "tokens" || o.sweep == "all")
+    for (int64_t h : {4096, 7168})
+      for (int64_t t : {1, 8, 32, 64, 128, 256}) {
+        auto c = o.ll_base;
+        c.tokens = t;
+        c.hidden = h;
+        list.push_back(c);
+      }
+  if (list.empty()) usage("--sweep must be none, tokens or all with --mode ll");
   return list;
 }
 
@@ -136,10 +177,37 @@ int main(int argc, char** argv) {
   }
   const int R = o.ranks > 0 ? o.ranks : gpus;
   if (R > gpus) usage("--ranks exceeds the visible GPUs");
-  const auto list = configs(o);
-  eb::NormalConfig biggest = list.front();
-  for (const auto& c : list)
-    if (c.tokens * c.hidden > biggest.tokens * biggest.hidden) biggest = c;
+  // One job per configuration: what it prints and how it runs on a rank.
+  struct Job {
+    int64_t tokens, hidden, topk;
+    int32_t experts, sms;  // sms 0: every SM of the card (low-latency kernels)
+    std::function<eb::RankBench(epcomm::harness::RankContext&, epcomm::Buffer&, eb::Nccl*,
+                                eb::NcclComm)>
+        run;
+  };
+  std::vector<Job> jobs;
+  int64_t nvl_bytes = 0, rdma_bytes = 0;
+  if (!o.ll) {
+    for (const auto& c : configs(o)) {
+      jobs.push_back({c.tokens, c.hidden, c.topk, c.experts, c.sms,
+                      [c](auto& ctx, auto& b, auto* n, auto comm) {
+                        return eb::bench_normal(ctx, b, n, comm, c, 42);
+                      }});
+      nvl_bytes = std::max(nvl_bytes, epcomm::get_normal_buffer_size_hint(
+                                          c.tokens, c.hidden * 2, R, static_cast<int32_t>(c.topk)));
+    }
+  } else {
+    for (const auto& c : ll_configs(o)) {
+      jobs.push_back(
+          {c.tokens, c.hidden, c.topk, c.experts, 0, [c](auto& ctx, auto& b, auto* n, auto comm) {
+             return eb::bench_low_latency(ctx, b, n, comm, c, 42);
+           }});
+      rdma_bytes = std::max(rdma_bytes, epcomm::get_low_latency_buffer_size_hint(
+                                            static_cast<int32_t>(c.tokens),
+                                            static_cast<int32_t>(c.hidden), R, c.experts));
+    }
+    if (rdma_bytes == 0) usage("--experts must be a multiple of the rank count with --mode ll");
+  }
 
   epcomm::harness::LaunchOptions lo;
   lo.num_ranks = R;
@@ -153,8 +221,9 @@ int main(int argc, char** argv) {
     bo.rank = ctx.rank;
     bo.num_ranks = R;
     bo.device = ctx.rank;
-    bo.num_nvl_bytes = epcomm::get_normal_buffer_size_hint(biggest.tokens, biggest.hidden * 2, R,
-                                                           static_cast<int32_t>(biggest.topk));
+    bo.num_nvl_bytes = nvl_bytes;
+    bo.num_rdma_bytes = rdma_bytes;
+    bo.low_latency_mode = o.ll;
     bo.timeout_seconds = 60;
     std::unique_ptr<epcomm::Buffer> buffer;
     if (auto e = epcomm::Buffer::create(bo, ctx.all_gather, &buffer); !e.ok()) {
@@ -178,10 +247,11 @@ int main(int argc, char** argv) {
                   "hidden", "topk", "exp", "sms", "mean_us", "median_us", "GB/s", "NVL GB/s");
     }
     std::string json;
-    for (const auto& c : list) {
+    for (const auto& c : jobs) {
       eb::RankBench rb;
+      const int sms = c.sms > 0 ? c.sms : prop.multiProcessorCount;
       try {
-        rb = eb::bench_normal(ctx, *buffer, have_nccl ? &nccl : nullptr, comm, c, 42);
+        rb = c.run(ctx, *buffer, have_nccl ? &nccl : nullptr, comm);
       } catch (const std::exception& ex) {
         std::fprintf(stderr, "[rank %d] %s\n", ctx.rank, ex.what());
         return 1;
@@ -212,7 +282,7 @@ int main(int argc, char** argv) {
         }
         std::printf("  %-14s %-5s %6ld %6ld %4ld %5d %4d %10.1f %10.1f %8.1f %8.1f\n", mine[i].op,
                     mine[i].dtype, static_cast<long>(c.tokens), static_cast<long>(c.hidden),
-                    static_cast<long>(c.topk), c.experts, c.sms, mean, median, gbps, nvl);
+                    static_cast<long>(c.topk), c.experts, sms, mean, median, gbps, nvl);
         char rec[640];
         std::snprintf(
             rec, sizeof(rec),
@@ -222,8 +292,9 @@ int main(int argc, char** argv) {
             "\"median_us\": %.2f, \"gbps\": %.2f, \"nvlink_gbps\": %.2f, \"card\": \"%s\", "
             "\"commit\": \"%s\"}",
             mine[i].op, mine[i].dtype, static_cast<long>(c.tokens), static_cast<long>(c.hidden),
-            static_cast<long>(c.topk), c.experts, R, c.sms, c.skewed ? "skewed" : "uniform", mean,
-            median, gbps, nvl, prop.name, o.commit.c_str());
+            static_cast<long>(c.topk), c.experts, R, sms,
+            o.base.skewed && !o.ll ? "skewed" : "uniform", mean, median, gbps, nvl, prop.name,
+            o.commit.c_str());
         json += (json.empty() ? "" : ",\n") + std::string(rec);
       }
       std::fflush(stdout);

@@ -8,36 +8,11 @@
 #include <stdexcept>
 
 #include "bench_data.h"
+#include "bench_util.h"
 #include "ceiling.h"
 #include "core/normal_layout.h"
 
 namespace epcomm::bench {
-namespace {
-
-void check_cuda(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
-}
-
-void check(const Error& e, const char* what) {
-  if (!e.ok()) throw std::runtime_error(std::string(what) + ": " + e.to_string());
-}
-
-struct DevMem {
-  void* p = nullptr;
-  explicit DevMem(size_t bytes) { check_cuda(cudaMalloc(&p, bytes ? bytes : 16), "cudaMalloc"); }
-  ~DevMem() { cudaFree(p); }
-  template <class T>
-  T* as() const {
-    return static_cast<T*>(p);
-  }
-};
-
-TensorView view(const DevMem& m, DType dt, std::initializer_list<int64_t> shape, int device) {
-  return TensorView::contiguous(m.p, dt, shape, DeviceKind::kCuda, device);
-}
-
-}  // namespace
-
 RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, NcclComm comm,
                        const NormalConfig& c, uint64_t seed) {
   const int32_t R = ctx.num_ranks, me = ctx.rank, dev = buffer.device();
@@ -58,32 +33,9 @@ RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, Nc
              "upload weights");
   DevMem per_rank(R * 4), per_expert(E * 4), in_rank(T * R), rpm(R * R * 4), slot(T * R * 4);
 
-  cudaEvent_t a, b;
-  check_cuda(cudaEventCreate(&a), "event");
-  check_cuda(cudaEventCreate(&b), "event");
-  // Ranks aligned by a GPU barrier before each measured call; events around the call itself.
+  OpTimer timer(buffer, s, c.warmup, c.iters);
   auto time_op = [&](const char* name, const char* dtype, double bytes, double nvlink, auto&& fn) {
-    std::vector<float> ms;
-    for (int i = 0; i < c.warmup + c.iters; ++i) {
-      check(buffer.barrier(s), "barrier");
-      check_cuda(cudaEventRecord(a, s), "record");
-      fn();
-      check_cuda(cudaEventRecord(b, s), "record");
-      check_cuda(cudaEventSynchronize(b), "sync");
-      float t = 0;
-      check_cuda(cudaEventElapsedTime(&t, a, b), "elapsed");
-      if (i >= c.warmup) ms.push_back(t);
-    }
-    check(buffer.synchronize(s), name);
-    std::sort(ms.begin(), ms.end());
-    Sample smp;
-    smp.op = name;
-    smp.dtype = dtype;
-    smp.mean_us = 1e3 * std::accumulate(ms.begin(), ms.end(), 0.0) / static_cast<double>(ms.size());
-    smp.median_us = 1e3 * ms[ms.size() / 2];
-    smp.bytes = bytes;
-    smp.nvlink_bytes = nvlink;
-    out.samples.push_back(smp);
+    out.samples.push_back(timer.time(name, dtype, bytes, nvlink, fn));
   };
 
   LayoutArgs la{
@@ -242,8 +194,6 @@ RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, Nc
   time_op("ceiling", "bf16", bf16_bytes, remote_bf16,
           [&] { check_cuda(launch_push(pp, c.sms, s), "push"); });
 
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
   cudaStreamDestroy(s);
   return out;
 }

@@ -1,0 +1,111 @@
+// Helpers shared by the benchmark's op families: error checks, device allocations, views, and
+// the timer that aligns the ranks before each measured call.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <initializer_list>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bench_normal.h"
+#include "epcomm/epcomm.hpp"
+
+namespace epcomm::bench {
+
+inline void check_cuda(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+inline void check(const Error& e, const char* what) {
+  if (!e.ok()) throw std::runtime_error(std::string(what) + ": " + e.to_string());
+}
+
+struct DevMem {
+  void* p = nullptr;
+  explicit DevMem(size_t bytes) { check_cuda(cudaMalloc(&p, bytes ? bytes : 16), "cudaMalloc"); }
+  ~DevMem() { cudaFree(p); }
+  DevMem(const DevMem&) = delete;
+  DevMem& operator=(const DevMem&) = delete;
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(p);
+  }
+};
+
+inline TensorView view(const DevMem& m, DType dt, std::initializer_list<int64_t> shape,
+                       int device) {
+  return TensorView::contiguous(m.p, dt, shape, DeviceKind::kCuda, device);
+}
+
+// Times calls with CUDA events: per iteration, optionally flush L2, align the ranks with a GPU
+// barrier, run `prepare` (untimed), record, run `fn`, record, run `finish` (untimed).
+class OpTimer {
+ public:
+  // flush_bytes > 0: write that many bytes before each call, so inputs are not served from L2.
+  OpTimer(Buffer& buffer, cudaStream_t stream, int warmup, int iters, size_t flush_bytes = 0)
+      : buffer_(buffer),
+        stream_(stream),
+        warmup_(warmup),
+        iters_(iters),
+        flush_bytes_(flush_bytes) {
+    check_cuda(cudaEventCreate(&a_), "event");
+    check_cuda(cudaEventCreate(&b_), "event");
+    if (flush_bytes_ > 0) check_cuda(cudaMalloc(&flush_, flush_bytes_), "cudaMalloc (L2 flush)");
+  }
+  ~OpTimer() {
+    cudaEventDestroy(a_);
+    cudaEventDestroy(b_);
+    cudaFree(flush_);
+  }
+  OpTimer(const OpTimer&) = delete;
+  OpTimer& operator=(const OpTimer&) = delete;
+
+  template <class Prepare, class Fn, class Finish>
+  Sample time(const char* op, const char* dtype, double bytes, double nvlink_bytes,
+              Prepare&& prepare, Fn&& fn, Finish&& finish) {
+    std::vector<float> ms;
+    for (int i = 0; i < warmup_ + iters_; ++i) {
+      if (flush_ != nullptr)
+        check_cuda(cudaMemsetAsync(flush_, i & 0xff, flush_bytes_, stream_), "L2 flush");
+      check(buffer_.barrier(stream_), "barrier");
+      prepare();
+      check_cuda(cudaEventRecord(a_, stream_), "record");
+      fn();
+      check_cuda(cudaEventRecord(b_, stream_), "record");
+      finish();
+      check_cuda(cudaEventSynchronize(b_), "sync");
+      float t = 0;
+      check_cuda(cudaEventElapsedTime(&t, a_, b_), "elapsed");
+      if (i >= warmup_) ms.push_back(t);
+    }
+    check(buffer_.synchronize(stream_), op);
+    std::sort(ms.begin(), ms.end());
+    Sample s;
+    s.op = op;
+    s.dtype = dtype;
+    s.mean_us = 1e3 * std::accumulate(ms.begin(), ms.end(), 0.0) / static_cast<double>(ms.size());
+    s.median_us = 1e3 * ms[ms.size() / 2];
+    s.bytes = bytes;
+    s.nvlink_bytes = nvlink_bytes;
+    return s;
+  }
+  template <class Fn>
+  Sample time(const char* op, const char* dtype, double bytes, double nvlink_bytes, Fn&& fn) {
+    return time(
+        op, dtype, bytes, nvlink_bytes, [] {}, fn, [] {});
+  }
+
+ private:
+  Buffer& buffer_;
+  cudaStream_t stream_;
+  int warmup_, iters_;
+  size_t flush_bytes_;
+  void* flush_ = nullptr;
+  cudaEvent_t a_{}, b_{};
+};
+
+}  // namespace epcomm::bench
