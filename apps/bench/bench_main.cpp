@@ -176,7 +176,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   const int R = o.ranks > 0 ? o.ranks : gpus;
-  if (R > gpus) usage("--ranks exceeds the visible GPUs");
+  // EPCOMM_BENCH_OVERSUBSCRIBE=1: ranks share GPUs (rank % GPUs); for functional diagnosis only,
+  // the times are not comparable.
+  const bool shared = std::getenv("EPCOMM_BENCH_OVERSUBSCRIBE") != nullptr;
+  if (R > gpus && !shared) usage("--ranks exceeds the visible GPUs");
   // One job per configuration: what it prints and how it runs on a rank.
   struct Job {
     int64_t tokens, hidden, topk;
@@ -214,13 +217,14 @@ int main(int argc, char** argv) {
   lo.wall_timeout_seconds = 1800;
   lo.all_gather_timeout_seconds = 600;
   const auto result = epcomm::harness::run_ranks(lo, [&](epcomm::harness::RankContext& ctx) {
-    cudaSetDevice(ctx.rank);
+    const int device = ctx.rank % gpus;
+    cudaSetDevice(device);
     cudaDeviceProp prop;
-    cudaGetDeviceProperties(&prop, ctx.rank);
+    cudaGetDeviceProperties(&prop, device);
     epcomm::BufferOptions bo;
     bo.rank = ctx.rank;
     bo.num_ranks = R;
-    bo.device = ctx.rank;
+    bo.device = device;
     bo.num_nvl_bytes = nvl_bytes;
     bo.num_rdma_bytes = rdma_bytes;
     bo.low_latency_mode = o.ll;
@@ -233,7 +237,7 @@ int main(int argc, char** argv) {
     eb::Nccl nccl;
     std::string why;
     eb::NcclComm comm = nullptr;
-    const bool have_nccl = nccl.load(&why);
+    const bool have_nccl = !shared && nccl.load(&why);  // NCCL refuses ranks sharing a GPU
     std::vector<eb::NcclUniqueId> ids(R);
     eb::NcclUniqueId id{};
     if (have_nccl && ctx.rank == 0) nccl.get_unique_id(&id);

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <numeric>
 #include <stdexcept>
 
@@ -34,7 +36,13 @@ RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, Nc
   DevMem per_rank(R * 4), per_expert(E * 4), in_rank(T * R), rpm(R * R * 4), slot(T * R * 4);
 
   OpTimer timer(buffer, s, c.warmup, c.iters);
+  const char* only = std::getenv("EPCOMM_BENCH_ONLY");  // one op and its setup (diagnosis)
   auto time_op = [&](const char* name, const char* dtype, double bytes, double nvlink, auto&& fn) {
+    if (only != nullptr && std::string(only) != name) {
+      fn();  // untimed, for its results (the layout feeds the dispatch)
+      check(buffer.synchronize(s), name);
+      return;
+    }
     out.samples.push_back(timer.time(name, dtype, bytes, nvlink, fn));
   };
 

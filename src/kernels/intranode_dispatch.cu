@@ -72,8 +72,8 @@ __device__ __forceinline__ void send_token(const DispatchParams& p, int64_t t, i
     if (lane == 0) reinterpret_cast<int32_t*>(area + a.src_offset)[slot] = static_cast<int32_t>(t);
   }
   if (!remote) return;
-  // Every lane's stores of this token are made visible system-wide before its tags.
-  __threadfence_system();
+  // __syncwarp orders every lane's stores of this token before the tag stores below, and each
+  // tag's release (cumulative) carries them to the receiver: no per-row fence (docs/perf.md, v8).
   __syncwarp();
   if (lane < num_dst && dst_rank[lane] != p.rank) {
     auto* tags =

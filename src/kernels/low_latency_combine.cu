@@ -66,8 +66,8 @@ __global__ void __launch_bounds__(kThreads) ll_combine_send_kernel(LowLatencyCom
     warp_copy<false>(reinterpret_cast<int4*>(dst_half + l.combine_recv_offset +
                                              (e * l.num_max_tokens + t) * H * 2),
                      reinterpret_cast<const int4*>(p.x + m * H), H * 2 / 16, lane);
-    // Every lane's stores of this row are visible system-wide before its tag.
-    __threadfence_system();
+    // __syncwarp orders every lane's stores of this row before lane 0's tag release, which
+    // (cumulative) carries them to the source.
     __syncwarp();
     // Release: the row precedes its tag on the source.
     if (lane == 0)

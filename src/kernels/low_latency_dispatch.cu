@@ -77,7 +77,7 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_send_kernel(LowLatencyDi
       reinterpret_cast<int32_t*>(half_base(c, d, epoch) + l.counts_offset)[me * E_local + j] =
           hist[d * E_local + j];
     }
-    __threadfence_system();
+    // bar.sync orders the count stores before the releases below (cumulative).
     __syncthreads();
     for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
       *signal_at<volatile int64_t>(c, d, epoch, me, core::kLlTokens) = p.num_tokens;
@@ -142,8 +142,8 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_send_kernel(LowLatencyDi
         }
       }
     }
-    // Every lane's header and payload stores are visible system-wide before the tags.
-    __threadfence_system();
+    // __syncwarp orders every lane's header and payload stores before the tag stores below;
+    // each tag's release (cumulative) carries them to its peer.
     __syncwarp();
     for (int32_t d = lane; d < R; d += 32) {
       auto* tags = reinterpret_cast<uint32_t*>(half_base(c, d, epoch) + l.dispatch_tags_offset);
@@ -273,7 +273,7 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDi
     p.packed_recv_count[j] = total;
     if (p.cumulative_stats) p.cumulative_stats[j] += total;
   }
-  __threadfence_system();
+  // bar.sync orders the block's reads of the half before the releases below.
   __syncthreads();
   for (int32_t s = threadIdx.x; s < R; s += blockDim.x) {
     // Release: we finished reading what source s wrote into this half.

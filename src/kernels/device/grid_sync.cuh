@@ -5,16 +5,20 @@
 
 namespace epcomm::kernels {
 
-// Counts finished blocks in a local counter; true in the last block (all threads). Each thread's
-// writes are fenced system-wide before the count, so the last block's later release covers
-// every block's writes.
+// Counts finished blocks in a local counter; true in the last block (all threads). One thread per
+// block fences: bar.sync orders the block's writes before its fence, and the fence (cumulative)
+// orders them before the count; the last block's fence after the count orders every block's
+// writes before its later releases. One fence per block, not per warp: system-scope fences cost
+// microseconds each (docs/perf.md, v8).
 __device__ __forceinline__ bool last_block_done(uint32_t* counter) {
   __shared__ bool last;
-  __threadfence_system();
   __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == gridDim.x - 1;
+  if (threadIdx.x == 0) {
+    __threadfence_system();
+    last = atomicAdd(counter, 1u) == gridDim.x - 1;
+    if (last) __threadfence_system();
+  }
   __syncthreads();
-  if (last) __threadfence_system();
   return last;
 }
 
