@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <string>
 #include <numeric>
 #include <stdexcept>
+#include <string>
 
 #include "bench_data.h"
 #include "bench_util.h"

@@ -6,8 +6,6 @@
 
 #include <cuda_bf16.h>
 
-#include <cstdlib>
-
 namespace epcomm::kernels {
 namespace {
 
@@ -36,7 +34,6 @@ __device__ __forceinline__ void add_bf16x8(float* acc, const int4& v) {
 // (2) reducer warps, concurrently: per token, wait for the tags of its rows, sum them in
 //     ascending rank order in float32 (our own rows straight from x), add the biases, round once.
 // (3) last block: advance the epoch, tell every rank its rows were consumed.
-template <int kDiag>  // DIAGNOSTIC (temporary): bit 0 converged wait, bit 1 rotation
 __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(CombineParams p) {
   const core::NormalSignalLayout sig{p.num_ranks};
   const int32_t R = p.num_ranks, me = p.rank;
@@ -103,7 +100,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
     const int64_t senders = int64_t{gridDim.x} * kSendWarps;
     // Start after our own rows: the ranks begin with different destinations, so no rank's
     // reducers wait for the end of every sender's pass.
-    const int64_t rotate = (kDiag & 2) && received > 0 ? prefix_me[me] % received : 0;
+    const int64_t rotate = received > 0 ? prefix_me[me] % received : 0;
     for (int64_t n = int64_t{warp} * gridDim.x + blockIdx.x; n < received; n += senders) {
       const int64_t i = n + rotate < received ? n + rotate : n + rotate - received;
       int32_t s = 0;
@@ -184,30 +181,17 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
           warp_tags[rwarp][d] = row_tag;
         }
         __syncwarp();
-        if constexpr ((kDiag & 1) == 0) {
-          if (lane == 0) warp_failed[rwarp] = false;
-          __syncwarp();
-          for (int32_t d = lane; d < R; d += 32)
-            if (warp_tags[rwarp][d] != nullptr &&
-                !bounded_wait(p.wait, d, core::WaitStage::kDataArrival,
-                              [&] { return ld_acquire_sys_u32(warp_tags[rwarp][d]) == tag; }))
-              warp_failed[rwarp] = true;
-          __syncwarp();
-        } else {
-        // Lane 0 waits for the token's rows rank by rank (a converged warp: lanes spinning on
-        // different ranks would diverge); __syncwarp orders the other lanes' row reads after it.
-        if (lane == 0) {
-          int32_t d = 0;
-          // Acquire: rank d's row is visible once its tag shows this epoch.
-          warp_failed[rwarp] = !bounded_wait(p.wait, d, core::WaitStage::kDataArrival, [&] {
-            for (; d < R; ++d)
-              if (warp_tags[rwarp][d] != nullptr && ld_acquire_sys_u32(warp_tags[rwarp][d]) != tag)
-                return false;
-            return true;
-          });
-        }
+        // Lane d waits for rank d's row. (One lane waiting for every rank in turn measured 1.7x
+        // slower on 2 x H200: docs/perf.md, v8.)
+        if (lane == 0) warp_failed[rwarp] = false;
         __syncwarp();
-        }
+        for (int32_t d = lane; d < R; d += 32)
+          // Acquire: rank d's row is visible once its tag shows this epoch.
+          if (warp_tags[rwarp][d] != nullptr &&
+              !bounded_wait(p.wait, d, core::WaitStage::kDataArrival,
+                            [&] { return ld_acquire_sys_u32(warp_tags[rwarp][d]) == tag; }))
+            warp_failed[rwarp] = true;
+        __syncwarp();
         if (warp_failed[rwarp]) break;
         // kChunks chunks per lane at once: their loads are in flight together.
         for (int32_t c0 = lane; c0 < chunks; c0 += 32 * kChunks) {
@@ -271,16 +255,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
 
 cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaStream_t stream) {
   if (cudaError_t e = cudaMemsetAsync(p.counters, 0, 2 * sizeof(uint32_t), stream)) return e;
-  static const int diag = [] {
-    const char* v = std::getenv("EPCOMM_DIAG_COMBINE");
-    return v ? std::atoi(v) : 3;
-  }();
-  switch (diag) {
-    case 0: intranode_combine_kernel<0><<<num_sms, kCombineThreads, 0, stream>>>(p); break;
-    case 1: intranode_combine_kernel<1><<<num_sms, kCombineThreads, 0, stream>>>(p); break;
-    case 2: intranode_combine_kernel<2><<<num_sms, kCombineThreads, 0, stream>>>(p); break;
-    default: intranode_combine_kernel<3><<<num_sms, kCombineThreads, 0, stream>>>(p); break;
-  }
+  intranode_combine_kernel<<<num_sms, kCombineThreads, 0, stream>>>(p);
   return cudaGetLastError();
 }
 

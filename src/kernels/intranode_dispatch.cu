@@ -45,8 +45,8 @@ __device__ __forceinline__ void send_token(const DispatchParams& p, int64_t t, i
                                            const int32_t* dst_rank, const int32_t* dst_slot,
                                            int num_dst, int64_t row_vec, uint32_t tag, int lane) {
   const core::NormalArea& a = p.area;
-  warp_multicast_copy<kDstBatch>(dst, num_dst, reinterpret_cast<const int4*>(p.x + t * p.x_stride),
-                                 row_vec, lane);
+  warp_multicast_copy<false>(dst, num_dst, reinterpret_cast<const int4*>(p.x + t * p.x_stride),
+                             row_vec, lane);
   bool remote = false;
   for (int i = 0; i < num_dst; ++i) {
     if (dst_rank[i] == p.rank) {

@@ -2,6 +2,8 @@
 // area at (global expert, token); the source sums its top-k rows with their weights.
 #include <cuda_bf16.h>
 
+#include <cub/block/block_scan.cuh>
+
 #include "kernels/device/bounded_wait.cuh"
 #include "kernels/device/copy.cuh"
 #include "kernels/device/grid_sync.cuh"
@@ -48,18 +50,45 @@ __global__ void __launch_bounds__(kThreads) ll_combine_send_kernel(LowLatencyCom
   }
   const int64_t H = l.hidden, rows = int64_t{R} * l.num_max_tokens;
   const uint32_t tag = static_cast<uint32_t>(epoch);
-  const int64_t total_warps = int64_t{gridDim.x} * kWarps;
-  for (int64_t m = int64_t{warp} * gridDim.x + blockIdx.x; m < int64_t{E_local} * rows;
-       m += total_warps) {
-    const int32_t j = static_cast<int32_t>(m / rows);
-    const int64_t i = m % rows;
-    int32_t s = -1;  // the source whose range holds row i
-    for (int32_t r = 0; r < R && s < 0; ++r) {
-      const int64_t range = p.layout_range[j * R + r];
-      const int64_t b = range >> 32, n = range & 0xffffffff;
-      if (i >= b && i < b + n) s = r;
+  // The valid rows of local expert j are [0, count_j) (the source ranges tile them from 0).
+  // Every block scans the counts into shared memory, so the warps visit valid rows only instead
+  // of scanning every (expert, row) slot (docs/perf.md, v8).
+  __shared__ int64_t range[core::kMaxExperts];  // [E_local][R], E_local * R <= kMaxExperts
+  __shared__ int32_t first_row[core::kMaxExperts + 1];
+  using Scan = cub::BlockScan<int32_t, kThreads>;
+  __shared__ typename Scan::TempStorage scan_storage;
+  for (int32_t i = threadIdx.x; i < E_local * R; i += blockDim.x) range[i] = p.layout_range[i];
+  __syncthreads();
+  int32_t mine[2] = {0, 0};  // counts of experts 2 * threadIdx.x and 2 * threadIdx.x + 1
+  for (int u = 0; u < 2; ++u) {
+    const int32_t j = 2 * static_cast<int32_t>(threadIdx.x) + u;
+    for (int32_t r = 0; j < E_local && r < R; ++r)
+      mine[u] += static_cast<int32_t>(range[j * R + r] & 0xffffffff);
+  }
+  int32_t before = 0, total = 0;
+  Scan(scan_storage).ExclusiveSum(mine[0] + mine[1], before, total);
+  for (int u = 0; u < 2; ++u)
+    if (2 * threadIdx.x + u < static_cast<unsigned>(E_local)) {
+      first_row[2 * threadIdx.x + u] = before;
+      before += mine[u];
     }
-    if (s < 0) continue;  // past the expert's count
+  if (threadIdx.x == 0) first_row[E_local] = total;
+  __syncthreads();
+  const int64_t total_warps = int64_t{gridDim.x} * kWarps;
+  for (int64_t q = int64_t{warp} * gridDim.x + blockIdx.x; q < total; q += total_warps) {
+    int32_t lo = 0, hi = E_local;  // the expert j with first_row[j] <= q < first_row[j + 1]
+    while (hi - lo > 1) {
+      const int32_t mid = (lo + hi) / 2;
+      if (first_row[mid] <= q)
+        lo = mid;
+      else
+        hi = mid;
+    }
+    const int32_t j = lo;
+    const int64_t i = q - first_row[j];
+    int32_t s = 0;  // the source whose range holds row i
+    while (s < R - 1 && i >= (range[j * R + s] >> 32) + (range[j * R + s] & 0xffffffff)) ++s;
+    const int64_t m = int64_t{j} * rows + i;
     const int64_t t = p.src_info[m];
     const int64_t e = int64_t{me} * E_local + j;
     uint8_t* dst_half = half_base(c, s, epoch);
@@ -83,8 +112,9 @@ __global__ void __launch_bounds__(kThreads) ll_combine_send_kernel(LowLatencyCom
 
 // Preconditions: blockDim = kThreads; K <= 16; hidden % 8 == 0.
 // (0) every expert rank's started flag and signature.
-// (1) warps round-robin over this rank's tokens: lane k waits for the row of (t, topk_idx[t, k]),
-//     then the warp sums w[t, k] * row in float32 (k ascending) and rounds once to bf16.
+// (1) warps round-robin over (token, 256-channel slice): lane k waits for the row of
+//     (t, topk_idx[t, k]), then each lane sums w[t, k] * row over its 8 channels in float32
+//     (k ascending) and rounds once to bf16.
 // (2) last block: release the half to every peer.
 __global__ void __launch_bounds__(kThreads) ll_combine_recv_kernel(LowLatencyCombineParams p) {
   const LowLatencyCommon& c = p.c;
@@ -118,60 +148,66 @@ __global__ void __launch_bounds__(kThreads) ll_combine_recv_kernel(LowLatencyCom
   const int64_t H = l.hidden;
   const auto* tags = reinterpret_cast<const uint32_t*>(half + l.combine_tags_offset);
   const uint8_t* rows = half + l.combine_recv_offset;
+  // Work item (token t, slice): 256 channels of t, 8 per lane, so that a token's reduction is
+  // spread over several warps and each lane has one 16-byte load per top-k row in flight at
+  // once (the loop over rows is unrolled; docs/perf.md, v8).
+  const int64_t slices = (H + 255) / 256;
   const int64_t total_warps = int64_t{gridDim.x} * kWarps;
-  for (int64_t t = int64_t{warp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += total_warps) {
-    int64_t e = -1;
+  for (int64_t item = int64_t{warp} * gridDim.x + blockIdx.x; item < p.num_tokens * slices;
+       item += total_warps) {
+    const int64_t t = item / slices, ch = (item % slices) * 256 + lane * 8;
+    int32_t e = -1;
     float w = 0.0f;
     bool arrived = true;
     if (lane < p.topk) {
-      e = load_index(p.topk_idx, p.topk_is_int64, t * p.topk_stride + lane * p.topk_stride_k);
-      if (e >= c.num_experts)
-        e = -1;  // validated on the host for host tensors; never read out of range
+      const int64_t id =
+          load_index(p.topk_idx, p.topk_is_int64, t * p.topk_stride + lane * p.topk_stride_k);
+      e = id >= 0 && id < c.num_experts ? static_cast<int32_t>(id) : -1;  // host-validated
       if (e >= 0) {
         w = p.topk_weights[t * p.weights_stride + lane * p.weights_stride_k];
-        const uint32_t* tag_ptr = tags + e * l.num_max_tokens + t;
+        const uint32_t* tag_ptr = tags + int64_t{e} * l.num_max_tokens + t;
         if (ld_acquire_sys_u32(tag_ptr) != tag) {
           const uint64_t t0 = global_timer_ns();
-          const int32_t d = static_cast<int32_t>(e / E_local);
+          const int32_t d = e / E_local;
           // Acquire: the row of (t, e) is visible once its tag shows this epoch.
           arrived = bounded_wait(c.wait, d, core::WaitStage::kDataArrival,
                                  [&] { return ld_acquire_sys_u32(tag_ptr) == tag; });
-          if (p.wait_stats)
+          if (p.wait_stats && item % slices == 0)  // once per token
             atomicAdd(reinterpret_cast<unsigned long long*>(p.wait_stats + d),
                       global_timer_ns() - t0);
         }
       }
     }
     if (!__all_sync(0xffffffffu, arrived)) break;
-    __syncwarp();
-    int64_t ek[16];
-    float wk[16];
+    int4 v[core::kMaxLowLatencyTopk];
+    float wk[core::kMaxLowLatencyTopk];
 #pragma unroll
-    for (int k = 0; k < 16; ++k) {
-      ek[k] = __shfl_sync(0xffffffffu, e, k);
+    for (int k = 0; k < core::kMaxLowLatencyTopk; ++k) {
+      const int32_t ek = __shfl_sync(0xffffffffu, e, k);
       wk[k] = __shfl_sync(0xffffffffu, w, k);
+      if (k < p.topk && ek >= 0 && ch < H)
+        v[k] = ld_na_v4(reinterpret_cast<const int4*>(
+            rows + (int64_t{ek} * l.num_max_tokens + t) * H * 2 + ch * 2));
+      else
+        wk[k] = 0.0f, v[k] = make_int4(0, 0, 0, 0);
     }
-    for (int64_t ch = lane; ch < H / 8; ch += 32) {
-      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (ch >= H) continue;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll
-      for (int k = 0; k < 16; ++k) {
-        if (k >= p.topk || ek[k] < 0) continue;
-        const int4 v = ld_na_v4(
-            reinterpret_cast<const int4*>(rows + (ek[k] * l.num_max_tokens + t) * H * 2) + ch);
-        const auto* h2 = reinterpret_cast<const __nv_bfloat162*>(&v);
+    for (int k = 0; k < core::kMaxLowLatencyTopk; ++k) {  // k ascending: a fixed order
+      const auto* h2 = reinterpret_cast<const __nv_bfloat162*>(&v[k]);
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const float2 f = __bfloat1622float2(h2[i]);
-          acc[2 * i] += wk[k] * f.x;
-          acc[2 * i + 1] += wk[k] * f.y;
-        }
+      for (int i = 0; i < 4; ++i) {
+        const float2 f = __bfloat1622float2(h2[i]);
+        acc[2 * i] += wk[k] * f.x;
+        acc[2 * i + 1] += wk[k] * f.y;
       }
-      int4 out;
-      auto* o2 = reinterpret_cast<__nv_bfloat162*>(&out);
-#pragma unroll
-      for (int i = 0; i < 4; ++i) o2[i] = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
-      reinterpret_cast<int4*>(p.out + t * p.out_stride)[ch] = out;
     }
+    int4 out;
+    auto* o2 = reinterpret_cast<__nv_bfloat162*>(&out);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) o2[i] = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
+    *reinterpret_cast<int4*>(p.out + t * p.out_stride + ch) = out;
   }
   if (!last_block_done(c.counters + 1)) return;
   for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {

@@ -33,6 +33,55 @@ __device__ __forceinline__ int64_t unique_expert(const LowLatencyDispatchParams&
   return (e >= 0 && !repeat) ? e : -1;
 }
 
+constexpr int kMaxCopyDst = 8;
+constexpr int kCastBatch = 8;  // 256-channel passes whose loads are in flight together
+
+// FP8 cast of one BF16 row and its stores to every peer in dest_mask. Lane l holds channels
+// [8l, 8l + 8) of each 256-channel pass: lanes 0-15 form one 128-channel group, lanes 16-31 the
+// next. The loads of kCastBatch passes are issued before any math, so a row costs a few memory
+// latencies rather than one per group (docs/perf.md, v8).
+template <class PayloadOf>
+__device__ __forceinline__ void cast_and_send_fp8(const LowLatencyDispatchParams& p,
+                                                  const uint16_t* row, uint64_t dest_mask,
+                                                  PayloadOf payload_of, int lane) {
+  const int64_t H = p.c.layout.hidden, passes = (H + 255) / 256;
+  for (int64_t p0 = 0; p0 < passes; p0 += kCastBatch) {
+    int4 raw[kCastBatch];
+#pragma unroll
+    for (int u = 0; u < kCastBatch; ++u) {
+      const int64_t ch = (p0 + u) * 256 + lane * 8;
+      raw[u] = ch < H ? ld_nc_v4(reinterpret_cast<const int4*>(row + ch)) : make_int4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kCastBatch; ++u) {
+      const int64_t ch = (p0 + u) * 256 + lane * 8;
+      const auto* h = reinterpret_cast<const uint16_t*>(&raw[u]);
+      float v[8], amax = 0.0f;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        v[i] = core::bf16_to_float(h[i]);
+        amax = fmaxf(amax, fabsf(v[i]));
+      }
+      // Max over the 16 lanes of this group (xor offsets below 16 stay inside the half-warp).
+      for (int o = 8; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+      if (ch >= H) continue;
+      const float scale = core::fp8_scale_from_amax(amax, p.round_scale);
+      uint2 q{0, 0};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        q.x |= static_cast<uint32_t>(core::fp8_quantize(v[i], scale)) << (8 * i);
+        q.y |= static_cast<uint32_t>(core::fp8_quantize(v[i + 4], scale)) << (8 * i);
+      }
+      for (int32_t d = 0; d < p.c.num_ranks; ++d) {
+        if (!((dest_mask >> d) & 1)) continue;
+        uint8_t* payload = payload_of(d);
+        *reinterpret_cast<uint2*>(payload + ch) = q;
+        if (lane % 16 == 0) reinterpret_cast<float*>(payload + H)[ch / 128] = scale;
+      }
+    }
+  }
+}
+
 // Preconditions: blockDim = kThreads; K <= 16; hidden % 128 == 0 (FP8: one group per warp pass).
 // (0) wait until every peer released this half from call epoch - 2; block 0 publishes the
 //     per-local-expert counts, the token count and the signature ("started") to every peer.
@@ -86,7 +135,7 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_send_kernel(LowLatencyDi
       st_release_sys(signal_at<uint64_t>(c, d, epoch, me, core::kLlStarted), epoch);
     }
   }
-  const int64_t H = l.hidden, G = H / core::kFp8GroupSize;
+  const int64_t H = l.hidden;
   const uint32_t tag = static_cast<uint32_t>(epoch);
   const int64_t total_warps = int64_t{gridDim.x} * kWarps;
   for (int64_t t = int64_t{warp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += total_warps) {
@@ -107,40 +156,22 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_send_kernel(LowLatencyDi
       if (mask) dest_mask |= 1ull << d;
     }
     const uint16_t* row = p.x + t * p.x_stride;
+    auto payload_of = [&](int32_t d) {
+      return half_base(c, d, epoch) + l.dispatch_recv_offset +
+             (int64_t{me} * l.num_max_tokens + t) * l.message_bytes + core::kLowLatencyHeaderBytes;
+    };
     if (!p.use_fp8) {
-      for (int32_t d = 0; d < R; ++d) {
-        if (!((dest_mask >> d) & 1)) continue;
-        uint8_t* payload = half_base(c, d, epoch) + l.dispatch_recv_offset +
-                           (int64_t{me} * l.num_max_tokens + t) * l.message_bytes +
-                           core::kLowLatencyHeaderBytes;
-        warp_copy<false>(reinterpret_cast<int4*>(payload), reinterpret_cast<const int4*>(row),
-                         H * 2 / 16, lane);
+      // The row is read once and written to up to kMaxCopyDst peers per pass.
+      for (int32_t d0 = 0; d0 < R; d0 += kMaxCopyDst) {
+        int4* dst[kMaxCopyDst];
+        int n = 0;
+        for (int32_t d = d0; d < R && d < d0 + kMaxCopyDst; ++d)
+          if ((dest_mask >> d) & 1) dst[n++] = reinterpret_cast<int4*>(payload_of(d));
+        if (n > 0)
+          warp_multicast_copy<false>(dst, n, reinterpret_cast<const int4*>(row), H * 2 / 16, lane);
       }
     } else {
-      // One 128-channel group per pass: 4 channels per lane; the cast is done once for all peers.
-      for (int64_t g = 0; g < G; ++g) {
-        const uint2 raw = reinterpret_cast<const uint2*>(row + g * core::kFp8GroupSize)[lane];
-        const uint16_t h[4] = {static_cast<uint16_t>(raw.x), static_cast<uint16_t>(raw.x >> 16),
-                               static_cast<uint16_t>(raw.y), static_cast<uint16_t>(raw.y >> 16)};
-        float v[4], amax = 0.0f;
-        for (int i = 0; i < 4; ++i) {
-          v[i] = core::bf16_to_float(h[i]);
-          amax = fmaxf(amax, fabsf(v[i]));
-        }
-        for (int o = 16; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-        const float scale = core::fp8_scale_from_amax(amax, p.round_scale);
-        uint32_t q = 0;
-        for (int i = 0; i < 4; ++i)
-          q |= static_cast<uint32_t>(core::fp8_quantize(v[i], scale)) << (8 * i);
-        for (int32_t d = 0; d < R; ++d) {
-          if (!((dest_mask >> d) & 1)) continue;
-          uint8_t* payload = half_base(c, d, epoch) + l.dispatch_recv_offset +
-                             (int64_t{me} * l.num_max_tokens + t) * l.message_bytes +
-                             core::kLowLatencyHeaderBytes;
-          reinterpret_cast<uint32_t*>(payload + g * core::kFp8GroupSize)[lane] = q;
-          if (lane == 0) reinterpret_cast<float*>(payload + H)[g] = scale;
-        }
-      }
+      cast_and_send_fp8(p, row, dest_mask, payload_of, lane);
     }
     // __syncwarp orders every lane's header and payload stores before the tag stores below;
     // each tag's release (cumulative) carries them to its peer.
@@ -174,6 +205,9 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDi
   __shared__ bool failed;
   __shared__ int64_t tokens[64];                // R <= 64
   __shared__ int32_t begin[core::kMaxExperts];  // [E_local][R]
+  // Rows each warp claimed for its current message: (local expert, row) per top-k slot.
+  __shared__ int32_t claim_j[kWarps][core::kMaxLowLatencyTopk];
+  __shared__ int32_t claim_row[kWarps][core::kMaxLowLatencyTopk];
   if (threadIdx.x == 0) failed = false;
   __syncthreads();
   for (int32_t s = threadIdx.x; s < R; s += blockDim.x) {
@@ -227,37 +261,50 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDi
     if (!__shfl_sync(0xffffffffu, arrived, 0)) break;
     __syncwarp();
     const uint8_t* msg = half + l.dispatch_recv_offset + m * l.message_bytes;
-    const int32_t n = reinterpret_cast<const volatile int32_t*>(msg)[1];
+    const auto* header = reinterpret_cast<const volatile int32_t*>(msg);
+    const int32_t n = header[1];
     const uint8_t* payload = msg + core::kLowLatencyHeaderBytes;
-    for (int32_t i = 0; i < n; ++i) {
-      const int32_t j = reinterpret_cast<const volatile int32_t*>(msg)[4 + i];
-      int32_t row = 0;
-      if (lane == 0) row = begin[j * R + s] + atomicAdd(&place[j * R + s], 1);
-      row = __shfl_sync(0xffffffffu, row, 0);
-      const int64_t out_row = int64_t{j} * rows + row;
-      if (!p.use_fp8) {
-        warp_copy<true>(reinterpret_cast<int4*>(p.packed_recv_x + out_row * H * 2),
-                        reinterpret_cast<const int4*>(payload), H * 2 / 16, lane);
-      } else {
-        warp_copy<true>(reinterpret_cast<int4*>(p.packed_recv_x + out_row * H),
-                        reinterpret_cast<const int4*>(payload), H / 16, lane);
-        const auto* scales = reinterpret_cast<const float*>(payload + H);
-        if (!p.use_ue8m0) {
-          // Column-major in the last two dimensions: [j][g][row].
-          for (int64_t g = lane; g < G; g += 32)
-            static_cast<float*>(p.packed_recv_scales)[(int64_t{j} * G + g) * rows + row] =
-                scales[g];
-        } else {
-          for (int64_t q = lane; q < G / 4; q += 32) {
-            uint32_t word = 0;
-            for (int b = 0; b < 4; ++b)
-              word |= static_cast<uint32_t>(core::ue8m0_from_scale(scales[4 * q + b])) << (8 * b);
-            static_cast<int32_t*>(p.packed_recv_scales)[(int64_t{j} * (G / 4) + q) * rows + row] =
-                static_cast<int32_t>(word);
-          }
-        }
+    // Lane i < n claims the row of local expert header[4 + i] (all claims at once).
+    int32_t my_j = -1, my_row = 0;
+    if (lane < n) {
+      my_j = header[4 + lane];
+      my_row = begin[my_j * R + s] + atomicAdd(&place[my_j * R + s], 1);
+      p.src_info[int64_t{my_j} * rows + my_row] = static_cast<int32_t>(t);
+      claim_j[warp][lane] = my_j;
+      claim_row[warp][lane] = my_row;
+    }
+    __syncwarp();
+    // The payload is read once and written to every claimed row, kMaxCopyDst rows per pass.
+    const int64_t row_bytes = p.use_fp8 ? H : H * 2;
+    for (int32_t i0 = 0; i0 < n; i0 += kMaxCopyDst) {
+      int4* dst[kMaxCopyDst];
+      const int k = n - i0 < kMaxCopyDst ? n - i0 : kMaxCopyDst;
+      for (int i = 0; i < k; ++i) {
+        const int32_t j = __shfl_sync(0xffffffffu, my_j, i0 + i);
+        const int32_t row = __shfl_sync(0xffffffffu, my_row, i0 + i);
+        dst[i] = reinterpret_cast<int4*>(p.packed_recv_x + (int64_t{j} * rows + row) * row_bytes);
       }
-      if (lane == 0) p.src_info[out_row] = static_cast<int32_t>(t);
+      warp_multicast_copy<true>(dst, k, reinterpret_cast<const int4*>(payload), row_bytes / 16,
+                                lane);
+    }
+    if (p.use_fp8) {
+      // Scales, column-major in the last two dimensions: [j][g][row] (or [j][g/4][row] packed).
+      const auto* scales = reinterpret_cast<const float*>(payload + H);
+      const int64_t words = p.use_ue8m0 ? G / 4 : G;
+      for (int64_t q = lane; q < words; q += 32) {
+        uint32_t word = 0;
+        if (p.use_ue8m0) {
+          for (int b = 0; b < 4; ++b)
+            word |= static_cast<uint32_t>(core::ue8m0_from_scale(ld_na_f32(scales + 4 * q + b)))
+                    << (8 * b);
+        } else {
+          word = __float_as_uint(ld_na_f32(scales + q));
+        }
+        for (int32_t i = 0; i < n; ++i)
+          static_cast<uint32_t*>(
+              p.packed_recv_scales)[(int64_t{claim_j[warp][i]} * words + q) * rows +
+                                    claim_row[warp][i]] = word;
+      }
     }
   }
   if (!last_block_done(c.counters + 1)) return;
