@@ -34,7 +34,7 @@ __device__ __forceinline__ int64_t unique_expert(const LowLatencyDispatchParams&
 }
 
 constexpr int kMaxCopyDst = 8;
-constexpr int kCastBatch = 8;  // 256-channel passes whose loads are in flight together
+constexpr int kCastBatch = 2;  // 256-channel passes per warp whose loads are in flight together
 
 // FP8 cast of one BF16 row and its stores to every peer in dest_mask. Lane l holds channels
 // [8l, 8l + 8) of each 256-channel pass: lanes 0-15 form one 128-channel group, lanes 16-31 the
@@ -43,18 +43,19 @@ constexpr int kCastBatch = 8;  // 256-channel passes whose loads are in flight t
 template <class PayloadOf>
 __device__ __forceinline__ void cast_and_send_fp8(const LowLatencyDispatchParams& p,
                                                   const uint16_t* row, uint64_t dest_mask,
-                                                  PayloadOf payload_of, int lane) {
+                                                  PayloadOf payload_of, int lane,
+                                                  int64_t first_pass, int64_t pass_step) {
   const int64_t H = p.c.layout.hidden, passes = (H + 255) / 256;
-  for (int64_t p0 = 0; p0 < passes; p0 += kCastBatch) {
+  for (int64_t p0 = first_pass; p0 < passes; p0 += kCastBatch * pass_step) {
     int4 raw[kCastBatch];
 #pragma unroll
     for (int u = 0; u < kCastBatch; ++u) {
-      const int64_t ch = (p0 + u) * 256 + lane * 8;
+      const int64_t ch = (p0 + u * pass_step) * 256 + lane * 8;
       raw[u] = ch < H ? ld_nc_v4(reinterpret_cast<const int4*>(row + ch)) : make_int4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int u = 0; u < kCastBatch; ++u) {
-      const int64_t ch = (p0 + u) * 256 + lane * 8;
+      const int64_t ch = (p0 + u * pass_step) * 256 + lane * 8;
       const auto* h = reinterpret_cast<const uint16_t*>(&raw[u]);
       float v[8], amax = 0.0f;
 #pragma unroll
@@ -85,8 +86,9 @@ __device__ __forceinline__ void cast_and_send_fp8(const LowLatencyDispatchParams
 // Preconditions: blockDim = kThreads; K <= 16; hidden % 128 == 0 (FP8: one group per warp pass).
 // (0) wait until every peer released this half from call epoch - 2; block 0 publishes the
 //     per-local-expert counts, the token count and the signature ("started") to every peer.
-// (1) warps round-robin over tokens: header to every peer (0 experts where none lives), payload
-//     (BF16 row, or the FP8 cast done once for all peers) to peers with experts, then tags.
+// (1) blocks round-robin over tokens: warp 0 writes the header to every peer (0 experts where
+//     none lives); all warps share the payload (BF16 row, or the FP8 cast done once for all
+//     peers) to peers with experts; then the tags.
 // (2) last block: leave the epoch in the hook slot and advance the epoch counter.
 __global__ void __launch_bounds__(kThreads) ll_dispatch_send_kernel(LowLatencyDispatchParams p) {
   const LowLatencyCommon& c = p.c;
@@ -110,15 +112,21 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_send_kernel(LowLatencyDi
   if (blockIdx.x == 0) {
     for (int32_t e = threadIdx.x; e < c.num_experts; e += blockDim.x) hist[e] = 0;
     __syncthreads();
-    for (int64_t i = threadIdx.x; i < p.num_tokens * p.topk; i += blockDim.x) {
-      const int64_t t = i / p.topk, k = i % p.topk;
-      const int64_t e =
-          load_index(p.topk_idx, p.topk_is_int64, t * p.topk_stride + k * p.topk_stride_k);
-      bool repeat = e < 0 || e >= c.num_experts;
-      for (int64_t k2 = 0; k2 < k && !repeat; ++k2)
-        repeat =
-            load_index(p.topk_idx, p.topk_is_int64, t * p.topk_stride + k2 * p.topk_stride_k) == e;
-      if (!repeat) atomicAdd(&hist[e], 1);
+    // One thread per token, all of its top-k loads in flight; repeats count once.
+    for (int64_t t = threadIdx.x; t < p.num_tokens; t += blockDim.x) {
+      int64_t ek[core::kMaxLowLatencyTopk];
+#pragma unroll
+      for (int k = 0; k < core::kMaxLowLatencyTopk; ++k)
+        ek[k] = k < p.topk ? load_index(p.topk_idx, p.topk_is_int64,
+                                        t * p.topk_stride + k * p.topk_stride_k)
+                           : -1;
+#pragma unroll
+      for (int k = 0; k < core::kMaxLowLatencyTopk; ++k) {
+        bool counted = ek[k] >= 0 && ek[k] < c.num_experts;
+#pragma unroll
+        for (int k2 = 0; k2 < k; ++k2) counted = counted && ek[k2] != ek[k];
+        if (counted) atomicAdd(&hist[ek[k]], 1);
+      }
     }
     __syncthreads();
     for (int32_t i = threadIdx.x; i < R * E_local; i += blockDim.x) {
@@ -137,46 +145,56 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_send_kernel(LowLatencyDi
   }
   const int64_t H = l.hidden;
   const uint32_t tag = static_cast<uint32_t>(epoch);
-  const int64_t total_warps = int64_t{gridDim.x} * kWarps;
-  for (int64_t t = int64_t{warp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += total_warps) {
-    const int64_t e = unique_expert(p, t, lane);
-    uint64_t dest_mask = 0;
-    for (int32_t d = 0; d < R; ++d) {
-      const bool on_d = e >= 0 && e / E_local == d;
-      const uint32_t mask = __ballot_sync(0xffffffffu, on_d);
-      auto* msg =
-          reinterpret_cast<int32_t*>(half_base(c, d, epoch) + l.dispatch_recv_offset +
-                                     (int64_t{me} * l.num_max_tokens + t) * l.message_bytes);
-      if (lane == 0) {
-        msg[0] = static_cast<int32_t>(t);
-        msg[1] = __popc(mask);
+  // One block per token: warp 0 writes the headers, all warps share the payload, so a token's
+  // cast and stores are spread over 16 warps (docs/perf.md, v8).
+  __shared__ uint64_t token_dest_mask;
+  for (int64_t t = blockIdx.x; t < p.num_tokens; t += gridDim.x) {
+    if (warp == 0) {
+      const int64_t e = unique_expert(p, t, lane);
+      uint64_t dest_mask = 0;
+      for (int32_t d = 0; d < R; ++d) {
+        const bool on_d = e >= 0 && e / E_local == d;
+        const uint32_t mask = __ballot_sync(0xffffffffu, on_d);
+        auto* msg =
+            reinterpret_cast<int32_t*>(half_base(c, d, epoch) + l.dispatch_recv_offset +
+                                       (int64_t{me} * l.num_max_tokens + t) * l.message_bytes);
+        if (lane == 0) {
+          msg[0] = static_cast<int32_t>(t);
+          msg[1] = __popc(mask);
+        }
+        if (on_d)
+          msg[4 + __popc(mask & lanemask_lt())] = static_cast<int32_t>(e - int64_t{d} * E_local);
+        if (mask) dest_mask |= 1ull << d;
       }
-      if (on_d)
-        msg[4 + __popc(mask & lanemask_lt())] = static_cast<int32_t>(e - int64_t{d} * E_local);
-      if (mask) dest_mask |= 1ull << d;
+      if (lane == 0) token_dest_mask = dest_mask;
     }
+    __syncthreads();
+    const uint64_t dest_mask = token_dest_mask;
     const uint16_t* row = p.x + t * p.x_stride;
     auto payload_of = [&](int32_t d) {
       return half_base(c, d, epoch) + l.dispatch_recv_offset +
              (int64_t{me} * l.num_max_tokens + t) * l.message_bytes + core::kLowLatencyHeaderBytes;
     };
     if (!p.use_fp8) {
-      // The row is read once and written to up to kMaxCopyDst peers per pass.
-      for (int32_t d0 = 0; d0 < R; d0 += kMaxCopyDst) {
+      // Warp w copies its share of the row, read once, to up to kMaxCopyDst peers per pass.
+      const int64_t vecs = H * 2 / 16, share = (vecs + kWarps - 1) / kWarps;
+      const int64_t begin = warp * share, count = begin < vecs ? min(share, vecs - begin) : 0;
+      for (int32_t d0 = 0; d0 < R && count > 0; d0 += kMaxCopyDst) {
         int4* dst[kMaxCopyDst];
         int n = 0;
         for (int32_t d = d0; d < R && d < d0 + kMaxCopyDst; ++d)
-          if ((dest_mask >> d) & 1) dst[n++] = reinterpret_cast<int4*>(payload_of(d));
+          if ((dest_mask >> d) & 1) dst[n++] = reinterpret_cast<int4*>(payload_of(d)) + begin;
         if (n > 0)
-          warp_multicast_copy<false>(dst, n, reinterpret_cast<const int4*>(row), H * 2 / 16, lane);
+          warp_multicast_copy<false>(dst, n, reinterpret_cast<const int4*>(row) + begin, count,
+                                     lane);
       }
     } else {
-      cast_and_send_fp8(p, row, dest_mask, payload_of, lane);
+      cast_and_send_fp8(p, row, dest_mask, payload_of, lane, warp, kWarps);
     }
-    // __syncwarp orders every lane's header and payload stores before the tag stores below;
+    // bar.sync orders every thread's header and payload stores before the tag stores below;
     // each tag's release (cumulative) carries them to its peer.
-    __syncwarp();
-    for (int32_t d = lane; d < R; d += 32) {
+    __syncthreads();
+    for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
       auto* tags = reinterpret_cast<uint32_t*>(half_base(c, d, epoch) + l.dispatch_tags_offset);
       // Release: this token's header and payload precede its tag on peer d.
       st_release_sys_u32(tags + int64_t{me} * l.num_max_tokens + t, tag);
