@@ -7,7 +7,10 @@
 # the normal-kernel tests under racecheck. The benchmark (epcomm_bench: its --check, the
 # standard setting at 24 and 12 SMs, and the SM and token sweeps) writes LOGDIR/bench.json.
 # World sizes 2..N run on N GPUs; with fewer than 4 GPUs, 3 and 4 ranks also run with ranks
-# sharing GPUs (EPCOMM_TEST_OVERSUBSCRIBE=1; functional coverage only, reported as such).
+# sharing GPUs (EPCOMM_TEST_OVERSUBSCRIBE=1; functional coverage only, reported as such;
+# EPCOMM_CHECK_SHARED="3" narrows that list). EPCOMM_CHECK_MEMCHECK_FILTER narrows memcheck to a
+# GoogleTest filter. Where python3 has torch, the Python package's GPU tests, the MoE example and
+# the Python overhead measurement run too (against this build, without installing).
 set -u
 cd "$(dirname "$0")/.."
 build=1 sanitize=0 bench=1 quick=0 logdir=""
@@ -61,7 +64,7 @@ run_tests() {  # name logname ranks oversubscribe [wrapper...]
 if [ -x "$tests" ] && [ "$ngpu" -ge 1 ]; then
   for r in $(seq 2 "$ngpu"); do run_tests "gpu tests, $r ranks on $r GPUs" "gpu_r$r" "$r" 0; done
   if [ "$ngpu" -lt 4 ] && [ "$ngpu" -ge 1 ]; then
-    for r in 3 4; do
+    for r in ${EPCOMM_CHECK_SHARED:-3 4}; do
       [ "$r" -le "$ngpu" ] && continue
       run_tests "gpu tests, $r ranks sharing $ngpu GPUs" "gpu_r${r}_shared" "$r" 1
     done
@@ -69,7 +72,7 @@ if [ -x "$tests" ] && [ "$ngpu" -ge 1 ]; then
   grep -h "timeout error after" "$logdir"/*.log | head -4 >"$logdir/timeouts.txt"
   if [ "$sanitize" = 1 ]; then
     if command -v compute-sanitizer >/dev/null; then
-      GTEST_FILTER='-*TwoHundred*' run_tests "memcheck, 2 ranks" "memcheck_r2" 2 1 \
+      GTEST_FILTER=${EPCOMM_CHECK_MEMCHECK_FILTER:-'-*TwoHundred*'} run_tests "memcheck, 2 ranks" "memcheck_r2" 2 1 \
         compute-sanitizer --tool memcheck --target-processes all --error-exitcode 9
       GTEST_FILTER='GpuNormal.Bf16*:GpuNormal.WorstCase*' run_tests "racecheck (shared memory), 2 ranks" "racecheck_r2" 2 1 \
         compute-sanitizer --tool racecheck --target-processes all --error-exitcode 9
@@ -117,6 +120,23 @@ PY
   grep -v '^#' "$logdir/bench_std.txt" | head -60 >"$logdir/bench_table.txt"
   python3 scripts/plot_bench.py "$logdir/bench.json" "$logdir/bench.png" 2>"$logdir/plot.log" || add "chart" "FAILED (plot.log)"
 fi
+lib="$PWD/build/release/src/libepcomm.so"
+if [ "$ngpu" -ge 2 ] && [ -f "$lib" ] && python3 -c "import torch" 2>/dev/null; then
+  export EPCOMM_LIBRARY="$lib" PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
+  if timeout 600 python3 -m pytest -q python/tests >"$logdir/python_tests.log" 2>&1; then
+    add "python tests (GPU suite included)" "ok: $(tail -1 "$logdir/python_tests.log")"
+  else
+    add "python tests (GPU suite included)" "FAILED: $(tail -1 "$logdir/python_tests.log")"
+    grep -E "^FAILED|Error" "$logdir/python_tests.log" | head -10
+  fi
+  if timeout 300 python3 examples/moe_layer.py >"$logdir/moe_layer.log" 2>&1; then
+    add "examples/moe_layer.py vs dense" "ok"
+  else
+    add "examples/moe_layer.py vs dense" "FAILED (moe_layer.log)"; tail -5 "$logdir/moe_layer.log"
+  fi
+  timeout 300 python3 python/benchmarks/overhead.py --json "$logdir/python_overhead.json" \
+    >"$logdir/python_overhead.txt" 2>&1 || add "python overhead" "FAILED (python_overhead.txt)"
+fi
 if [ -x "$demo" ]; then
   if timeout 300 "$demo" >"$logdir/demo.log" 2>&1; then add "demo (reference + connectivity)" "ok"; else
     add "demo (reference + connectivity)" "FAILED"; tail -5 "$logdir/demo.log"; fi
@@ -126,6 +146,8 @@ echo
 echo "== epcomm gpu-check: ${card:-no GPU} x ${ngpu}, commit $commit, logs in $logdir =="
 printf '%s\n' "${summary[@]}"
 cat "$logdir/timeouts.txt" 2>/dev/null
+[ -f "$logdir/moe_layer.log" ] && grep -h "MoE layer" "$logdir/moe_layer.log"
+[ -f "$logdir/python_overhead.txt" ] && cat "$logdir/python_overhead.txt"
 [ -f "$logdir/bench_table.txt" ] && { echo "-- benchmark (standard setting; see bench_std.txt) --"; grep -h '^#' "$logdir/bench_std.txt" | head -2; cat "$logdir/bench_table.txt"; }
 grep -q "FAILED" <<<"${summary[*]}" && exit 1
 exit 0

@@ -182,8 +182,9 @@ EPCOMM_API int64_t epcomm_get_low_latency_buffer_size_hint(int32_t num_max_dispa
 /* The recommended Configs for a world size (measured; see docs/perf.md). */
 EPCOMM_API void epcomm_default_dispatch_config(int32_t num_ranks, epcomm_config_t* config);
 EPCOMM_API void epcomm_default_combine_config(int32_t num_ranks, epcomm_config_t* config);
-EPCOMM_API int64_t epcomm_get_normal_buffer_size_hint(int64_t max_tokens_per_rank, int64_t hidden_bytes,
-                                                      int32_t num_ranks, int32_t topk);
+EPCOMM_API int64_t epcomm_get_normal_buffer_size_hint(int64_t max_tokens_per_rank,
+                                                      int64_t hidden_bytes, int32_t num_ranks,
+                                                      int32_t topk);
 EPCOMM_API int64_t epcomm_config_get_nvl_buffer_size_hint(const epcomm_config_t* config,
                                                           int64_t hidden_bytes, int32_t num_ranks);
 
@@ -213,6 +214,11 @@ EPCOMM_API epcomm_status_t epcomm_low_latency_dispatch(epcomm_buffer_t buffer,
 EPCOMM_API epcomm_status_t epcomm_low_latency_combine(epcomm_buffer_t buffer,
                                                       epcomm_low_latency_combine_args_t* args,
                                                       void* stream);
+/* Device address of the zero-copy combine area for `handle`'s shape: BF16 [E_local, R*N_max, H],
+ * contiguous. Write the expert outputs there, then call epcomm_low_latency_combine with
+ * zero_copy = 1. */
+EPCOMM_API epcomm_status_t epcomm_get_next_low_latency_combine_buffer(
+    epcomm_buffer_t buffer, const epcomm_low_latency_handle_t* handle, void** ptr);
 EPCOMM_API epcomm_status_t epcomm_run_low_latency_hook(epcomm_buffer_t buffer, int64_t hook,
                                                        void* stream);
 EPCOMM_API epcomm_status_t epcomm_clean_low_latency_buffer(epcomm_buffer_t buffer,

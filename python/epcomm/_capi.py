@@ -309,6 +309,7 @@ def _declare(lib):
         "epcomm_low_latency_dispatch": ([b, POINTER(LowLatencyDispatchArgs), c_void_p], c_int),
         "epcomm_low_latency_combine": ([b, POINTER(LowLatencyCombineArgs), c_void_p], c_int),
         "epcomm_run_low_latency_hook": ([b, c_int64, c_void_p], c_int),
+        "epcomm_get_next_low_latency_combine_buffer": ([b, POINTER(LowLatencyHandle), POINTER(c_void_p)], c_int),
         "epcomm_clean_low_latency_buffer": ([b, c_int32, c_int32, c_int32, c_void_p], c_int),
     }
     for name, (args, res) in sigs.items():

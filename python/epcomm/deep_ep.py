@@ -7,11 +7,11 @@ support yet raise NotImplementedError naming the argument; none is silently igno
 torch is imported when a Buffer is created (or topk_idx_t is read), so importing this module and
 reading its signatures needs no torch.
 
-Status: the normal-mode methods drive epcomm's tested GPU kernels but this Python layer has not
-yet run on a GPU (issue: Python package). Low-latency methods raise the library's
-not-implemented error until the low-latency kernels land.
+Normal and low-latency methods drive epcomm's GPU kernels over the C ABI (python/tests: the CPU
+tests check the surface and errors; test_gpu.py runs every method on GPUs).
 """
 import ctypes
+import os
 
 from epcomm import _capi as c
 from epcomm import _torch_views as tv
@@ -122,6 +122,10 @@ class Buffer:
         o.rank, o.num_ranks, o.device = self.rank, self.group_size, self._device
         o.num_nvl_bytes, o.num_rdma_bytes = self.num_nvl_bytes, self.num_rdma_bytes
         o.low_latency_mode = int(self.low_latency_mode)
+        # Bound on every cross-rank wait (semantics.md section 7); DeepEP's constructor has no such
+        # argument, so it comes from EPCOMM_TIMEOUT_SECONDS (default: the library's 100 s).
+        if os.environ.get("EPCOMM_TIMEOUT_SECONDS"):
+            o.timeout_seconds = float(os.environ["EPCOMM_TIMEOUT_SECONDS"])
         self._handle = ctypes.c_void_p()
         c.check(c.library().epcomm_buffer_create(ctypes.byref(o), self._gather, None, ctypes.byref(self._handle)))
         self._comm_stream = torch.cuda.Stream(priority=-1)
@@ -329,27 +333,123 @@ class Buffer:
         event = self._exit(compute, async_finish, [x, topk_weights, bias0, bias1, combined, combined_w])
         return combined, combined_w, event
 
-    # ---- low-latency kernels: not implemented in the library yet ----
+    # ---- low-latency kernels ----
+    # Results live in tensors this method allocates; the zero-copy combine buffer and the library's
+    # own areas are double-buffered: the two most recent low-latency calls stay valid, the third
+    # reuses the first one's area (semantics.md section 4).
+    def _ll_stream(self, async_finish):
+        import torch
+
+        compute = torch.cuda.current_stream()
+        if async_finish:
+            self._comm_stream.wait_stream(compute)
+            return compute, self._comm_stream
+        return compute, compute
+
+    def _ll_finish(self, compute, stream, async_finish, tensors):
+        import torch
+
+        if not async_finish:
+            return EventOverlap()
+        event = torch.cuda.Event()
+        event.record(stream)
+        for t in tensors:
+            if t is not None:
+                t.record_stream(stream)
+        return EventOverlap(event, tensors)
+
+    def _ll_hook(self, hook_id, stream, tensors):
+        """The receive half as a callable: launches on the stream current when it is called."""
+        if hook_id < 0:
+            return None
+        import torch
+
+        def hook():
+            c.check(c.library().epcomm_run_low_latency_hook(self._handle, int(hook_id),
+                                                             torch.cuda.current_stream().cuda_stream))
+        hook.tensors = tensors  # keep the outputs alive as long as the hook
+        return hook
+
     @staticmethod
-    def _low_latency_missing(method):
-        raise c.EpcommNotImplementedError(
-            c.NOT_IMPLEMENTED, f"epcomm.deep_ep.Buffer.{method}: the low-latency kernels are not implemented yet")
+    def _ll_handle_c(handle):
+        src_info, layout_range, n_max, hidden, num_experts = handle
+        return c.LowLatencyHandle(tv.view(src_info), tv.view(layout_range), int(n_max), int(hidden), int(num_experts))
 
     def low_latency_dispatch(self, x, topk_idx, num_max_dispatch_tokens_per_rank, num_experts,
                              cumulative_local_expert_recv_stats=None, dispatch_wait_recv_cost_stats=None, use_fp8=True,
                              round_scale=False, use_ue8m0=False, async_finish=False, return_recv_hook=False):
+        import torch
+
         if async_finish and return_recv_hook:
             raise ValueError("low_latency_dispatch: async_finish and return_recv_hook cannot both be set")
-        self._low_latency_missing("low_latency_dispatch")
+        R, H, n_max = self.group_size, x.size(1), int(num_max_dispatch_tokens_per_rank)
+        if num_experts % R != 0:
+            raise ValueError(f"low_latency_dispatch: num_experts: expected a multiple of {R} ranks, got {num_experts}")
+        E_local, rows = num_experts // R, R * n_max
+        compute, stream = self._ll_stream(async_finish)
+        dev = x.device
+        recv_x = torch.empty((E_local, rows, H), dtype=torch.float8_e4m3fn if use_fp8 else torch.bfloat16, device=dev)
+        scales = None
+        if use_fp8:
+            groups = H // 512 if use_ue8m0 else H // 128
+            scales = torch.empty((E_local, groups, rows), dtype=torch.int32 if use_ue8m0 else torch.float32,
+                                 device=dev).transpose(1, 2)
+        count = torch.empty(E_local, dtype=torch.int32, device=dev)
+        src_info = torch.empty((E_local, rows), dtype=torch.int32, device=dev)
+        layout_range = torch.empty((E_local, R), dtype=torch.int64, device=dev)
+        a = c.init(c.LowLatencyDispatchArgs)
+        a.x, a.topk_idx = tv.view(x), tv.view(topk_idx)
+        a.num_max_dispatch_tokens_per_rank, a.num_experts = n_max, int(num_experts)
+        a.use_fp8, a.round_scale, a.use_ue8m0 = int(use_fp8), int(round_scale), int(use_ue8m0)
+        a.cumulative_local_expert_recv_stats = tv.view(cumulative_local_expert_recv_stats)
+        a.dispatch_wait_recv_cost_stats = tv.view(dispatch_wait_recv_cost_stats)
+        a.return_recv_hook = int(return_recv_hook)
+        a.packed_recv_x, a.packed_recv_x_scales, a.packed_recv_count = tv.view(recv_x), tv.view(scales), tv.view(count)
+        handle = (src_info, layout_range, n_max, H, int(num_experts))
+        a.handle = self._ll_handle_c(handle)
+        c.check(c.library().epcomm_low_latency_dispatch(self._handle, ctypes.byref(a), stream.cuda_stream))
+        outputs = [x, topk_idx, recv_x, scales, count, src_info, layout_range, cumulative_local_expert_recv_stats,
+                   dispatch_wait_recv_cost_stats]
+        event = self._ll_finish(compute, stream, async_finish, outputs)
+        hook = self._ll_hook(a.hook, stream, outputs) if return_recv_hook else None
+        recv = (recv_x, scales) if use_fp8 else recv_x
+        return recv, count, handle, event, hook
 
     def low_latency_combine(self, x, topk_idx, topk_weights, handle, use_logfmt=False, zero_copy=False,
                             async_finish=False, return_recv_hook=False, out=None, combine_wait_recv_cost_stats=None):
+        import torch
+
         if use_logfmt:
             _not_supported("use_logfmt", "LogFMT combine")
-        self._low_latency_missing("low_latency_combine")
+        if async_finish and return_recv_hook:
+            raise ValueError("low_latency_combine: async_finish and return_recv_hook cannot both be set")
+        compute, stream = self._ll_stream(async_finish)
+        hidden = int(handle[3])
+        if out is None:
+            out = torch.empty((topk_idx.size(0), hidden), dtype=torch.bfloat16, device=topk_idx.device)
+        a = c.init(c.LowLatencyCombineArgs)
+        a.x = c.absent() if zero_copy else tv.view(x)
+        a.topk_idx, a.topk_weights = tv.view(topk_idx), tv.view(topk_weights)
+        a.handle = self._ll_handle_c(handle)
+        a.use_logfmt, a.zero_copy, a.return_recv_hook = 0, int(zero_copy), int(return_recv_hook)
+        a.out, a.combine_wait_recv_cost_stats = tv.view(out), tv.view(combine_wait_recv_cost_stats)
+        c.check(c.library().epcomm_low_latency_combine(self._handle, ctypes.byref(a), stream.cuda_stream))
+        outputs = [x, topk_idx, topk_weights, out, handle[0], handle[1], combine_wait_recv_cost_stats]
+        event = self._ll_finish(compute, stream, async_finish, outputs)
+        hook = self._ll_hook(a.hook, stream, outputs) if return_recv_hook else None
+        return out, event, hook
 
     def get_next_low_latency_combine_buffer(self, handle):
-        self._low_latency_missing("get_next_low_latency_combine_buffer")
+        """BF16 view [E_local, R*N_max, H] of the zero-copy area (valid until the next LL call)."""
+        import torch
+
+        ptr = ctypes.c_void_p()
+        h = self._ll_handle_c(handle)
+        c.check(c.library().epcomm_get_next_low_latency_combine_buffer(self._handle, ctypes.byref(h), ctypes.byref(ptr)))
+        n_max, hidden, num_experts = int(handle[2]), int(handle[3]), int(handle[4])
+        E_local, rows = num_experts // self.group_size, self.group_size * n_max
+        raw = torch.as_tensor(_RawCuda(ptr.value, E_local * rows * hidden * 2), device=f"cuda:{self._device}")
+        return raw.view(torch.bfloat16).view(E_local, rows, hidden)
 
     def clean_low_latency_buffer(self, num_max_dispatch_tokens_per_rank, hidden, num_experts):
         import torch

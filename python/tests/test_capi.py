@@ -112,6 +112,9 @@ def test_calls_on_a_null_buffer_fail_cleanly():
     with pytest.raises(ValueError):
         c.check(lib.epcomm_dispatch(None, ctypes.byref(args), None))
     assert lib.epcomm_buffer_destroy(None) == c.SUCCESS
+    ptr, h = ctypes.c_void_p(), c.LowLatencyHandle()
+    with pytest.raises(ValueError, match="epcomm_get_next_low_latency_combine_buffer: buffer"):
+        c.check(lib.epcomm_get_next_low_latency_combine_buffer(None, ctypes.byref(h), ctypes.byref(ptr)))
 
 
 def test_tensor_helper_builds_row_major_strides():

@@ -161,7 +161,9 @@ void epcomm_tensor_init(epcomm_tensor_t* t) {
 
 static void fill_config(const epcomm::Config& d, epcomm_config_t* c);
 
-void epcomm_config_init(epcomm_config_t* c) { fill_config(epcomm::Config{}, c); }
+void epcomm_config_init(epcomm_config_t* c) {
+  fill_config(epcomm::Config{}, c);
+}
 
 void epcomm_buffer_options_init(epcomm_buffer_options_t* o) {
   if (o == nullptr) return;
@@ -262,8 +264,8 @@ void epcomm_default_combine_config(int32_t num_ranks, epcomm_config_t* config) {
   fill_config(epcomm::default_combine_config(num_ranks), config);
 }
 
-int64_t epcomm_get_normal_buffer_size_hint(int64_t max_tokens_per_rank, int64_t hidden_bytes, int32_t num_ranks,
-                                           int32_t topk) {
+int64_t epcomm_get_normal_buffer_size_hint(int64_t max_tokens_per_rank, int64_t hidden_bytes,
+                                           int32_t num_ranks, int32_t topk) {
   return epcomm::get_normal_buffer_size_hint(max_tokens_per_rank, hidden_bytes, num_ranks, topk);
 }
 
@@ -479,6 +481,21 @@ epcomm_status_t epcomm_low_latency_combine(epcomm_buffer_t buffer,
     if (auto e = buffer->buffer->low_latency_combine(a, stream, &hook); !e.ok()) return fail(e);
     args->hook = hook.id;
     return EPCOMM_SUCCESS;
+  });
+}
+
+epcomm_status_t epcomm_get_next_low_latency_combine_buffer(
+    epcomm_buffer_t buffer, const epcomm_low_latency_handle_t* handle, void** ptr) {
+  return buffer_call("epcomm_get_next_low_latency_combine_buffer", buffer, [&] {
+    if (handle == nullptr || ptr == nullptr)
+      return epcomm::Error(epcomm::ErrorCode::kInvalidArgument,
+                           "epcomm_get_next_low_latency_combine_buffer: handle and ptr: expected "
+                           "pointers, got null");
+    epcomm::TensorView view;
+    epcomm::Error e =
+        buffer->buffer->get_next_low_latency_combine_buffer(to_handle(*handle), &view);
+    *ptr = e.ok() ? view.data : nullptr;
+    return e;
   });
 }
 

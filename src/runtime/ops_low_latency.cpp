@@ -1,10 +1,6 @@
 // The low-latency operations of semantics.md sections 4-5 on a Buffer. Each validates every
 // argument (shared core validation) and checks the buffer size before anything is launched.
-//
-// The kernels (kernels/low_latency_*.cu) have not yet run on a GPU. Until they are verified they
-// only run when EPCOMM_EXPERIMENTAL_LOW_LATENCY=1 (the GPU tests set it); otherwise the
-// operations report "not implemented yet" after validation, and the CPU reference implements
-// the contract.
+
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -20,23 +16,6 @@ namespace epcomm {
 namespace {
 
 using runtime::cuda_error;
-
-bool experimental_low_latency() {
-  static const bool on = [] {
-    const char* v = std::getenv("EPCOMM_EXPERIMENTAL_LOW_LATENCY");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
-  return on;
-}
-
-Error not_implemented(const char* op) {
-  return Error(
-      ErrorCode::kNotImplemented,
-      std::string(op) +
-          " is not implemented yet on the GPU (arguments were valid; the low-latency kernels await "
-          "verification, EPCOMM_EXPERIMENTAL_LOW_LATENCY=1 enables them); the CPU reference "
-          "implements its contract");
-}
 
 Error check_low_latency_size(const Buffer::Impl& impl, const char* op, int32_t n_max,
                              int32_t hidden, int32_t num_experts) {
@@ -150,7 +129,6 @@ Error Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& args, StreamHan
                                       args.num_experts);
       !e.ok())
     return e;
-  if (!experimental_low_latency()) return not_implemented(op);
   runtime::DeviceGuard guard(impl_->device);
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (auto e = adopt_low_latency_shape(*this, *impl_, args.num_max_dispatch_tokens_per_rank, H,
@@ -207,7 +185,6 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
                                       h.num_experts);
       !e.ok())
     return e;
-  if (!experimental_low_latency()) return not_implemented(op);
   runtime::DeviceGuard guard(impl_->device);
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (auto e = adopt_low_latency_shape(*this, *impl_, h.num_max_dispatch_tokens_per_rank, h.hidden,
@@ -278,7 +255,6 @@ Error Buffer::get_next_low_latency_combine_buffer(const LowLatencyHandle& handle
                                       handle.hidden, handle.num_experts);
       !e.ok())
     return e;
-  if (!experimental_low_latency()) return not_implemented(op);
   const int32_t R = impl_->topo.num_ranks;
   const auto l = core::LowLatencyLayout::make(handle.num_max_dispatch_tokens_per_rank,
                                               handle.hidden, R, handle.num_experts);
@@ -294,7 +270,6 @@ Error Buffer::clean_low_latency_buffer(int32_t n_max, int32_t hidden, int32_t nu
   const char* op = "clean_low_latency_buffer";
   if (auto e = impl_->usable(op); !e.ok()) return e;
   if (auto e = check_low_latency_size(*impl_, op, n_max, hidden, num_experts); !e.ok()) return e;
-  if (!experimental_low_latency()) return not_implemented(op);
   // Collective (every rank calls it): flags, tags and the LL epoch restart from zero on every
   // rank, between two barriers so that no rank writes into a peer's region while it is cleared.
   runtime::DeviceGuard guard(impl_->device);

@@ -1,7 +1,5 @@
 // Low-latency dispatch and combine on R GPUs against the CPU reference (semantics.md 4-5).
 // Rows are compared through src_info and layout_range, never by position.
-// NOTE: written before the low-latency kernels first ran on a GPU; the kernels run only with
-// EPCOMM_EXPERIMENTAL_LOW_LATENCY=1, which these tests set.
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -195,7 +193,6 @@ BufferOptions ll_options(const GpuRank& r, const LlCase& c, double timeout = 10.
 }
 
 TEST(GpuLowLatency, DispatchAndCombineMatchTheReference) {
-  setenv("EPCOMM_EXPERIMENTAL_LOW_LATENCY", "1", 1);
   run_world([](GpuRank& r) {
     std::vector<LlCase> cases = {
         {.name = "bf16", .fp8 = false},
@@ -223,7 +220,6 @@ TEST(GpuLowLatency, DispatchAndCombineMatchTheReference) {
 }
 
 TEST(GpuLowLatency, HookModeAndZeroCopyMatchTheReference) {
-  setenv("EPCOMM_EXPERIMENTAL_LOW_LATENCY", "1", 1);
   run_world([](GpuRank& r) {
     LlCase c{.name = "bf16 hook", .fp8 = false};
     auto buffer = make_buffer(r, ll_options(r, c));
@@ -235,7 +231,6 @@ TEST(GpuLowLatency, HookModeAndZeroCopyMatchTheReference) {
 }
 
 TEST(GpuLowLatency, RankThatStopsIsNamedWithinTheTimeout) {
-  setenv("EPCOMM_EXPERIMENTAL_LOW_LATENCY", "1", 1);
   run_world([](GpuRank& r) {
     LlCase c{.name = "stop", .fp8 = false};
     const double timeout = 2.0;

@@ -1,0 +1,121 @@
+"""What the Python layer (epcomm.deep_ep) adds per call over the library's own host path.
+
+    python3 python/benchmarks/overhead.py [--tokens 128] [--iters 200] [--json FILE]
+
+For each op, at `tokens` tokens per rank on 2 GPUs: the host time of the deep_ep method (argument
+handling, output allocation, stream/event plumbing, the C call) against the host time of the bare
+C ABI call with the same, prebuilt arguments (validation and kernel launches in C++). Both are
+host wall-clock times of issuing the call, with the GPU idle before each call (synchronised,
+untimed), median over `iters` calls. The difference is the Python layer's overhead.
+"""
+import argparse
+import json
+import os
+import socket
+import statistics
+import time
+
+
+class _Recorder:
+    """Stands in for the loaded library and records the C calls a method makes."""
+
+    def __init__(self, lib):
+        self._lib = lib
+        self.calls = []
+
+    def __getattr__(self, name):
+        fn = getattr(self._lib, name)
+
+        def call(*args):
+            self.calls.append((fn, args))
+            return fn(*args)
+
+        return call
+
+
+def _time_host(fn, iters):
+    import torch
+
+    times = []
+    for _ in range(iters):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    torch.cuda.synchronize()
+    return statistics.median(times) * 1e6
+
+
+def worker(rank, world, port, tokens, iters, json_path):
+    import torch
+    import torch.distributed as dist
+
+    os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
+    torch.cuda.set_device(rank)
+    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            device_id=torch.device("cuda", rank))
+    import epcomm._capi as c
+    import epcomm.deep_ep as deep_ep
+
+    H, K, E = 7168, 8, 288 - 288 % world
+    ll_bytes = deep_ep.Buffer.get_low_latency_rdma_size_hint(tokens, H, world, E)
+    buffer = deep_ep.Buffer(dist.group.WORLD, num_nvl_bytes=1 << 30, num_rdma_bytes=ll_bytes, low_latency_mode=True)
+    g = torch.Generator(device="cpu").manual_seed(rank)
+    x = torch.randn((tokens, H), generator=g).to("cuda", torch.bfloat16)
+    idx = torch.stack([torch.randperm(E, generator=g)[:K] for _ in range(tokens)]).cuda()
+    w = torch.rand((tokens, K), generator=g).cuda()
+    per_rank, _, per_expert, in_rank, _ = buffer.get_dispatch_layout(idx, E)
+    recv_x, _, recv_w, _, handle, _ = buffer.dispatch(x, num_tokens_per_rank=per_rank, is_token_in_rank=in_rank,
+                                                      num_tokens_per_expert=per_expert, topk_idx=idx, topk_weights=w)
+    ll_recv, _, ll_handle, _, _ = buffer.low_latency_dispatch(x, idx, tokens, E, use_fp8=False)
+    ops = {
+        "get_dispatch_layout": lambda: buffer.get_dispatch_layout(idx, E),
+        "dispatch (cached)": lambda: buffer.dispatch(x, handle=handle),
+        "combine": lambda: buffer.combine(recv_x, handle, topk_weights=recv_w),
+        "low_latency_dispatch": lambda: buffer.low_latency_dispatch(x, idx, tokens, E),
+        "low_latency_combine": lambda: buffer.low_latency_combine(ll_recv, idx, w, ll_handle),
+    }
+    rows = []
+    real = c.library()
+    for name, op in ops.items():
+        kept = op()  # warm-up; its outputs stay alive for the bare C calls below
+        python_us = _time_host(op, iters)
+        recorder = _Recorder(real)
+        c._lib = recorder
+        kept = op()
+        c._lib = real
+        calls = [(fn, args) for fn, args in recorder.calls if fn.__name__ not in ("epcomm_last_error_message",)]
+        c_us = _time_host(lambda: [fn(*args) for fn, args in calls], iters)
+        del kept
+        rows.append({"op": name, "tokens": tokens, "python_us": round(python_us, 2), "c_abi_us": round(c_us, 2),
+                     "overhead_us": round(python_us - c_us, 2), "card": torch.cuda.get_device_name(), "ranks": world})
+        dist.barrier()
+    if rank == 0:
+        print(f"# epcomm Python overhead, {world} x {torch.cuda.get_device_name()}, {tokens} tokens, hidden {H}, "
+              f"median of {iters} calls (host time of issuing the call)")
+        print(f"# {'op':22s} {'python_us':>10s} {'c_abi_us':>10s} {'overhead_us':>12s}")
+        for r in rows:
+            print(f"  {r['op']:22s} {r['python_us']:10.1f} {r['c_abi_us']:10.1f} {r['overhead_us']:12.1f}")
+        if json_path:
+            with open(json_path, "w") as f:
+                json.dump(rows, f, indent=1)
+    buffer.destroy()
+    dist.destroy_process_group()
+
+
+def main():
+    import torch.multiprocessing as mp
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--tokens", type=int, default=128)
+    p.add_argument("--iters", type=int, default=200)
+    p.add_argument("--json", default="")
+    a = p.parse_args()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(worker, args=(2, port, a.tokens, a.iters, a.json), nprocs=2, join=True)
+
+
+if __name__ == "__main__":
+    main()
