@@ -123,18 +123,18 @@ fi
 lib="$PWD/build/release/src/libepcomm.so"
 if [ "$ngpu" -ge 2 ] && [ -f "$lib" ] && python3 -c "import torch" 2>/dev/null; then
   export EPCOMM_LIBRARY="$lib" PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
-  if timeout 600 python3 -m pytest -q python/tests >"$logdir/python_tests.log" 2>&1; then
+  if timeout 240 python3 -m pytest -q python/tests >"$logdir/python_tests.log" 2>&1; then
     add "python tests (GPU suite included)" "ok: $(tail -1 "$logdir/python_tests.log")"
   else
     add "python tests (GPU suite included)" "FAILED: $(tail -1 "$logdir/python_tests.log")"
     grep -E "^FAILED|Error" "$logdir/python_tests.log" | head -10
   fi
-  if timeout 300 python3 examples/moe_layer.py >"$logdir/moe_layer.log" 2>&1; then
+  if timeout 120 python3 examples/moe_layer.py >"$logdir/moe_layer.log" 2>&1; then
     add "examples/moe_layer.py vs dense" "ok"
   else
     add "examples/moe_layer.py vs dense" "FAILED (moe_layer.log)"; tail -5 "$logdir/moe_layer.log"
   fi
-  timeout 300 python3 python/benchmarks/overhead.py --json "$logdir/python_overhead.json" \
+  timeout 120 python3 python/benchmarks/overhead.py --json "$logdir/python_overhead.json" \
     >"$logdir/python_overhead.txt" 2>&1 || add "python overhead" "FAILED (python_overhead.txt)"
 fi
 if [ -x "$demo" ]; then
