@@ -83,23 +83,18 @@ class Tensor(ctypes.Structure):
     ]
 
 
+_Dims = c_int64 * 4
+
+
 def tensor(data_ptr, dtype, shape, strides=None, device_kind=DEVICE_CUDA, device_index=0):
-    """A Tensor view; strides in elements (row-major when None)."""
-    t = Tensor()
-    t.data = data_ptr
-    t.dtype = dtype
-    t.ndim = len(shape)
+    """A Tensor view; strides in elements (row-major when None). Built in one constructor call:
+    this runs on every operation, so it avoids per-element assignments."""
     if strides is None:
         strides, acc = [], 1
         for s in reversed(shape):
             strides.insert(0, acc)
             acc *= s
-    for i, (s, st) in enumerate(zip(shape, strides)):
-        t.shape[i] = s
-        t.strides[i] = st
-    t.device_kind = device_kind
-    t.device_index = device_index
-    return t
+    return Tensor(data_ptr, dtype, len(shape), _Dims(*shape), _Dims(*strides), device_kind, device_index)
 
 
 def absent():

@@ -5,29 +5,40 @@ import ctypes
 from epcomm import _capi as c
 
 
-def dtype_code(t):
-    import torch
+_CODES = None
 
-    codes = {
-        torch.bfloat16: c.DTYPE_BFLOAT16,
-        torch.float8_e4m3fn: c.DTYPE_FLOAT8_E4M3,
-        torch.float32: c.DTYPE_FLOAT32,
-        torch.int32: c.DTYPE_INT32,
-        torch.int64: c.DTYPE_INT64,
-        torch.bool: c.DTYPE_BOOL,
-    }
-    if t.dtype not in codes:
+
+def _codes():
+    global _CODES
+    if _CODES is None:
+        import torch
+
+        _CODES = {
+            torch.bfloat16: c.DTYPE_BFLOAT16,
+            torch.float8_e4m3fn: c.DTYPE_FLOAT8_E4M3,
+            torch.float32: c.DTYPE_FLOAT32,
+            torch.int32: c.DTYPE_INT32,
+            torch.int64: c.DTYPE_INT64,
+            torch.bool: c.DTYPE_BOOL,
+        }
+    return _CODES
+
+
+def dtype_code(t):
+    code = _codes().get(t.dtype)
+    if code is None:
         raise TypeError(f"expected a tensor of bfloat16, float8_e4m3fn, float32, int32, int64 or bool, got {t.dtype}")
-    return codes[t.dtype]
+    return code
 
 
 def view(t):
-    """The C view of a torch tensor (absent for None). The tensor must outlive the call."""
+    """The C view of a torch tensor (absent for None). The tensor must outlive the call.
+    Runs for every tensor of every call: one attribute read each, no torch.device objects."""
     if t is None:
         return c.absent()
-    kind = c.DEVICE_CUDA if t.is_cuda else c.DEVICE_CPU
-    return c.tensor(t.data_ptr(), dtype_code(t), list(t.shape), list(t.stride()), kind,
-                    t.device.index if t.is_cuda else 0)
+    device = t.get_device()  # -1 for CPU tensors
+    return c.tensor(t.data_ptr(), dtype_code(t), t.shape, t.stride(),
+                    c.DEVICE_CUDA if device >= 0 else c.DEVICE_CPU, max(device, 0))
 
 
 def torch_all_gather(group):
