@@ -86,6 +86,9 @@ class EPCOMM_EXPORT Buffer {
   Error dispatch(const DispatchArgs& args, StreamHandle stream);
   Error combine(const CombineArgs& args, StreamHandle stream);
   // With return_recv_hook, *hook receives the pending receive; run it with run_low_latency_hook.
+  // A low-latency call whose (N_max, hidden, num_experts) differs from the previous one's is
+  // collective like every call, and first clears the low-latency buffers between two barriers;
+  // receives still pending from the old shape and its zero-copy view are invalid after it.
   Error low_latency_dispatch(const LowLatencyDispatchArgs& args, StreamHandle stream,
                              LowLatencyHook* hook);
   Error low_latency_combine(const LowLatencyCombineArgs& args, StreamHandle stream,
