@@ -43,6 +43,8 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   const uint32_t tag = static_cast<uint32_t>(epoch);
   uint8_t* const my_signals = p.peer_bases[me] + p.signal_offset;
   const core::NormalArea& a = p.area;
+  uint64_t* const trace = p.trace ? p.trace + blockIdx.x * kCombineTraceSlots : nullptr;
+  if (trace && threadIdx.x == 0) trace[0] = global_timer_ns();
   __shared__ int32_t prefix_me[kMaxCombineRanks];      // rank_prefix_matrix[s][me]
   __shared__ int32_t my_base[kMaxCombineRanks];        // where rows from rank d start in my area
   __shared__ int32_t my_first_slot[kMaxCombineRanks];  // rank_prefix_matrix[me - 1][d]
@@ -125,6 +127,8 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       if (lane == 0)
         st_release_sys_u32(reinterpret_cast<uint32_t*>(area + a.tag_offset) + row, tag);
     }
+    if (trace && lane == 0)
+      atomicMax(reinterpret_cast<unsigned long long*>(trace + 1), global_timer_ns());
   } else {
     // ---- phase 2: reduce, concurrently with the sends ----
     const int rwarp = warp - kSendWarps;
@@ -185,12 +189,20 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
         // slower on 2 x H200: docs/perf.md, v8.)
         if (lane == 0) warp_failed[rwarp] = false;
         __syncwarp();
-        for (int32_t d = lane; d < R; d += 32)
+        for (int32_t d = lane; d < R; d += 32) {
+          if (warp_tags[rwarp][d] == nullptr) continue;
+          const uint32_t* row_tag = warp_tags[rwarp][d];
+          if (ld_acquire_sys_u32(row_tag) == tag) continue;
+          const uint64_t t0 = trace ? global_timer_ns() : 0;
           // Acquire: rank d's row is visible once its tag shows this epoch.
-          if (warp_tags[rwarp][d] != nullptr &&
-              !bounded_wait(p.wait, d, core::WaitStage::kDataArrival,
-                            [&] { return ld_acquire_sys_u32(warp_tags[rwarp][d]) == tag; }))
+          if (!bounded_wait(p.wait, d, core::WaitStage::kDataArrival,
+                            [&] { return ld_acquire_sys_u32(row_tag) == tag; }))
             warp_failed[rwarp] = true;
+          if (trace) {
+            atomicAdd(reinterpret_cast<unsigned long long*>(trace + 4), global_timer_ns() - t0);
+            atomicAdd(reinterpret_cast<unsigned long long*>(trace + 5), 1ull);
+          }
+        }
         __syncwarp();
         if (warp_failed[rwarp]) break;
         // kChunks chunks per lane at once: their loads are in flight together.
@@ -240,8 +252,11 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       }
     }
   }
+  if (trace && warp >= kSendWarps && lane == 0)
+    atomicMax(reinterpret_cast<unsigned long long*>(trace + 2), global_timer_ns());
   // ---- phase 3 ----
   const bool last = last_block_done(p.counters);
+  if (trace && threadIdx.x == 0) trace[3] = global_timer_ns();
   if (last && threadIdx.x == 0) *p.epoch_counter = epoch;
   if (last && threadIdx.x < R) {
     // Release: our reads of the combine area are done; rank threadIdx.x may overwrite it.

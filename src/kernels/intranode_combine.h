@@ -42,7 +42,13 @@ struct CombineParams {
   uint64_t signature;
   int32_t num_ranks, rank;
   WaitContext wait;
+  // Null, or [gridDim.x][kCombineTraceSlots] (EPCOMM_TRACE=1, runtime/trace.h): per block, the
+  // global-timer ns of the start, the last sender warp done, the last reducer warp done, the end,
+  // and the reducers' summed wait ns and number of waits. Zeroed by the launcher's caller.
+  uint64_t* trace;
 };
+
+constexpr int kCombineTraceSlots = 6;
 
 cudaError_t launch_intranode_combine(const CombineParams& params, int num_sms, cudaStream_t stream);
 

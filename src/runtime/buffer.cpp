@@ -255,6 +255,7 @@ Error Buffer::Impl::release() {
     if (notify_host)
       keep(cuda_error(cudaFreeHost(notify_host), "cudaFreeHost of the notify counts"));
     if (epochs) keep(cuda_error(cudaFree(epochs), "cudaFree of epoch counters"));
+    runtime::free_trace(combine_trace);
   }
   peer_bases.clear();
   peer_opened.clear();
@@ -420,6 +421,7 @@ Error Buffer::synchronize(StreamHandle stream) {
     }
     std::this_thread::sleep_for(std::chrono::microseconds(waited < 0.01 ? 5 : 200));
   }
+  runtime::report_combine_trace(impl_->combine_trace, impl_->topo.rank);
   return impl_->read_error_record();
 }
 

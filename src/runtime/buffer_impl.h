@@ -16,6 +16,7 @@
 #include "kernels/device/wait_context.h"
 #include "kernels/low_latency.h"
 #include "kernels/notify.h"
+#include "runtime/trace.h"
 
 namespace epcomm {
 
@@ -54,8 +55,9 @@ struct Buffer::Impl {
   };
   PendingHook pending[kHookSlots];
   int64_t next_hook_id = 0;
-  uint64_t ll_shape_key = 0;  // (N_max, hidden, E) of the last LL call; 0 before the first
-  Error failure;              // set once the Buffer failed; every later op returns it
+  uint64_t ll_shape_key = 0;       // (N_max, hidden, E) of the last LL call; 0 before the first
+  BufferTraceState combine_trace;  // EPCOMM_TRACE=1 only
+  Error failure;                   // set once the Buffer failed; every later op returns it
   bool destroyed = false;
 
   kernels::WaitContext wait_context(core::OpId op) const {

@@ -271,6 +271,10 @@ Error Buffer::combine(const CombineArgs& args, StreamHandle stream) {
   p.num_ranks = R;
   p.rank = impl_->topo.rank;
   p.wait = impl_->wait_context(core::OpId::kCombine);
+  if (auto e = runtime::arm_combine_trace(impl_->combine_trace, args.config.num_sms,
+                                          as_stream(stream), &p.trace);
+      !e.ok())
+    return e;
   return cuda_error(kernels::launch_intranode_combine(p, args.config.num_sms, as_stream(stream)),
                     "combine kernel launch");
 }

@@ -1,0 +1,30 @@
+// Optional phase trace of the normal combine (EPCOMM_TRACE=1), for finding where its time goes:
+// per block, when the senders and the reducers finished and how long the reducers waited for
+// rows (kernels/intranode_combine.h). Off by default; costs nothing when off.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "epcomm/error.h"
+
+namespace epcomm {
+struct BufferTraceState {
+  uint64_t* device = nullptr;  // [blocks][kCombineTraceSlots]
+  int blocks = 0;
+  bool pending = false;  // a traced combine was launched and not reported yet
+};
+}  // namespace epcomm
+
+namespace epcomm::runtime {
+
+bool trace_enabled();
+// Allocates (once) and zeroes the trace for a combine of `blocks` blocks on `stream`; *out is
+// the device array to pass to the kernel, or null when tracing is off.
+Error arm_combine_trace(BufferTraceState& state, int blocks, cudaStream_t stream, uint64_t** out);
+// After the stream finished: prints one summary line for `rank` to stderr and clears pending.
+void report_combine_trace(BufferTraceState& state, int32_t rank);
+void free_trace(BufferTraceState& state);
+
+}  // namespace epcomm::runtime
