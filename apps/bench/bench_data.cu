@@ -12,6 +12,13 @@ __global__ void fill_kernel(uint16_t* x, int64_t T, int64_t H, uint64_t seed, in
     x[i] = bench_value(seed, rank, i / H, i % H);
 }
 
+// Stand-in computation that occupies every SM (8 blocks of 256 threads per SM, dependent FMAs).
+__global__ void busy_kernel(float* sink, int iters) {
+  float x = static_cast<float>(threadIdx.x);
+  for (int i = 0; i < iters; ++i) x = fmaf(x, 1.0001f, 0.5f);
+  if (x == 12345.0f) sink[0] = x;  // keeps the loop
+}
+
 // One warp per (token, 128-channel group).
 __global__ void cast_kernel(const uint16_t* x, uint8_t* q, float* scales, int64_t T, int64_t H) {
   const int64_t groups = H / core::kFp8GroupSize;
@@ -67,6 +74,11 @@ std::vector<int64_t> bench_topk(int64_t T, int64_t K, int32_t E, bool skewed, ui
     for (int64_t k = 0; k < K; ++k) idx[t * K + k] = experts[k];
   }
   return idx;
+}
+
+cudaError_t launch_busy(float* sink, int iters, int num_sms, cudaStream_t stream) {
+  busy_kernel<<<num_sms * 8, 256, 0, stream>>>(sink, iters);
+  return cudaGetLastError();
 }
 
 }  // namespace epcomm::bench

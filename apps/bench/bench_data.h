@@ -35,6 +35,10 @@ cudaError_t fill_bench_x(uint16_t* x, int64_t num_tokens, int64_t hidden, uint64
 cudaError_t cast_bench_fp8(const uint16_t* x, uint8_t* x_fp8, float* scales, int64_t num_tokens,
                            int64_t hidden, cudaStream_t stream);
 
+// A computation kernel on every SM (about 0.2 ms with iters = 20000 on an H100/H200), for the
+// hook-mode overlap measurement.
+cudaError_t launch_busy(float* sink, int iters, int num_sms, cudaStream_t stream);
+
 // Top-k routing [T, K] int64: K distinct experts per token; "skewed" sends half the tokens'
 // first choice to expert 0.
 std::vector<int64_t> bench_topk(int64_t num_tokens, int64_t topk, int32_t num_experts, bool skewed,

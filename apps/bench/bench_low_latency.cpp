@@ -105,6 +105,23 @@ RankBench bench_low_latency(harness::RankContext& ctx, Buffer& buffer, Nccl* ncc
       },
       [&] { check(buffer.run_low_latency_hook(hook, s), "ll combine hook"); }, no_op));
 
+  // Hook-mode overlap: a computation on every SM between the send and the receive. The transfer
+  // overlaps when send + compute + receive takes about compute + receive, not compute + dispatch.
+  {
+    int sms = 0;
+    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "attribute");
+    DevMem sink(4);
+    const int iters = 20000;
+    out.samples.push_back(timer.time("ll_overlap_compute", "-", 0, 0, [&] {
+      check_cuda(launch_busy(sink.as<float>(), iters, sms, s), "busy");
+    }));
+    out.samples.push_back(timer.time("ll_overlap_send_compute_recv", dtype, dispatch_bytes, 0, [&] {
+      check(buffer.low_latency_dispatch(dh, s, &hook), "ll dispatch send");
+      check_cuda(launch_busy(sink.as<float>(), iters, sms, s), "busy");
+      check(buffer.run_low_latency_hook(hook, s), "ll dispatch hook");
+    }));
+  }
+
   if (nccl && comm) {
     // Baseline: each token's row once to every rank that holds one of its experts, packed per
     // destination, and the same rows back as BF16 (the reduction over local experts excluded).

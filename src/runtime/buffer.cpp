@@ -212,7 +212,8 @@ Error Buffer::Impl::read_error_record() {
     case core::WaitStage::kArgumentMismatch:
       code = ErrorCode::kInvalidArgument;
       os << ": rank " << rec.peer
-         << " called with a different hidden size, dtype or top-k than this rank"
+         << " called with a different hidden size, dtype or top-k (low-latency: or N_max, "
+            "expert count, FP8 options) than this rank"
          << " (call signatures " << std::hex << rec.value << " vs " << rec.limit << std::dec << ")";
       break;
     default:

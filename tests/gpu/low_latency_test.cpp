@@ -263,5 +263,79 @@ TEST(GpuLowLatency, RankThatStopsIsNamedWithinTheTimeout) {
   });
 }
 
+// Semantics.md section 7 for the low-latency ops: T > N_max is rejected before launch; an
+// out-of-range expert id is found on the GPU and reported; a hidden size that differs between
+// ranks is reported by every rank (as a mismatch, or as a wait for the rank that differs), never
+// silently mixed.
+TEST(GpuLowLatency, BadInputsAreRejectedOrReported) {
+  run_world([](GpuRank& r) {
+    const int32_t R = r.ctx->num_ranks, me = r.ctx->rank;
+    LlCase c{.name = "bad", .fp8 = false};
+    LlCase wide = c;
+    wide.hidden = 2048;
+    const LlExpected want = ll_reference(c, R, 77), want_wide = ll_reference(wide, R, 77);
+    auto dispatch_args = [&](const LlExpected& w, const LlCase& cs, std::vector<DeviceTensor>& keep,
+                             const HostTensor& topk_host) {
+      const RankInputs& in = w.inputs[me];
+      keep.clear();
+      keep.emplace_back(in.x, r.device);
+      keep.emplace_back(topk_host, r.device);
+      keep.emplace_back(w.recv_x[me], r.device);
+      keep.emplace_back(w.count[me], r.device);
+      keep.emplace_back(w.src_info[me], r.device);
+      keep.emplace_back(w.range[me], r.device);
+      LowLatencyDispatchArgs a;
+      a.x = keep[0].view();
+      a.topk_idx = keep[1].view();
+      a.num_max_dispatch_tokens_per_rank = cs.n_max;
+      a.num_experts = cs.experts_per_rank * R;
+      a.use_fp8 = false;
+      a.packed_recv_x = keep[2].view();
+      a.packed_recv_count = keep[3].view();
+      a.handle = LowLatencyHandle{keep[4].view(), keep[5].view(), cs.n_max,
+                                  static_cast<int32_t>(cs.hidden), a.num_experts};
+      return a;
+    };
+    std::vector<DeviceTensor> keep;
+    {
+      auto buffer = make_buffer(r, ll_options(r, wide, 5.0));
+      ASSERT_TRUE(buffer);
+      // T > N_max: x has N_max - rank rows; claim N_max = 4.
+      LowLatencyDispatchArgs a = dispatch_args(want, c, keep, want.inputs[me].topk_idx);
+      a.num_max_dispatch_tokens_per_rank = 4;
+      a.handle.num_max_dispatch_tokens_per_rank = 4;
+      Error e = buffer->low_latency_dispatch(a, r.stream, nullptr);
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.to_string();
+      EXPECT_NE(e.message().find("num_max_dispatch_tokens_per_rank"), std::string::npos)
+          << e.message();
+      // Hidden differs on the last rank: every rank reports an error within the timeout.
+      a = (me == R - 1) ? dispatch_args(want_wide, wide, keep, want_wide.inputs[me].topk_idx)
+                        : dispatch_args(want, c, keep, want.inputs[me].topk_idx);
+      ASSERT_TRUE(buffer->low_latency_dispatch(a, r.stream, nullptr).ok());
+      e = buffer->synchronize(r.stream);
+      EXPECT_FALSE(e.ok()) << "rank " << me << ": a hidden mismatch went unreported";
+      r.ctx->host_barrier();
+    }
+    {
+      auto buffer = make_buffer(r, ll_options(r, c, 5.0));
+      ASSERT_TRUE(buffer);
+      HostTensor bad_topk = want.inputs[me].topk_idx;  // one id past the last expert on rank 0
+      if (me == 0 && bad_topk.dtype() == DType::kInt64)
+        bad_topk.at<int64_t>({0, 0}) = int64_t{c.experts_per_rank} * R;
+      if (me == 0 && bad_topk.dtype() == DType::kInt32)
+        bad_topk.at<int32_t>({0, 0}) = c.experts_per_rank * R;
+      LowLatencyDispatchArgs a = dispatch_args(want, c, keep, bad_topk);
+      ASSERT_TRUE(buffer->low_latency_dispatch(a, r.stream, nullptr).ok());
+      const Error e = buffer->synchronize(r.stream);
+      if (me == 0) {
+        EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.to_string();
+        EXPECT_NE(e.message().find("topk_idx: expected -1 or an expert id"), std::string::npos)
+            << e.message();
+      }
+      r.ctx->host_barrier();
+    }
+  });
+}
+
 }  // namespace
 }  // namespace epcomm::testing
