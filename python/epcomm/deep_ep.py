@@ -129,6 +129,7 @@ class Buffer:
         self._handle = ctypes.c_void_p()
         c.check(c.library().epcomm_buffer_create(ctypes.byref(o), self._gather, None, ctypes.byref(self._handle)))
         self._comm_stream = torch.cuda.Stream(priority=-1)
+        self._enter_event, self._exit_event = torch.cuda.Event(), torch.cuda.Event()
 
     # ---- lifetime ----
     def destroy(self):
@@ -207,7 +208,10 @@ class Buffer:
         if previous_event is not None:
             self._comm_stream.wait_event(previous_event.event)
         else:
-            self._comm_stream.wait_stream(compute)
+            # One reusable event instead of wait_stream's new event per call (a wait uses the
+            # event's most recent record at the time it is enqueued, so reuse is safe).
+            self._enter_event.record(compute)
+            self._comm_stream.wait_event(self._enter_event)
         return compute
 
     def _exit(self, compute, async_finish, tensors):
@@ -220,7 +224,8 @@ class Buffer:
                 if t is not None:
                     t.record_stream(self._comm_stream)
             return EventOverlap(event, tensors)
-        compute.wait_stream(self._comm_stream)
+        self._exit_event.record(self._comm_stream)
+        compute.wait_event(self._exit_event)
         return EventOverlap()
 
     def _alloc(self, allocate_on_comm_stream):
