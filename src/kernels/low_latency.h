@@ -64,17 +64,39 @@ struct LowLatencyCombineParams {
 };
 
 #if defined(__CUDACC__)
+}  // namespace epcomm::kernels
+#include "kernels/device/ptx.cuh"
+namespace epcomm::kernels {
+
 // Base of rank `rank`'s half for the LL call of `epoch`, as mapped in this process.
 __device__ __forceinline__ uint8_t* half_base(const LowLatencyCommon& c, int32_t rank,
                                               uint64_t epoch) {
   return c.peer_bases[rank] + c.region_offset + c.layout.half_offset(epoch);
 }
+constexpr int kLowLatencyThreads = 512;
+
+// Zeroes the kernel's block counter (last_block_done), then launches it on every block.
+template <class Params>
+cudaError_t launch_with_counter(void (*kernel)(Params), const Params& p, uint32_t* counter,
+                                int num_blocks, cudaStream_t stream) {
+  if (cudaError_t e = cudaMemsetAsync(counter, 0, sizeof(uint32_t), stream)) return e;
+  kernel<<<num_blocks, kLowLatencyThreads, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
 // Field `field` of `peer`'s signal slot in rank `rank`'s control area, for the half of `epoch`.
 template <class T>
 __device__ __forceinline__ T* signal_at(const LowLatencyCommon& c, int32_t rank, uint64_t epoch,
                                         int32_t peer, int32_t field) {
   return reinterpret_cast<T*>(c.peer_bases[rank] + c.region_offset +
                               c.layout.signal(epoch, peer, field));
+}
+// A receive kernel's last block tells every rank that this rank finished reading what it wrote
+// into the half of `epoch` (the caller's bar.sync orders the block's reads before this).
+__device__ __forceinline__ void release_half(const LowLatencyCommon& c, uint64_t epoch) {
+  for (int32_t d = threadIdx.x; d < c.num_ranks; d += blockDim.x)
+    // Release: our reads of what rank d wrote precede its next write into this half.
+    st_release_sys(signal_at<uint64_t>(c, d, epoch, c.rank, core::kLlReleased), epoch);
 }
 #endif
 

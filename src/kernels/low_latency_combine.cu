@@ -14,7 +14,7 @@
 namespace epcomm::kernels {
 namespace {
 
-constexpr int kThreads = 512;
+constexpr int kThreads = kLowLatencyThreads;
 constexpr int kWarps = kThreads / 32;
 
 // Preconditions: blockDim = kThreads.
@@ -209,27 +209,19 @@ __global__ void __launch_bounds__(kThreads) ll_combine_recv_kernel(LowLatencyCom
     for (int i = 0; i < 4; ++i) o2[i] = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
     *reinterpret_cast<int4*>(p.out + t * p.out_stride + ch) = out;
   }
-  if (!last_block_done(c.counters + 1)) return;
-  for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
-    // Release: we finished reading what rank d wrote into this half.
-    st_release_sys(signal_at<uint64_t>(c, d, epoch, me, core::kLlReleased), epoch);
-  }
+  if (last_block_done(c.counters + 1)) release_half(c, epoch);
 }
 
 }  // namespace
 
 cudaError_t launch_ll_combine_send(const LowLatencyCombineParams& p, int num_blocks,
                                    cudaStream_t stream) {
-  if (cudaError_t e = cudaMemsetAsync(p.c.counters, 0, sizeof(uint32_t), stream)) return e;
-  ll_combine_send_kernel<<<num_blocks, kThreads, 0, stream>>>(p);
-  return cudaGetLastError();
+  return launch_with_counter(ll_combine_send_kernel, p, p.c.counters, num_blocks, stream);
 }
 
 cudaError_t launch_ll_combine_recv(const LowLatencyCombineParams& p, int num_blocks,
                                    cudaStream_t stream) {
-  if (cudaError_t e = cudaMemsetAsync(p.c.counters + 1, 0, sizeof(uint32_t), stream)) return e;
-  ll_combine_recv_kernel<<<num_blocks, kThreads, 0, stream>>>(p);
-  return cudaGetLastError();
+  return launch_with_counter(ll_combine_recv_kernel, p, p.c.counters + 1, num_blocks, stream);
 }
 
 }  // namespace epcomm::kernels

@@ -11,7 +11,7 @@
 namespace epcomm::kernels {
 namespace {
 
-constexpr int kThreads = 512;
+constexpr int kThreads = kLowLatencyThreads;
 constexpr int kWarps = kThreads / 32;
 
 // Expert of lane `lane` (< K) for token t, or -1 when masked or a repeat of a lower lane's.
@@ -338,28 +338,21 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDi
     p.packed_recv_count[j] = total;
     if (p.cumulative_stats) p.cumulative_stats[j] += total;
   }
-  // bar.sync orders the block's reads of the half before the releases below.
+  // bar.sync orders the block's reads of the half before the releases.
   __syncthreads();
-  for (int32_t s = threadIdx.x; s < R; s += blockDim.x) {
-    // Release: we finished reading what source s wrote into this half.
-    st_release_sys(signal_at<uint64_t>(c, s, epoch, me, core::kLlReleased), epoch);
-  }
+  release_half(c, epoch);
 }
 
 }  // namespace
 
 cudaError_t launch_ll_dispatch_send(const LowLatencyDispatchParams& p, int num_blocks,
                                     cudaStream_t stream) {
-  if (cudaError_t e = cudaMemsetAsync(p.c.counters, 0, sizeof(uint32_t), stream)) return e;
-  ll_dispatch_send_kernel<<<num_blocks, kThreads, 0, stream>>>(p);
-  return cudaGetLastError();
+  return launch_with_counter(ll_dispatch_send_kernel, p, p.c.counters, num_blocks, stream);
 }
 
 cudaError_t launch_ll_dispatch_recv(const LowLatencyDispatchParams& p, int num_blocks,
                                     cudaStream_t stream) {
-  if (cudaError_t e = cudaMemsetAsync(p.c.counters + 1, 0, sizeof(uint32_t), stream)) return e;
-  ll_dispatch_recv_kernel<<<num_blocks, kThreads, 0, stream>>>(p);
-  return cudaGetLastError();
+  return launch_with_counter(ll_dispatch_recv_kernel, p, p.c.counters + 1, num_blocks, stream);
 }
 
 }  // namespace epcomm::kernels
