@@ -74,7 +74,7 @@ if [ -x "$tests" ] && [ "$ngpu" -ge 1 ]; then
     if command -v compute-sanitizer >/dev/null; then
       GTEST_FILTER=${EPCOMM_CHECK_MEMCHECK_FILTER:-'-*TwoHundred*'} run_tests "memcheck, 2 ranks" "memcheck_r2" 2 1 \
         compute-sanitizer --tool memcheck --target-processes all --error-exitcode 9
-      GTEST_FILTER='GpuNormal.Bf16*:GpuNormal.WorstCase*' run_tests "racecheck (shared memory), 2 ranks" "racecheck_r2" 2 1 \
+      GTEST_FILTER='GpuNormal.Bf16*:GpuNormal.WorstCase*:GpuLowLatency.DispatchAndCombine*' run_tests "racecheck (shared memory), 2 ranks" "racecheck_r2" 2 1 \
         compute-sanitizer --tool racecheck --target-processes all --error-exitcode 9
     else
       add "memcheck" "compute-sanitizer not found"
