@@ -130,6 +130,9 @@ class Buffer:
         c.check(c.library().epcomm_buffer_create(ctypes.byref(o), self._gather, None, ctypes.byref(self._handle)))
         self._comm_stream = torch.cuda.Stream(priority=-1)
         self._enter_event, self._exit_event = torch.cuda.Event(), torch.cuda.Event()
+        # Default Configs as C structs, built once (each call would otherwise build two).
+        self._dispatch_config_c = Buffer.get_dispatch_config(self.group_size)._c()
+        self._combine_config_c = Buffer.get_combine_config(self.group_size)._c()
 
     # ---- lifetime ----
     def destroy(self):
@@ -261,7 +264,7 @@ class Buffer:
 
         if num_tokens_per_rdma_rank is not None:
             _not_supported("num_tokens_per_rdma_rank", "multi-node dispatch")
-        config = config or Buffer.get_dispatch_config(self.group_size)
+        config_c = self._dispatch_config_c if config is None else config._c()
         fp8 = isinstance(x, tuple)
         x_data, x_scales = (x[0], x[1]) if fp8 else (x, None)
         T, H, R = x_data.size(0), x_data.size(1), self.group_size
@@ -282,7 +285,7 @@ class Buffer:
                 counts = (ctypes.c_int32 * E_local)()
                 n = c.init(c.DispatchNotifyArgs)
                 n.num_tokens_per_rank, n.num_tokens_per_expert = tv.view(num_tokens_per_rank), tv.view(num_tokens_per_expert)
-                n.is_token_in_rank, n.expert_alignment, n.config, n.handle = tv.view(in_rank), int(expert_alignment), config._c(), h
+                n.is_token_in_rank, n.expert_alignment, n.config, n.handle = tv.view(in_rank), int(expert_alignment), config_c, h
                 n.num_recv_tokens_per_expert = ctypes.cast(counts, ctypes.POINTER(ctypes.c_int32))
                 n.num_local_experts = E_local
                 c.check(lib.epcomm_dispatch_notify(self._handle, ctypes.byref(n), stream))
@@ -301,7 +304,7 @@ class Buffer:
             a.topk_idx, a.topk_weights = tv.view(topk_idx), tv.view(topk_weights)
             a.num_tokens_per_rank, a.num_tokens_per_expert = tv.view(num_tokens_per_rank), tv.view(num_tokens_per_expert)
             a.is_token_in_rank, a.num_experts = tv.view(in_rank), int(num_tokens_per_expert.size(0))
-        a.expert_alignment, a.num_worst_tokens, a.cached, a.config = int(expert_alignment), int(num_worst_tokens), int(cached), config._c()
+        a.expert_alignment, a.num_worst_tokens, a.cached, a.config = int(expert_alignment), int(num_worst_tokens), int(cached), config_c
         a.handle = c.DispatchHandle(tv.view(rank_prefix_matrix), tv.view(recv_src_idx), tv.view(in_rank),
                                     tv.view(send_slot), 0 if num_worst_tokens else num_recv)
         a.recv_x, a.recv_x_scales, a.recv_topk_idx, a.recv_topk_weights = (
@@ -319,7 +322,7 @@ class Buffer:
                 allocate_on_comm_stream=False):
         import torch
 
-        config = config or Buffer.get_combine_config(self.group_size)
+        config_c = self._combine_config_c if config is None else config._c()
         rank_prefix_matrix, recv_src_idx, in_rank, send_slot, num_recv = handle
         bias0, bias1 = (bias if isinstance(bias, tuple) else (bias, None)) if bias is not None else (None, None)
         compute = self._enter(previous_event, async_finish, allocate_on_comm_stream)
@@ -332,7 +335,7 @@ class Buffer:
         a.x = tv.view(x)
         a.handle = c.DispatchHandle(tv.view(rank_prefix_matrix), tv.view(recv_src_idx), tv.view(in_rank),
                                     tv.view(send_slot), int(num_recv))
-        a.topk_weights, a.bias0, a.bias1, a.config = tv.view(topk_weights), tv.view(bias0), tv.view(bias1), config._c()
+        a.topk_weights, a.bias0, a.bias1, a.config = tv.view(topk_weights), tv.view(bias0), tv.view(bias1), config_c
         a.combined_x, a.combined_topk_weights = tv.view(combined), tv.view(combined_w)
         c.check(c.library().epcomm_combine(self._handle, ctypes.byref(a), self._comm_stream.cuda_stream))
         event = self._exit(compute, async_finish, [x, topk_weights, bias0, bias1, combined, combined_w])
