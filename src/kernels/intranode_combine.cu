@@ -6,14 +6,28 @@
 
 #include <cuda_bf16.h>
 
+#include <cstdlib>
+#include <cstring>
+
 namespace epcomm::kernels {
 namespace {
 
 constexpr int kCombineThreads = 512;
 constexpr int kWarps = kCombineThreads / 32;
 constexpr int kSendWarps = 6;  // warps 0..5 send rows back, 6..15 reduce (docs/perf.md, v6)
-constexpr int kReduceWarps = kWarps - kSendWarps;
 constexpr int kMaxCombineRanks = 64;
+
+// How one launch divides the work (docs/perf.md, v8, 4-GPU section). kFused: sender and reducer
+// warps side by side in one kernel (the default). kSendOnly + kReduceOnly: two kernels back to
+// back, so no warp spins on a tag while this rank's own sends are in flight; selected with
+// EPCOMM_COMBINE_SPLIT=1 to measure it against kFused.
+enum CombineMode : int { kFused = 0, kSendOnly = 1, kReduceOnly = 2 };
+template <int kMode>
+struct CombineWarps {
+  static constexpr int kSenders = kMode == kFused ? kSendWarps : (kMode == kSendOnly ? kWarps : 0);
+  static constexpr int kReducers = kWarps - kSenders;
+  static constexpr int kReducerRows = kReducers > 0 ? kReducers : 1;  // shared array extent
+};
 constexpr int kChunks = 4;  // 16-byte chunks per lane in flight in the reduce
 
 __device__ __forceinline__ void add_bf16x8(float* acc, const int4& v) {
@@ -34,7 +48,11 @@ __device__ __forceinline__ void add_bf16x8(float* acc, const int4& v) {
 // (2) reducer warps, concurrently: per token, wait for the tags of its rows, sum them in
 //     ascending rank order in float32 (our own rows straight from x), add the biases, round once.
 // (3) last block: advance the epoch, tell every rank its rows were consumed.
+template <int kMode>
 __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(CombineParams p) {
+  constexpr int kSenders = CombineWarps<kMode>::kSenders;
+  constexpr int kReducers = CombineWarps<kMode>::kReducers;
+  constexpr int kReducerRows = CombineWarps<kMode>::kReducerRows;
   const core::NormalSignalLayout sig{p.num_ranks};
   const int32_t R = p.num_ranks, me = p.rank;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -44,7 +62,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   uint8_t* const my_signals = p.peer_bases[me] + p.signal_offset;
   const core::NormalArea& a = p.area;
   uint64_t* const trace = p.trace ? p.trace + blockIdx.x * kCombineTraceSlots : nullptr;
-  if (trace && threadIdx.x == 0) trace[0] = global_timer_ns();
+  if (trace && threadIdx.x == 0 && kMode != kReduceOnly) trace[0] = global_timer_ns();
   __shared__ int32_t prefix_me[kMaxCombineRanks];      // rank_prefix_matrix[s][me]
   __shared__ int32_t my_base[kMaxCombineRanks];        // where rows from rank d start in my area
   __shared__ int32_t my_first_slot[kMaxCombineRanks];  // rank_prefix_matrix[me - 1][d]
@@ -76,7 +94,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
     }
   }
   __syncthreads();
-  if (threadIdx.x < R) {
+  if (kMode != kReduceOnly && threadIdx.x < R) {
     const auto* consumed = reinterpret_cast<const uint64_t*>(
         my_signals + sig.flag(core::kCombineConsumed, threadIdx.x));
     // Acquire: rank threadIdx.x finished reducing from its combine area before we overwrite it.
@@ -86,7 +104,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   }
   __syncthreads();
   if (skip) return;
-  if (blockIdx.x == 0 && threadIdx.x < R) {
+  if (kMode != kReduceOnly && blockIdx.x == 0 && threadIdx.x < R) {
     uint8_t* peer_signals = p.peer_bases[threadIdx.x] + p.signal_offset;
     *reinterpret_cast<volatile uint64_t*>(peer_signals + sig.flag(core::kCombineSignature, me)) =
         p.signature;
@@ -96,10 +114,10 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   }
   const int64_t row_vec = a.row_bytes / 16;
 
-  if (warp < kSendWarps) {
+  if (warp < kSenders) {
     // ---- phase 1: send row i back to its source s, at s's base for me + (i - first row of s) ----
     const int64_t received = prefix_me[R - 1];
-    const int64_t senders = int64_t{gridDim.x} * kSendWarps;
+    const int64_t senders = int64_t{gridDim.x} * kSenders;
     // Start after our own rows: the ranks begin with different destinations, so no rank's
     // reducers wait for the end of every sender's pass.
     const int64_t rotate = received > 0 ? prefix_me[me] % received : 0;
@@ -129,9 +147,9 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
     }
     if (trace && lane == 0)
       atomicMax(reinterpret_cast<unsigned long long*>(trace + 1), global_timer_ns());
-  } else {
+  } else if (kReducers > 0) {
     // ---- phase 2: reduce, concurrently with the sends ----
-    const int rwarp = warp - kSendWarps;
+    const int rwarp = warp - kSenders;
     if (rwarp == 0) {
       for (int32_t d = lane; d < R; d += 32) {
         const auto* started =
@@ -152,18 +170,18 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       }
     }
     // Reducer warps only (named barrier 1): the sender warps never wait for this.
-    asm volatile("bar.sync 1, %0;" ::"r"(kReduceWarps * 32));
+    asm volatile("bar.sync 1, %0;" ::"r"(kReducers * 32));
     if (!mismatch) {
       const uint8_t* area = p.peer_bases[me] + p.area_offset;
       const auto* tags = reinterpret_cast<const uint32_t*>(area + a.tag_offset);
       const int32_t chunks = p.hidden / 8;  // 16-byte chunks of a bf16 row
       // Row (and weights) of the warp's token from each rank, or null: rows from other ranks are
       // in our combine area, our own rows are still in x (row = our receive slot of the token).
-      __shared__ const int4* warp_rows[kReduceWarps][kMaxCombineRanks];
-      __shared__ const float* warp_weights[kReduceWarps][kMaxCombineRanks];
-      __shared__ const uint32_t* warp_tags[kReduceWarps][kMaxCombineRanks];
-      __shared__ bool warp_failed[kReduceWarps];
-      const int64_t reducers = int64_t{gridDim.x} * kReduceWarps;
+      __shared__ const int4* warp_rows[kReducerRows][kMaxCombineRanks];
+      __shared__ const float* warp_weights[kReducerRows][kMaxCombineRanks];
+      __shared__ const uint32_t* warp_tags[kReducerRows][kMaxCombineRanks];
+      __shared__ bool warp_failed[kReducerRows];
+      const int64_t reducers = int64_t{gridDim.x} * kReducers;
       for (int64_t t = int64_t{rwarp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += reducers) {
         for (int32_t d = lane; d < R; d += 32) {
           const int32_t slot = p.is_token_in_rank[t * R + d] ? p.send_slot[t * R + d] : -1;
@@ -252,8 +270,9 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       }
     }
   }
-  if (trace && warp >= kSendWarps && lane == 0)
+  if (trace && warp >= kSenders && lane == 0)
     atomicMax(reinterpret_cast<unsigned long long*>(trace + 2), global_timer_ns());
+  if (kMode == kSendOnly) return;  // the reduce kernel ends the call
   // ---- phase 3 ----
   const bool last = last_block_done(p.counters);
   if (trace && threadIdx.x == 0) trace[3] = global_timer_ns();
@@ -269,8 +288,18 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
 }  // namespace
 
 cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaStream_t stream) {
+  static const bool split = [] {
+    const char* v = std::getenv("EPCOMM_COMBINE_SPLIT");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
   if (cudaError_t e = cudaMemsetAsync(p.counters, 0, 2 * sizeof(uint32_t), stream)) return e;
-  intranode_combine_kernel<<<num_sms, kCombineThreads, 0, stream>>>(p);
+  if (!split) {
+    intranode_combine_kernel<kFused><<<num_sms, kCombineThreads, 0, stream>>>(p);
+    return cudaGetLastError();
+  }
+  intranode_combine_kernel<kSendOnly><<<num_sms, kCombineThreads, 0, stream>>>(p);
+  if (cudaError_t e = cudaGetLastError()) return e;
+  intranode_combine_kernel<kReduceOnly><<<num_sms, kCombineThreads, 0, stream>>>(p);
   return cudaGetLastError();
 }
 
