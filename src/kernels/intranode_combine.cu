@@ -292,7 +292,6 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
     const char* v = std::getenv("EPCOMM_COMBINE_SPLIT");
     return v != nullptr && std::strcmp(v, "1") == 0;
   }();
-  if (cudaError_t e = cudaMemsetAsync(p.counters, 0, 2 * sizeof(uint32_t), stream)) return e;
   if (!split) {
     intranode_combine_kernel<kFused><<<num_sms, kCombineThreads, 0, stream>>>(p);
     return cudaGetLastError();

@@ -37,7 +37,7 @@ struct CombineParams {
   int64_t area_offset;
   core::NormalArea area;  // x rows of hidden*2 bytes, K weights
   int64_t signal_offset;
-  uint32_t* counters;       // two local block counters, zeroed by the launcher
+  uint32_t* counters;       // local block counter (device), reset by the last block
   uint64_t* epoch_counter;  // device: last completed call (advanced by the last block)
   uint64_t signature;
   int32_t num_ranks, rank;

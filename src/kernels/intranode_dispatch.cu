@@ -260,7 +260,6 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
 }  // namespace
 
 cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cudaStream_t stream) {
-  if (cudaError_t e = cudaMemsetAsync(p.counters, 0, 2 * sizeof(uint32_t), stream)) return e;
   intranode_dispatch_kernel<<<num_sms, kDispatchThreads, 0, stream>>>(p);
   return cudaGetLastError();
 }

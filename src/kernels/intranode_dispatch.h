@@ -42,7 +42,7 @@ struct DispatchParams {
   int64_t area_offset;  // offset of the dispatch area in every buffer
   core::NormalArea area;
   int64_t signal_offset;
-  uint32_t* counters;       // two local uint32 block counters (device), zeroed by the launcher
+  uint32_t* counters;       // local uint32 block counter (device), reset by the last block
   uint64_t* epoch_counter;  // device: last completed call (advanced by the last block)
   uint64_t signature;
   int32_t num_ranks, rank;

@@ -21,7 +21,7 @@ struct LowLatencyCommon {
   int32_t num_ranks, rank, num_experts, experts_per_rank;
   uint64_t* epoch_counter;  // device: epoch of the last LL call (dispatch or combine)
   uint64_t* hook_epoch;     // device slot: the epoch the send kernel used, for the receive kernel
-  uint32_t* counters;       // [2] device block counters: send, receive (zeroed by the launchers)
+  uint32_t* counters;       // [2] device block counters: send, receive (reset by their last blocks)
   uint64_t signature;       // N_max, hidden, experts, options: checked by every receiver
   WaitContext wait;
 };
@@ -75,11 +75,11 @@ __device__ __forceinline__ uint8_t* half_base(const LowLatencyCommon& c, int32_t
 }
 constexpr int kLowLatencyThreads = 512;
 
-// Zeroes the kernel's block counter (last_block_done), then launches it on every block.
+// Launches a low-latency kernel on every block (its block counter resets itself:
+// last_block_done; a memset per launch cost a kernel's worth of latency).
 template <class Params>
-cudaError_t launch_with_counter(void (*kernel)(Params), const Params& p, uint32_t* counter,
-                                int num_blocks, cudaStream_t stream) {
-  if (cudaError_t e = cudaMemsetAsync(counter, 0, sizeof(uint32_t), stream)) return e;
+cudaError_t launch_ll(void (*kernel)(Params), const Params& p, int num_blocks,
+                      cudaStream_t stream) {
   kernel<<<num_blocks, kLowLatencyThreads, 0, stream>>>(p);
   return cudaGetLastError();
 }

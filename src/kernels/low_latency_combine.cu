@@ -216,12 +216,12 @@ __global__ void __launch_bounds__(kThreads) ll_combine_recv_kernel(LowLatencyCom
 
 cudaError_t launch_ll_combine_send(const LowLatencyCombineParams& p, int num_blocks,
                                    cudaStream_t stream) {
-  return launch_with_counter(ll_combine_send_kernel, p, p.c.counters, num_blocks, stream);
+  return launch_ll(ll_combine_send_kernel, p, num_blocks, stream);
 }
 
 cudaError_t launch_ll_combine_recv(const LowLatencyCombineParams& p, int num_blocks,
                                    cudaStream_t stream) {
-  return launch_with_counter(ll_combine_recv_kernel, p, p.c.counters + 1, num_blocks, stream);
+  return launch_ll(ll_combine_recv_kernel, p, num_blocks, stream);
 }
 
 }  // namespace epcomm::kernels

@@ -347,12 +347,12 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDi
 
 cudaError_t launch_ll_dispatch_send(const LowLatencyDispatchParams& p, int num_blocks,
                                     cudaStream_t stream) {
-  return launch_with_counter(ll_dispatch_send_kernel, p, p.c.counters, num_blocks, stream);
+  return launch_ll(ll_dispatch_send_kernel, p, num_blocks, stream);
 }
 
 cudaError_t launch_ll_dispatch_recv(const LowLatencyDispatchParams& p, int num_blocks,
                                     cudaStream_t stream) {
-  return launch_with_counter(ll_dispatch_recv_kernel, p, p.c.counters + 1, num_blocks, stream);
+  return launch_ll(ll_dispatch_recv_kernel, p, num_blocks, stream);
 }
 
 }  // namespace epcomm::kernels
