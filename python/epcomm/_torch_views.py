@@ -69,6 +69,8 @@ def mpi_all_gather(comm):
         try:
             out = comm.allgather(ctypes.string_at(mine, nbytes))
             for r, blob in enumerate(out):
+                if len(blob) != nbytes:  # ranks disagree on the message: a bootstrap error
+                    return 2
                 ctypes.memmove(all_ + r * nbytes, blob, nbytes)
             return 0
         except Exception:
