@@ -221,8 +221,9 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDi
   const uint32_t tag = static_cast<uint32_t>(epoch);
   uint8_t* const half = half_base(c, me, epoch);
   __shared__ bool failed;
-  __shared__ int64_t tokens[64];                // R <= 64
-  __shared__ int32_t begin[core::kMaxExperts];  // [E_local][R]
+  __shared__ int64_t tokens[64];                   // R <= 64
+  __shared__ int32_t begin[core::kMaxExperts];     // [E_local][R]
+  __shared__ int32_t count_of[core::kMaxExperts];  // [R][E_local]: rows source s sends expert j
   // Rows each warp claimed for its current message: (local expert, row) per top-k slot.
   __shared__ int32_t claim_j[kWarps][core::kMaxLowLatencyTopk];
   __shared__ int32_t claim_row[kWarps][core::kMaxLowLatencyTopk];
@@ -250,12 +251,16 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDi
   }
   __syncthreads();
   if (failed) return;
+  // All counts in one parallel pass (bar.sync above orders these loads after the acquires of
+  // "started"), then the per-expert prefix over sources from shared memory.
   const auto* counts = reinterpret_cast<const int32_t*>(half + l.counts_offset);  // [R][E_local]
+  for (int32_t i = threadIdx.x; i < R * E_local; i += blockDim.x) count_of[i] = counts[i];
+  __syncthreads();
   for (int32_t j = threadIdx.x; j < E_local; j += blockDim.x) {
     int32_t acc = 0;
     for (int32_t s = 0; s < R; ++s) {
       begin[j * R + s] = acc;
-      acc += counts[s * E_local + j];
+      acc += count_of[s * E_local + j];
     }
   }
   __syncthreads();
@@ -279,13 +284,16 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDi
     if (!__shfl_sync(0xffffffffu, arrived, 0)) break;
     __syncwarp();
     const uint8_t* msg = half + l.dispatch_recv_offset + m * l.message_bytes;
+    // The whole header in one load per lane: word 1 is the expert count, words 4.. the experts.
     const auto* header = reinterpret_cast<const volatile int32_t*>(msg);
-    const int32_t n = header[1];
+    const int32_t word = lane < 4 + core::kMaxLowLatencyTopk ? header[lane] : 0;
+    const int32_t n = __shfl_sync(0xffffffffu, word, 1);
+    const int32_t expert_word = __shfl_sync(0xffffffffu, word, (lane + 4) % 32);
     const uint8_t* payload = msg + core::kLowLatencyHeaderBytes;
     // Lane i < n claims the row of local expert header[4 + i] (all claims at once).
     int32_t my_j = -1, my_row = 0;
     if (lane < n) {
-      my_j = header[4 + lane];
+      my_j = expert_word;
       my_row = begin[my_j * R + s] + atomicAdd(&place[my_j * R + s], 1);
       p.src_info[int64_t{my_j} * rows + my_row] = static_cast<int32_t>(t);
       claim_j[warp][lane] = my_j;
@@ -329,7 +337,7 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDi
   for (int32_t j = threadIdx.x; j < E_local; j += blockDim.x) {
     int32_t total = 0;
     for (int32_t s = 0; s < R; ++s) {
-      const int32_t n = counts[s * E_local + j];
+      const int32_t n = count_of[s * E_local + j];
       p.layout_range[j * R + s] =
           (static_cast<int64_t>(begin[j * R + s]) << 32) | static_cast<int64_t>(n);
       total += n;
