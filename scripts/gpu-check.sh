@@ -127,6 +127,7 @@ json.dump(records, open(os.path.join(d, "bench.json"), "w"), indent=1)
 assert records, "no benchmark records"
 PY
   grep -v '^#' "$logdir/bench_std.txt" | head -60 >"$logdir/bench_table.txt"
+  python3 scripts/targets.py "$logdir/bench.json" >"$logdir/targets.txt" 2>&1
   python3 scripts/plot_bench.py "$logdir/bench.json" "$logdir/bench.png" 2>"$logdir/plot.log" || add "chart" "FAILED (plot.log)"
 fi
 lib="$PWD/build/release/src/libepcomm.so"
@@ -155,6 +156,7 @@ echo
 echo "== epcomm gpu-check: ${card:-no GPU} x ${ngpu}, commit $commit, logs in $logdir =="
 printf '%s\n' "${summary[@]}"
 cat "$logdir/timeouts.txt" 2>/dev/null
+[ -f "$logdir/targets.txt" ] && cat "$logdir/targets.txt"
 [ -f "$logdir/combine_trace.txt" ] && grep -h "epcomm trace" "$logdir/combine_trace.txt" | head -8
 [ -f "$logdir/moe_layer.log" ] && grep -h "MoE layer" "$logdir/moe_layer.log"
 [ -f "$logdir/python_overhead.txt" ] && cat "$logdir/python_overhead.txt"
