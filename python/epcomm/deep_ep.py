@@ -346,15 +346,16 @@ class Buffer:
     # own areas are double-buffered: the two most recent low-latency calls stay valid, the third
     # reuses the first one's area (semantics.md section 4).
     def _ll_stream(self, async_finish):
+        """The stream an LL op runs on: the caller's, or the comm stream after it (async_finish)."""
         import torch
 
         compute = torch.cuda.current_stream()
         if async_finish:
             self._comm_stream.wait_stream(compute)
-            return compute, self._comm_stream
-        return compute, compute
+            return self._comm_stream
+        return compute
 
-    def _ll_finish(self, compute, stream, async_finish, tensors):
+    def _ll_finish(self, stream, async_finish, tensors):
         import torch
 
         if not async_finish:
@@ -366,7 +367,7 @@ class Buffer:
                 t.record_stream(stream)
         return EventOverlap(event, tensors)
 
-    def _ll_hook(self, hook_id, stream, tensors):
+    def _ll_hook(self, hook_id, tensors):
         """The receive half as a callable: launches on the stream current when it is called."""
         if hook_id < 0:
             return None
@@ -394,7 +395,7 @@ class Buffer:
         if num_experts % R != 0:
             raise ValueError(f"low_latency_dispatch: num_experts: expected a multiple of {R} ranks, got {num_experts}")
         E_local, rows = num_experts // R, R * n_max
-        compute, stream = self._ll_stream(async_finish)
+        stream = self._ll_stream(async_finish)
         dev = x.device
         recv_x = torch.empty((E_local, rows, H), dtype=torch.float8_e4m3fn if use_fp8 else torch.bfloat16, device=dev)
         scales = None
@@ -418,8 +419,8 @@ class Buffer:
         c.check(c.library().epcomm_low_latency_dispatch(self._handle, ctypes.byref(a), stream.cuda_stream))
         outputs = [x, topk_idx, recv_x, scales, count, src_info, layout_range, cumulative_local_expert_recv_stats,
                    dispatch_wait_recv_cost_stats]
-        event = self._ll_finish(compute, stream, async_finish, outputs)
-        hook = self._ll_hook(a.hook, stream, outputs) if return_recv_hook else None
+        event = self._ll_finish(stream, async_finish, outputs)
+        hook = self._ll_hook(a.hook, outputs) if return_recv_hook else None
         recv = (recv_x, scales) if use_fp8 else recv_x
         return recv, count, handle, event, hook
 
@@ -431,7 +432,7 @@ class Buffer:
             _not_supported("use_logfmt", "LogFMT combine")
         if async_finish and return_recv_hook:
             raise ValueError("low_latency_combine: async_finish and return_recv_hook cannot both be set")
-        compute, stream = self._ll_stream(async_finish)
+        stream = self._ll_stream(async_finish)
         hidden = int(handle[3])
         if out is None:
             out = torch.empty((topk_idx.size(0), hidden), dtype=torch.bfloat16, device=topk_idx.device)
@@ -443,8 +444,8 @@ class Buffer:
         a.out, a.combine_wait_recv_cost_stats = tv.view(out), tv.view(combine_wait_recv_cost_stats)
         c.check(c.library().epcomm_low_latency_combine(self._handle, ctypes.byref(a), stream.cuda_stream))
         outputs = [x, topk_idx, topk_weights, out, handle[0], handle[1], combine_wait_recv_cost_stats]
-        event = self._ll_finish(compute, stream, async_finish, outputs)
-        hook = self._ll_hook(a.hook, stream, outputs) if return_recv_hook else None
+        event = self._ll_finish(stream, async_finish, outputs)
+        hook = self._ll_hook(a.hook, outputs) if return_recv_hook else None
         return out, event, hook
 
     def get_next_low_latency_combine_buffer(self, handle):

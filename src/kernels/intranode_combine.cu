@@ -2,6 +2,7 @@
 #include "kernels/device/copy.cuh"
 #include "kernels/device/grid_sync.cuh"
 #include "kernels/device/report.cuh"
+#include "kernels/device/started_check.cuh"
 #include "kernels/intranode_combine.h"
 
 #include <cuda_bf16.h>
@@ -150,25 +151,9 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   } else if (kReducers > 0) {
     // ---- phase 2: reduce, concurrently with the sends ----
     const int rwarp = warp - kSenders;
-    if (rwarp == 0) {
-      for (int32_t d = lane; d < R; d += 32) {
-        const auto* started =
-            reinterpret_cast<const uint64_t*>(my_signals + sig.flag(core::kCombineStarted, d));
-        // Acquire: rank d's signature for this epoch is visible after this.
-        if (bounded_wait(p.wait, d, core::WaitStage::kDataArrival,
-                         [&] { return ld_acquire_sys(started) >= epoch; })) {
-          const uint64_t theirs = *reinterpret_cast<const volatile uint64_t*>(
-              my_signals + sig.flag(core::kCombineSignature, d));
-          if (theirs != p.signature) {
-            record_input_error(p.wait, core::WaitStage::kArgumentMismatch, d,
-                               static_cast<int64_t>(theirs), static_cast<int64_t>(p.signature));
-            mismatch = true;
-          }
-        } else {
-          mismatch = true;
-        }
-      }
-    }
+    if (rwarp == 0 &&
+        start_mismatch(p, my_signals, core::kCombineStarted, core::kCombineSignature, epoch, lane))
+      mismatch = true;
     // Reducer warps only (named barrier 1): the sender warps never wait for this.
     asm volatile("bar.sync 1, %0;" ::"r"(kReducers * 32));
     if (!mismatch) {

@@ -3,6 +3,7 @@
 #include "kernels/device/grid_sync.cuh"
 #include "kernels/device/indices.cuh"
 #include "kernels/device/report.cuh"
+#include "kernels/device/started_check.cuh"
 #include "kernels/intranode_dispatch.h"
 
 namespace epcomm::kernels {
@@ -170,25 +171,9 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
     // ---- phase 2: receive, concurrently with the sends ----
     const int rwarp = warp - kSendWarps;
     // Every source's signature first, so a mismatch never leaves us waiting on tags.
-    if (rwarp == 0) {
-      for (int32_t s = lane; s < R; s += 32) {
-        const auto* started =
-            reinterpret_cast<const uint64_t*>(my_signals + sig.flag(core::kDispatchStarted, s));
-        // Acquire: source s's signature for this epoch is visible after this.
-        if (bounded_wait(p.wait, s, core::WaitStage::kDataArrival,
-                         [&] { return ld_acquire_sys(started) >= epoch; })) {
-          const uint64_t theirs = *reinterpret_cast<const volatile uint64_t*>(
-              my_signals + sig.flag(core::kDispatchSignature, s));
-          if (theirs != p.signature) {
-            record_input_error(p.wait, core::WaitStage::kArgumentMismatch, s,
-                               static_cast<int64_t>(theirs), static_cast<int64_t>(p.signature));
-            mismatch = true;
-          }
-        } else {
-          mismatch = true;
-        }
-      }
-    }
+    if (rwarp == 0 && start_mismatch(p, my_signals, core::kDispatchStarted,
+                                     core::kDispatchSignature, epoch, lane))
+      mismatch = true;
     // Receiver warps only (named barrier 1): the sender warps never wait for this.
     asm volatile("bar.sync 1, %0;" ::"r"(kRecvWarps * 32));
     if (!mismatch) {

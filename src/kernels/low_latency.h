@@ -65,6 +65,8 @@ struct LowLatencyCombineParams {
 
 #if defined(__CUDACC__)
 }  // namespace epcomm::kernels
+#include "kernels/device/bounded_wait.cuh"
+#include "kernels/device/grid_sync.cuh"
 #include "kernels/device/ptx.cuh"
 namespace epcomm::kernels {
 
@@ -91,6 +93,32 @@ __device__ __forceinline__ T* signal_at(const LowLatencyCommon& c, int32_t rank,
   return reinterpret_cast<T*>(c.peer_bases[rank] + c.region_offset +
                               c.layout.signal(epoch, peer, field));
 }
+// Block-collective start of a send kernel: true once every peer released this half from call
+// epoch - 2 (false after a failed wait, which recorded the error).
+__device__ __forceinline__ bool wait_half_released(const LowLatencyCommon& c, uint64_t epoch) {
+  __shared__ bool released_all;
+  if (threadIdx.x == 0) released_all = true;
+  __syncthreads();
+  for (int32_t d = threadIdx.x; d < c.num_ranks; d += blockDim.x) {
+    const auto* released = signal_at<const uint64_t>(c, c.rank, epoch, d, core::kLlReleased);
+    // Acquire: peer d finished reading this half (call epoch - 2) before we overwrite it.
+    if (!bounded_wait(c.wait, d, core::WaitStage::kCompletion,
+                      [&] { return ld_acquire_sys(released) + 2 >= epoch; }))
+      released_all = false;
+  }
+  __syncthreads();
+  return released_all;
+}
+
+// End of a send kernel (every block): the last block leaves the epoch in the hook slot for the
+// receive kernel and advances the epoch counter.
+__device__ __forceinline__ void finish_send(const LowLatencyCommon& c, uint64_t epoch) {
+  if (last_block_done(c.counters) && threadIdx.x == 0) {
+    *c.hook_epoch = epoch;
+    *c.epoch_counter = epoch;
+  }
+}
+
 // A receive kernel's last block tells every rank that this rank finished reading what it wrote
 // into the half of `epoch` (the caller's bar.sync orders the block's reads before this).
 __device__ __forceinline__ void release_half(const LowLatencyCommon& c, uint64_t epoch) {

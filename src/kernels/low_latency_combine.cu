@@ -29,18 +29,7 @@ __global__ void __launch_bounds__(kThreads) ll_combine_send_kernel(LowLatencyCom
   const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(c.epoch_counter) + 1;
-  __shared__ bool skip;
-  if (threadIdx.x == 0) skip = false;
-  __syncthreads();
-  for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
-    const auto* released = signal_at<const uint64_t>(c, me, epoch, d, core::kLlReleased);
-    // Acquire: peer d finished reading this half (call epoch - 2) before we overwrite it.
-    if (!bounded_wait(c.wait, d, core::WaitStage::kCompletion,
-                      [&] { return ld_acquire_sys(released) + 2 >= epoch; }))
-      skip = true;
-  }
-  __syncthreads();
-  if (skip) return;
+  if (!wait_half_released(c, epoch)) return;
   if (blockIdx.x == 0) {
     for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
       *signal_at<volatile uint64_t>(c, d, epoch, me, core::kLlSignature) = c.signature;
@@ -104,10 +93,7 @@ __global__ void __launch_bounds__(kThreads) ll_combine_send_kernel(LowLatencyCom
           reinterpret_cast<uint32_t*>(dst_half + l.combine_tags_offset) + e * l.num_max_tokens + t,
           tag);
   }
-  if (last_block_done(c.counters) && threadIdx.x == 0) {
-    *c.hook_epoch = epoch;
-    *c.epoch_counter = epoch;
-  }
+  finish_send(c, epoch);
 }
 
 // Preconditions: blockDim = kThreads; K <= 16; hidden % 8 == 0.

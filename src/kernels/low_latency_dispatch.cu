@@ -96,19 +96,8 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_send_kernel(LowLatencyDi
   const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(c.epoch_counter) + 1;
-  __shared__ bool skip;
   __shared__ int32_t hist[core::kMaxExperts];
-  if (threadIdx.x == 0) skip = false;
-  __syncthreads();
-  for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
-    const auto* released = signal_at<const uint64_t>(c, me, epoch, d, core::kLlReleased);
-    // Acquire: peer d finished reading this half (call epoch - 2) before we overwrite it.
-    if (!bounded_wait(c.wait, d, core::WaitStage::kCompletion,
-                      [&] { return ld_acquire_sys(released) + 2 >= epoch; }))
-      skip = true;
-  }
-  __syncthreads();
-  if (skip) return;
+  if (!wait_half_released(c, epoch)) return;
   if (blockIdx.x == 0) {
     for (int32_t e = threadIdx.x; e < c.num_experts; e += blockDim.x) hist[e] = 0;
     __syncthreads();
@@ -200,10 +189,7 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_send_kernel(LowLatencyDi
       st_release_sys_u32(tags + int64_t{me} * l.num_max_tokens + t, tag);
     }
   }
-  if (last_block_done(c.counters) && threadIdx.x == 0) {
-    *c.hook_epoch = epoch;
-    *c.epoch_counter = epoch;
-  }
+  finish_send(c, epoch);
 }
 
 // Preconditions: blockDim = kThreads; launched after the send kernel of the same call.
