@@ -122,10 +122,26 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
     // Start after our own rows: the ranks begin with different destinations, so no rank's
     // reducers wait for the end of every sender's pass.
     const int64_t rotate = received > 0 ? prefix_me[me] % received : 0;
-    for (int64_t n = int64_t{warp} * gridDim.x + blockIdx.x; n < received; n += senders) {
-      const int64_t i = n + rotate < received ? n + rotate : n + rotate - received;
+    // Interleaved order: the k-th row of every source, then the (k+1)-th, so every source's
+    // reducers see their tokens arrive from the start.
+    int64_t most = 0;
+    for (int32_t s = 0; s < R; ++s) {
+      const int64_t count = prefix_me[s] - (s > 0 ? prefix_me[s - 1] : 0);
+      most = count > most ? count : most;
+    }
+    const int64_t steps = p.interleave_sends ? most * R : received;
+    for (int64_t n = int64_t{warp} * gridDim.x + blockIdx.x; n < steps; n += senders) {
       int32_t s = 0;
-      while (prefix_me[s] <= i) ++s;
+      int64_t i = 0;
+      if (p.interleave_sends) {
+        s = static_cast<int32_t>((me + 1 + n % R) % R);
+        const int64_t k = n / R;
+        if (k >= prefix_me[s] - (s > 0 ? prefix_me[s - 1] : 0)) continue;
+        i = (s > 0 ? prefix_me[s - 1] : 0) + k;
+      } else {
+        i = n + rotate < received ? n + rotate : n + rotate - received;
+        while (prefix_me[s] <= i) ++s;
+      }
       if (s == me) continue;  // our own rows: the reducers read them from x directly
       const int64_t first = s > 0 ? prefix_me[s - 1] : 0;
       int64_t base = 0;  // rows s sent to ranks below me
@@ -277,13 +293,19 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
     const char* v = std::getenv("EPCOMM_COMBINE_SPLIT");
     return v != nullptr && std::strcmp(v, "1") == 0;
   }();
+  CombineParams q = p;
+  static const bool interleave = [] {
+    const char* v = std::getenv("EPCOMM_COMBINE_ORDER");
+    return v != nullptr && std::strcmp(v, "interleave") == 0;
+  }();
+  q.interleave_sends = interleave ? 1 : 0;
   if (!split) {
-    intranode_combine_kernel<kFused><<<num_sms, kCombineThreads, 0, stream>>>(p);
+    intranode_combine_kernel<kFused><<<num_sms, kCombineThreads, 0, stream>>>(q);
     return cudaGetLastError();
   }
-  intranode_combine_kernel<kSendOnly><<<num_sms, kCombineThreads, 0, stream>>>(p);
+  intranode_combine_kernel<kSendOnly><<<num_sms, kCombineThreads, 0, stream>>>(q);
   if (cudaError_t e = cudaGetLastError()) return e;
-  intranode_combine_kernel<kReduceOnly><<<num_sms, kCombineThreads, 0, stream>>>(p);
+  intranode_combine_kernel<kReduceOnly><<<num_sms, kCombineThreads, 0, stream>>>(q);
   return cudaGetLastError();
 }
 

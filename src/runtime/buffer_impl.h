@@ -61,9 +61,12 @@ struct Buffer::Impl {
   bool destroyed = false;
 
   kernels::WaitContext wait_context(core::OpId op) const {
-    return kernels::WaitContext{error_device, control_device,
+    return kernels::WaitContext{error_device,
+                                control_device,
                                 static_cast<uint64_t>(options.timeout_seconds * 1e9),
-                                static_cast<int32_t>(op), topo.rank};
+                                runtime::flag_check_ns(),
+                                static_cast<int32_t>(op),
+                                topo.rank};
   }
   // Error for ops on a destroyed or failed Buffer; success otherwise.
   Error usable(const char* op) const;

@@ -20,6 +20,9 @@ struct BufferTraceState {
 namespace epcomm::runtime {
 
 bool trace_enabled();
+// Nanoseconds between two reads of the host-mapped flags by one waiting GPU thread:
+// EPCOMM_FLAG_CHECK_NS, else 100000 (docs/perf.md, v4).
+uint64_t flag_check_ns();
 // Allocates (once) and zeroes the trace for a combine of `blocks` blocks on `stream`; *out is
 // the device array to pass to the kernel, or null when tracing is off.
 Error arm_combine_trace(BufferTraceState& state, int blocks, cudaStream_t stream, uint64_t** out);

@@ -31,10 +31,9 @@ __device__ __forceinline__ void record_wait_failure(const WaitContext& ctx, int3
   atomicExch(&ctx.error->status, core::kRecordValid);
 }
 
-// Host-mapped flags (abort, error record) are read over PCIe: at most once per interval per
-// waiting thread, so that many waiting warps do not flood the bus (docs/perf.md, v4).
-constexpr uint64_t kFlagCheckIntervalNs = 100000;
-
+// Host-mapped flags (abort, error record) are read over PCIe: at most once per
+// ctx.flag_check_ns per waiting thread, so that many waiting warps do not flood the bus
+// (docs/perf.md, v4). The timeout is checked at the same moments.
 // Returns true when ready() held, false when the wait gave up (and the record was written).
 // Call it from one lane per warp where the whole warp waits for the same thing. `peer` is read
 // when the wait fails, so a ready() that waits for several ranks can name the one it is on.
@@ -43,13 +42,13 @@ __device__ __forceinline__ bool bounded_wait(const WaitContext& ctx, const int32
                                              core::WaitStage stage, Ready ready) {
   if (ready()) return true;
   const uint64_t start = global_timer_ns();
-  uint64_t next_check = start + kFlagCheckIntervalNs;
+  uint64_t next_check = start + ctx.flag_check_ns;
   while (true) {
     for (int i = 0; i < 32; ++i)
       if (ready()) return true;
     const uint64_t now = global_timer_ns();
     if (now < next_check) continue;
-    next_check = now + kFlagCheckIntervalNs;
+    next_check = now + ctx.flag_check_ns;
     const uint64_t waited = now - start;
     const bool aborted = ld_relaxed_sys(&ctx.control->abort_flag) != 0;
     const bool other_failed = ld_relaxed_sys(&ctx.error->status) != core::kRecordEmpty;

@@ -11,6 +11,8 @@ struct WaitContext {
   core::DeviceErrorRecord* error;    // mapped pinned memory
   const core::HostControl* control;  // mapped pinned memory
   uint64_t timeout_ns;
+  // How often one waiting thread reads the host-mapped flags (docs/perf.md, v4 and v9).
+  uint64_t flag_check_ns;
   int32_t op;    // core::OpId
   int32_t rank;  // this rank
 };
