@@ -10,9 +10,12 @@ export NCCL_NVLS_ENABLE=0
 variants=(
   "fused:"
   "split:EPCOMM_COMBINE_SPLIT=1"
-  "flags-1s:EPCOMM_FLAG_CHECK_NS=1000000000"
   "interleave:EPCOMM_COMBINE_ORDER=interleave"
-  "interleave+flags-1s:EPCOMM_COMBINE_ORDER=interleave EPCOMM_FLAG_CHECK_NS=1000000000"
+  "interleave+send8:EPCOMM_COMBINE_ORDER=interleave EPCOMM_COMBINE_SEND_WARPS=8"
+  "interleave+send10:EPCOMM_COMBINE_ORDER=interleave EPCOMM_COMBINE_SEND_WARPS=10"
+  "interleave+wide:EPCOMM_COMBINE_ORDER=interleave EPCOMM_COMBINE_WIDE_COPY=1"
+  "interleave+send8+wide:EPCOMM_COMBINE_ORDER=interleave EPCOMM_COMBINE_SEND_WARPS=8 EPCOMM_COMBINE_WIDE_COPY=1"
+  "send8:EPCOMM_COMBINE_SEND_WARPS=8"
 )
 for ranks in ${RANKS:-4 2}; do
   for tokens in ${TOKENS:-4096}; do

@@ -15,7 +15,6 @@ namespace {
 
 constexpr int kCombineThreads = 512;
 constexpr int kWarps = kCombineThreads / 32;
-constexpr int kSendWarps = 6;  // warps 0..5 send rows back, 6..15 reduce (docs/perf.md, v6)
 constexpr int kMaxCombineRanks = 64;
 
 // How one launch divides the work (docs/perf.md, v8, 4-GPU section). kFused: sender and reducer
@@ -23,13 +22,8 @@ constexpr int kMaxCombineRanks = 64;
 // back, so no warp spins on a tag while this rank's own sends are in flight; selected with
 // EPCOMM_COMBINE_SPLIT=1 to measure it against kFused.
 enum CombineMode : int { kFused = 0, kSendOnly = 1, kReduceOnly = 2 };
-template <int kMode>
-struct CombineWarps {
-  static constexpr int kSenders = kMode == kFused ? kSendWarps : (kMode == kSendOnly ? kWarps : 0);
-  static constexpr int kReducers = kWarps - kSenders;
-  static constexpr int kReducerRows = kReducers > 0 ? kReducers : 1;  // shared array extent
-};
-constexpr int kChunks = 4;  // 16-byte chunks per lane in flight in the reduce
+constexpr int kChunks = 2;     // 16-byte chunks per lane and rank in flight in the reduce
+constexpr int kRankBatch = 4;  // ranks whose chunks are loaded together before any is added
 
 __device__ __forceinline__ void add_bf16x8(float* acc, const int4& v) {
   const auto* h = reinterpret_cast<const __nv_bfloat162*>(&v);
@@ -51,9 +45,9 @@ __device__ __forceinline__ void add_bf16x8(float* acc, const int4& v) {
 // (3) last block: advance the epoch, tell every rank its rows were consumed.
 template <int kMode>
 __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(CombineParams p) {
-  constexpr int kSenders = CombineWarps<kMode>::kSenders;
-  constexpr int kReducers = CombineWarps<kMode>::kReducers;
-  constexpr int kReducerRows = CombineWarps<kMode>::kReducerRows;
+  // Warps [0, senders) send, the rest reduce (fused: p.send_warps, chosen per world size).
+  const int send_warps = kMode == kFused ? p.send_warps : (kMode == kSendOnly ? kWarps : 0);
+  const int reduce_warps = kWarps - send_warps;
   const core::NormalSignalLayout sig{p.num_ranks};
   const int32_t R = p.num_ranks, me = p.rank;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -115,27 +109,28 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   }
   const int64_t row_vec = a.row_bytes / 16;
 
-  if (warp < kSenders) {
+  if (warp < send_warps) {
     // ---- phase 1: send row i back to its source s, at s's base for me + (i - first row of s) ----
     const int64_t received = prefix_me[R - 1];
-    const int64_t senders = int64_t{gridDim.x} * kSenders;
+    const int64_t senders = int64_t{gridDim.x} * send_warps;
     // Start after our own rows: the ranks begin with different destinations, so no rank's
     // reducers wait for the end of every sender's pass.
     const int64_t rotate = received > 0 ? prefix_me[me] % received : 0;
     // Interleaved order: the k-th row of every source, then the (k+1)-th, so every source's
     // reducers see their tokens arrive from the start.
+    const int32_t remote = R > 1 ? R - 1 : 1;
     int64_t most = 0;
     for (int32_t s = 0; s < R; ++s) {
       const int64_t count = prefix_me[s] - (s > 0 ? prefix_me[s - 1] : 0);
       most = count > most ? count : most;
     }
-    const int64_t steps = p.interleave_sends ? most * R : received;
+    const int64_t steps = p.interleave_sends ? most * remote : received;
     for (int64_t n = int64_t{warp} * gridDim.x + blockIdx.x; n < steps; n += senders) {
       int32_t s = 0;
       int64_t i = 0;
       if (p.interleave_sends) {
-        s = static_cast<int32_t>((me + 1 + n % R) % R);
-        const int64_t k = n / R;
+        s = static_cast<int32_t>((me + 1 + n % remote) % R);
+        const int64_t k = n / remote;
         if (k >= prefix_me[s] - (s > 0 ? prefix_me[s - 1] : 0)) continue;
         i = (s > 0 ? prefix_me[s - 1] : 0) + k;
       } else {
@@ -150,8 +145,13 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
             p.rank_prefix_matrix[s * R + d] - (s > 0 ? p.rank_prefix_matrix[(s - 1) * R + d] : 0);
       const int64_t row = base + (i - first);
       uint8_t* area = p.peer_bases[s] + p.area_offset;
-      warp_copy<false>(reinterpret_cast<int4*>(area + a.x_offset + row * a.row_bytes),
-                       reinterpret_cast<const int4*>(p.x + i * p.x_stride), row_vec, lane);
+      int4* dst = reinterpret_cast<int4*>(area + a.x_offset + row * a.row_bytes);
+      const int4* src = reinterpret_cast<const int4*>(p.x + i * p.x_stride);
+      if (p.wide_copy) {
+        warp_copy<false, 12>(dst, src, row_vec, lane);
+      } else {
+        warp_copy<false>(dst, src, row_vec, lane);
+      }
       if (lane < a.topk)
         reinterpret_cast<float*>(area + a.topk_weights_offset)[row * a.topk + lane] =
             p.topk_weights[i * p.weights_stride + lane * p.weights_stride_k];
@@ -164,25 +164,25 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
     }
     if (trace && lane == 0)
       atomicMax(reinterpret_cast<unsigned long long*>(trace + 1), global_timer_ns());
-  } else if (kReducers > 0) {
+  } else {
     // ---- phase 2: reduce, concurrently with the sends ----
-    const int rwarp = warp - kSenders;
+    const int rwarp = warp - send_warps;
     if (rwarp == 0 &&
         start_mismatch(p, my_signals, core::kCombineStarted, core::kCombineSignature, epoch, lane))
       mismatch = true;
     // Reducer warps only (named barrier 1): the sender warps never wait for this.
-    asm volatile("bar.sync 1, %0;" ::"r"(kReducers * 32));
+    asm volatile("bar.sync 1, %0;" ::"r"(reduce_warps * 32));
     if (!mismatch) {
       const uint8_t* area = p.peer_bases[me] + p.area_offset;
       const auto* tags = reinterpret_cast<const uint32_t*>(area + a.tag_offset);
       const int32_t chunks = p.hidden / 8;  // 16-byte chunks of a bf16 row
       // Row (and weights) of the warp's token from each rank, or null: rows from other ranks are
       // in our combine area, our own rows are still in x (row = our receive slot of the token).
-      __shared__ const int4* warp_rows[kReducerRows][kMaxCombineRanks];
-      __shared__ const float* warp_weights[kReducerRows][kMaxCombineRanks];
-      __shared__ const uint32_t* warp_tags[kReducerRows][kMaxCombineRanks];
-      __shared__ bool warp_failed[kReducerRows];
-      const int64_t reducers = int64_t{gridDim.x} * kReducers;
+      __shared__ const int4* warp_rows[kWarps][kMaxCombineRanks];
+      __shared__ const float* warp_weights[kWarps][kMaxCombineRanks];
+      __shared__ const uint32_t* warp_tags[kWarps][kMaxCombineRanks];
+      __shared__ bool warp_failed[kWarps];
+      const int64_t reducers = int64_t{gridDim.x} * reduce_warps;
       for (int64_t t = int64_t{rwarp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += reducers) {
         for (int32_t d = lane; d < R; d += 32) {
           const int32_t slot = p.is_token_in_rank[t * R + d] ? p.send_slot[t * R + d] : -1;
@@ -224,23 +224,30 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
         }
         __syncwarp();
         if (warp_failed[rwarp]) break;
-        // kChunks chunks per lane at once: their loads are in flight together.
+        // kChunks chunks of kRankBatch ranks per lane at once: their loads are in flight
+        // together, then they are added in ascending rank order (bitwise reproducible).
         for (int32_t c0 = lane; c0 < chunks; c0 += 32 * kChunks) {
           float acc[kChunks][8];
 #pragma unroll
           for (int u = 0; u < kChunks; ++u)
 #pragma unroll
             for (int i = 0; i < 8; ++i) acc[u][i] = 0.0f;
-          for (int32_t d = 0; d < R; ++d) {  // ascending rank order: bitwise reproducible
-            const int4* row = warp_rows[rwarp][d];
-            if (row == nullptr) continue;
-            int4 v[kChunks];
+          for (int32_t d0 = 0; d0 < R; d0 += kRankBatch) {
+            int4 v[kRankBatch][kChunks];
 #pragma unroll
-            for (int u = 0; u < kChunks; ++u)
-              if (c0 + 32 * u < chunks) v[u] = ld_na_v4(row + c0 + 32 * u);
+            for (int b = 0; b < kRankBatch; ++b) {
+              const int4* row = d0 + b < R ? warp_rows[rwarp][d0 + b] : nullptr;
 #pragma unroll
-            for (int u = 0; u < kChunks; ++u)
-              if (c0 + 32 * u < chunks) add_bf16x8(acc[u], v[u]);
+              for (int u = 0; u < kChunks; ++u)
+                if (row != nullptr && c0 + 32 * u < chunks) v[b][u] = ld_na_v4(row + c0 + 32 * u);
+            }
+#pragma unroll
+            for (int b = 0; b < kRankBatch; ++b) {
+              const int4* row = d0 + b < R ? warp_rows[rwarp][d0 + b] : nullptr;
+#pragma unroll
+              for (int u = 0; u < kChunks; ++u)
+                if (row != nullptr && c0 + 32 * u < chunks) add_bf16x8(acc[u], v[b][u]);
+            }
           }
 #pragma unroll
           for (int u = 0; u < kChunks; ++u) {
@@ -271,7 +278,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       }
     }
   }
-  if (trace && warp >= kSenders && lane == 0)
+  if (trace && warp >= send_warps && lane == 0)
     atomicMax(reinterpret_cast<unsigned long long*>(trace + 2), global_timer_ns());
   if (kMode == kSendOnly) return;  // the reduce kernel ends the call
   // ---- phase 3 ----
@@ -299,6 +306,16 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
     return v != nullptr && std::strcmp(v, "interleave") == 0;
   }();
   q.interleave_sends = interleave ? 1 : 0;
+  static const int send_warps = [] {
+    const char* v = std::getenv("EPCOMM_COMBINE_SEND_WARPS");
+    return v != nullptr ? std::atoi(v) : 0;
+  }();
+  static const bool wide = [] {
+    const char* v = std::getenv("EPCOMM_COMBINE_WIDE_COPY");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  q.send_warps = send_warps > 0 && send_warps < kWarps ? send_warps : 6;
+  q.wide_copy = wide ? 1 : 0;
   if (!split) {
     intranode_combine_kernel<kFused><<<num_sms, kCombineThreads, 0, stream>>>(q);
     return cudaGetLastError();

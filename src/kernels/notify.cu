@@ -41,7 +41,7 @@ __global__ void __launch_bounds__(kNotifyThreads) notify_kernel(NotifyParams p) 
                  [&] { return ld_acquire_sys(mine) >= epoch; });
   }
   __syncthreads();
-  if (ld_relaxed_sys(&p.wait.error->status) != core::kRecordEmpty) return;
+  if (*reinterpret_cast<volatile const int32_t*>(p.wait.failed) != 0) return;
   // 2. rank_prefix_matrix[i][j] = sum over s <= i of count(s -> j); thread j owns column j.
   const uint8_t* base = p.peer_bases[me] + p.signal_offset;
   for (int32_t j = threadIdx.x; j < R; j += blockDim.x) {

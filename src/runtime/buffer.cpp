@@ -94,7 +94,8 @@ Error setup_local(Buffer::Impl& impl, runtime::RankInfo* info) {
   impl.notify_device = static_cast<kernels::NotifyHostCounts*>(dev_record);
   void* block_counters = nullptr;
   // Device scratch: [0, 64) epochs (8 x uint64: barrier, notify, dispatch, combine, LL);
-  // [64, 128) block counters (16 x uint32); [128, 192) LL hook slots (8 x uint64).
+  // [64, 128) block counters (16 x uint32); [128, 192) LL hook slots (8 x uint64);
+  // [192, 196) the device-local copy of "a wait failed" (WaitContext::failed).
   if (auto e =
           cuda_error(cudaMalloc(&block_counters, 256), "cudaMalloc of epoch and block counters");
       !e.ok())
@@ -102,6 +103,7 @@ Error setup_local(Buffer::Impl& impl, runtime::RankInfo* info) {
   impl.epochs = static_cast<uint64_t*>(block_counters);
   impl.block_counters = reinterpret_cast<uint32_t*>(static_cast<uint8_t*>(block_counters) + 64);
   impl.hook_epochs = reinterpret_cast<uint64_t*>(static_cast<uint8_t*>(block_counters) + 128);
+  impl.wait_failed = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(block_counters) + 192);
   if (auto e = cuda_error(cudaMemset(block_counters, 0, 256), "cudaMemset of epoch counters");
       !e.ok())
     return e;
@@ -269,6 +271,7 @@ Error Buffer::Impl::release() {
   block_counters = nullptr;
   epochs = nullptr;
   hook_epochs = nullptr;
+  wait_failed = nullptr;
   control_host = nullptr;
   control_device = nullptr;
   return first;

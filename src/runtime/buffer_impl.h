@@ -43,6 +43,7 @@ struct Buffer::Impl {
   kernels::NotifyHostCounts* notify_device = nullptr;
   uint32_t* block_counters = nullptr;  // [16] device: dispatch 0-1, combine 2-3, LL 4-7
   uint64_t* hook_epochs = nullptr;     // [kHookSlots] device: epoch of each pending LL receive
+  int32_t* wait_failed = nullptr;      // device: non-zero once any wait or input check failed
   int32_t num_device_sms = 0;
 
   // Low-latency receives waiting for their hook (return_recv_hook), by hook id % kHookSlots.
@@ -63,6 +64,7 @@ struct Buffer::Impl {
   kernels::WaitContext wait_context(core::OpId op) const {
     return kernels::WaitContext{error_device,
                                 control_device,
+                                wait_failed,
                                 static_cast<uint64_t>(options.timeout_seconds * 1e9),
                                 runtime::flag_check_ns(),
                                 static_cast<int32_t>(op),

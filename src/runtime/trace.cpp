@@ -23,7 +23,7 @@ uint64_t flag_check_ns() {
   static const uint64_t ns = [] {
     const char* v = std::getenv("EPCOMM_FLAG_CHECK_NS");
     const unsigned long long parsed = v != nullptr ? std::strtoull(v, nullptr, 10) : 0;
-    return parsed > 0 ? uint64_t{parsed} : uint64_t{100000};
+    return parsed > 0 ? uint64_t{parsed} : uint64_t{1000000};
   }();
   return ns;
 }

@@ -20,8 +20,8 @@ struct BufferTraceState {
 namespace epcomm::runtime {
 
 bool trace_enabled();
-// Nanoseconds between two reads of the host-mapped flags by one waiting GPU thread:
-// EPCOMM_FLAG_CHECK_NS, else 100000 (docs/perf.md, v4).
+// Nanoseconds between two checks of the abort flag (host-mapped) and the timeout by one waiting
+// GPU thread: EPCOMM_FLAG_CHECK_NS, else 1 ms (docs/perf.md, v4 and v9).
 uint64_t flag_check_ns();
 // Allocates (once) and zeroes the trace for a combine of `blocks` blocks on `stream`; *out is
 // the device array to pass to the kernel, or null when tracing is off.

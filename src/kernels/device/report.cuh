@@ -9,6 +9,7 @@ namespace epcomm::kernels {
 
 __device__ __forceinline__ void record_input_error(const WaitContext& ctx, core::WaitStage stage,
                                                    int32_t peer, int64_t value, int64_t limit) {
+  atomicExch(ctx.failed, 1);  // this GPU's waits give up at their next check
   if (atomicCAS(&ctx.error->status, core::kRecordEmpty, core::kRecordWriting) != core::kRecordEmpty)
     return;
   ctx.error->op = ctx.op;
