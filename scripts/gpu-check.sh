@@ -69,8 +69,6 @@ if [ -x "$tests" ] && [ "$ngpu" -ge 1 ]; then
       run_tests "gpu tests, $r ranks sharing $ngpu GPUs" "gpu_r${r}_shared" "$r" 1
     done
   fi
-  # The two-kernel combine (EPCOMM_COMBINE_SPLIT=1), an alternative measured against the fused one.
-  EPCOMM_COMBINE_SPLIT=1 GTEST_FILTER='GpuNormal.*' run_tests "normal tests, split combine, 2 ranks" "gpu_split_r2" 2 0
   grep -h "timeout error after" "$logdir"/*.log | head -4 >"$logdir/timeouts.txt"
   if [ "$sanitize" = 1 ]; then
     if command -v compute-sanitizer >/dev/null; then
@@ -97,13 +95,8 @@ if [ "$bench" = 1 ] && [ -x "$benchbin" ] && [ "$ngpu" -ge 2 ]; then
   standard="--tokens 4096 --hidden 7168 --topk 8 --experts 256"
   timeout 600 "$benchbin" $standard --sms 24 --json "$logdir/bench_std24.json" >"$logdir/bench_std.txt" 2>&1
   timeout 600 "$benchbin" $standard --sms 12 --json "$logdir/bench_std12.json" >>"$logdir/bench_std.txt" 2>&1
-  # The combine's phase trace (EPCOMM_TRACE=1), fused and split, and the split combine's times.
-  for split in 0 1; do
-    EPCOMM_TRACE=1 EPCOMM_COMBINE_SPLIT=$split EPCOMM_BENCH_ONLY=combine timeout 120 "$benchbin" $standard \
-      --iters 2 --warmup 1 >>"$logdir/combine_trace.txt" 2>&1
-  done
-  EPCOMM_COMBINE_SPLIT=1 EPCOMM_BENCH_ONLY=combine_split timeout 300 "$benchbin" $standard --sms 24 \
-    --json "$logdir/bench_split24.json" >>"$logdir/bench_std.txt" 2>&1
+  # The combine's phase trace (EPCOMM_TRACE=1) and its sender/reducer splits.
+  RANKS=$ngpu timeout 300 bash scripts/diagnose-warp-splits.sh "$logdir/combine_trace.txt"
   # Low-latency standard setting (128 tokens, hidden 7168, top-8 of 288, FP8).
   timeout 600 "$benchbin" --mode ll --json "$logdir/bench_ll.json" >>"$logdir/bench_std.txt" 2>&1
   if [ "$ngpu" -gt 2 ]; then  # the 2-GPU targets too
@@ -118,7 +111,7 @@ if [ "$bench" = 1 ] && [ -x "$benchbin" ] && [ "$ngpu" -ge 2 ]; then
 import json, sys, os, glob
 d = sys.argv[1]
 records = []
-for name in ["bench_std24.json", "bench_std12.json", "bench_split24.json", "bench_ll.json", "bench_std24_r2.json",
+for name in ["bench_std24.json", "bench_std12.json", "bench_ll.json", "bench_std24_r2.json",
              "bench_ll_r2.json", "bench_sweep.json", "bench_ll_sweep.json"]:
     p = os.path.join(d, name)
     if os.path.exists(p):
@@ -157,7 +150,7 @@ echo "== epcomm gpu-check: ${card:-no GPU} x ${ngpu}, commit $commit, logs in $l
 printf '%s\n' "${summary[@]}"
 cat "$logdir/timeouts.txt" 2>/dev/null
 [ -f "$logdir/targets.txt" ] && cat "$logdir/targets.txt"
-[ -f "$logdir/combine_trace.txt" ] && grep -h "epcomm trace" "$logdir/combine_trace.txt" | head -8
+[ -f "$logdir/combine_trace.txt" ] && grep -hE "^===|^  (combine|dispatch) " "$logdir/combine_trace.txt"
 [ -f "$logdir/moe_layer.log" ] && grep -h "MoE layer" "$logdir/moe_layer.log"
 [ -f "$logdir/python_overhead.txt" ] && cat "$logdir/python_overhead.txt"
 [ -f "$logdir/bench_table.txt" ] && { echo "-- benchmark (standard setting; see bench_std.txt) --"; grep -h '^#' "$logdir/bench_std.txt" | head -2; cat "$logdir/bench_table.txt"; }

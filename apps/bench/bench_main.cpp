@@ -13,7 +13,8 @@
 // covers {1, 8, 32, 64, 128, 256} x hidden {4096, 7168}. --sms and --check apply to normal mode.
 // Environment, for diagnosis: EPCOMM_BENCH_ONLY=<op> times one op (the others run once, untimed,
 // for their results); EPCOMM_BENCH_OVERSUBSCRIBE=1 lets ranks share GPUs (times not comparable);
-// EPCOMM_COMBINE_SPLIT=1 and EPCOMM_TRACE=1 are read by the library (docs/perf.md).
+// EPCOMM_TRACE=1, EPCOMM_FLAG_CHECK_NS and EPCOMM_COMBINE_SEND_WARPS are read by the library
+// (docs/perf.md).
 #include <cuda_runtime.h>
 
 #include <algorithm>

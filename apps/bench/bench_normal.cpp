@@ -126,10 +126,7 @@ RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, Nc
   ca.config = cfg;
   ca.combined_x = view(combined, DType::kBFloat16, {T, H}, dev);
   ca.combined_topk_weights = view(combined_w, DType::kFloat32, {T, K}, dev);
-  // EPCOMM_COMBINE_SPLIT=1 selects the two-kernel combine (kernels/intranode_combine.cu).
-  const char* split = std::getenv("EPCOMM_COMBINE_SPLIT");
-  const bool combine_split = split != nullptr && std::string(split) == "1";
-  time_op(combine_split ? "combine_split" : "combine", "bf16", bf16_bytes, remote_bf16,
+  time_op("combine", "bf16", bf16_bytes, remote_bf16,
           [&] { check(buffer.combine(ca, s), "combine"); });
 
   if (c.check) {

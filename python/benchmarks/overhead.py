@@ -1,12 +1,13 @@
 """What the Python layer (epcomm.deep_ep) adds per call over the library's own host path.
 
-    python3 python/benchmarks/overhead.py [--tokens 128] [--iters 200] [--json FILE]
+    python3 python/benchmarks/overhead.py [--tokens 128] [--iters 200] [--json FILE] [--profile FILE]
 
 For each op, at `tokens` tokens per rank on 2 GPUs: the host time of the deep_ep method (argument
 handling, output allocation, stream/event plumbing, the C call) against the host time of the bare
 C ABI call with the same, prebuilt arguments (validation and kernel launches in C++). Both are
 host wall-clock times of issuing the call, with the GPU idle before each call (synchronised,
-untimed), median over `iters` calls. The difference is the Python layer's overhead.
+untimed), median over `iters` calls. The difference is the Python layer's overhead. --profile
+writes, for rank 0, each op's cProfile of `iters` calls (functions by own time) to FILE.
 """
 import argparse
 import json
@@ -46,7 +47,28 @@ def _time_host(fn, iters):
     return statistics.median(times) * 1e6
 
 
-def worker(rank, world, port, tokens, iters, json_path):
+def _profile(ops, iters, path):
+    import cProfile
+    import io
+    import pstats
+
+    import torch
+
+    with open(path, "w") as f:
+        for name, op in ops.items():
+            prof = cProfile.Profile()
+            for _ in range(iters):
+                torch.cuda.synchronize()
+                prof.enable()
+                op()
+                prof.disable()
+            torch.cuda.synchronize()
+            out = io.StringIO()
+            pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(25)
+            f.write(f"=== {name}: {iters} calls\n{out.getvalue()}\n")
+
+
+def worker(rank, world, port, tokens, iters, json_path, profile_path):
     import torch
     import torch.distributed as dist
 
@@ -90,6 +112,16 @@ def worker(rank, world, port, tokens, iters, json_path):
         rows.append({"op": name, "tokens": tokens, "python_us": round(python_us, 2), "c_abi_us": round(c_us, 2),
                      "overhead_us": round(python_us - c_us, 2), "card": torch.cuda.get_device_name(), "ranks": world})
         dist.barrier()
+    if profile_path:
+        if rank == 0:
+            _profile(ops, iters, profile_path)
+        else:  # the same calls, so the collective ops find their peer
+            for op in ops.values():
+                for _ in range(iters):
+                    torch.cuda.synchronize()
+                    op()
+            torch.cuda.synchronize()
+        dist.barrier()
     if rank == 0:
         print(f"# epcomm Python overhead, {world} x {torch.cuda.get_device_name()}, {tokens} tokens, hidden {H}, "
               f"median of {iters} calls (host time of issuing the call)")
@@ -110,11 +142,12 @@ def main():
     p.add_argument("--tokens", type=int, default=128)
     p.add_argument("--iters", type=int, default=200)
     p.add_argument("--json", default="")
+    p.add_argument("--profile", default="")
     a = p.parse_args()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(worker, args=(2, port, a.tokens, a.iters, a.json), nprocs=2, join=True)
+    mp.spawn(worker, args=(2, port, a.tokens, a.iters, a.json, a.profile), nprocs=2, join=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@
 #include <cuda_bf16.h>
 
 #include <cstdlib>
-#include <cstring>
 
 namespace epcomm::kernels {
 namespace {
@@ -16,14 +15,6 @@ namespace {
 constexpr int kCombineThreads = 512;
 constexpr int kWarps = kCombineThreads / 32;
 constexpr int kMaxCombineRanks = 64;
-
-// How one launch divides the work (docs/perf.md, v8, 4-GPU section). kFused: sender and reducer
-// warps side by side in one kernel (the default). kSendOnly + kReduceOnly: two kernels back to
-// back, so no warp spins on a tag while this rank's own sends are in flight; selected with
-// EPCOMM_COMBINE_SPLIT=1 to measure it against kFused.
-enum CombineMode : int { kFused = 0, kSendOnly = 1, kReduceOnly = 2 };
-constexpr int kChunks = 2;     // 16-byte chunks per lane and rank in flight in the reduce
-constexpr int kRankBatch = 4;  // ranks whose chunks are loaded together before any is added
 
 __device__ __forceinline__ void add_bf16x8(float* acc, const int4& v) {
   const auto* h = reinterpret_cast<const __nv_bfloat162*>(&v);
@@ -43,10 +34,12 @@ __device__ __forceinline__ void add_bf16x8(float* acc, const int4& v) {
 // (2) reducer warps, concurrently: per token, wait for the tags of its rows, sum them in
 //     ascending rank order in float32 (our own rows straight from x), add the biases, round once.
 // (3) last block: advance the epoch, tell every rank its rows were consumed.
-template <int kMode>
+// The reduce is latency-bound (docs/perf.md, v9): each lane loads kChunks 16-byte chunks of
+// kRankBatch ranks, all in flight together, before adding any (as many as fit in registers).
+template <int kRankBatch, int kChunks>
 __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(CombineParams p) {
-  // Warps [0, senders) send, the rest reduce (fused: p.send_warps, chosen per world size).
-  const int send_warps = kMode == kFused ? p.send_warps : (kMode == kSendOnly ? kWarps : 0);
+  // Warps [0, send_warps) send, the rest reduce (the split is chosen per world size).
+  const int send_warps = p.send_warps;
   const int reduce_warps = kWarps - send_warps;
   const core::NormalSignalLayout sig{p.num_ranks};
   const int32_t R = p.num_ranks, me = p.rank;
@@ -57,7 +50,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   uint8_t* const my_signals = p.peer_bases[me] + p.signal_offset;
   const core::NormalArea& a = p.area;
   uint64_t* const trace = p.trace ? p.trace + blockIdx.x * kCombineTraceSlots : nullptr;
-  if (trace && threadIdx.x == 0 && kMode != kReduceOnly) trace[0] = global_timer_ns();
+  if (trace && threadIdx.x == 0) trace[0] = global_timer_ns();
   __shared__ int32_t prefix_me[kMaxCombineRanks];      // rank_prefix_matrix[s][me]
   __shared__ int32_t my_base[kMaxCombineRanks];        // where rows from rank d start in my area
   __shared__ int32_t my_first_slot[kMaxCombineRanks];  // rank_prefix_matrix[me - 1][d]
@@ -89,7 +82,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
     }
   }
   __syncthreads();
-  if (kMode != kReduceOnly && threadIdx.x < R) {
+  if (threadIdx.x < R) {
     const auto* consumed = reinterpret_cast<const uint64_t*>(
         my_signals + sig.flag(core::kCombineConsumed, threadIdx.x));
     // Acquire: rank threadIdx.x finished reducing from its combine area before we overwrite it.
@@ -99,7 +92,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   }
   __syncthreads();
   if (skip) return;
-  if (kMode != kReduceOnly && blockIdx.x == 0 && threadIdx.x < R) {
+  if (blockIdx.x == 0 && threadIdx.x < R) {
     uint8_t* peer_signals = p.peer_bases[threadIdx.x] + p.signal_offset;
     *reinterpret_cast<volatile uint64_t*>(peer_signals + sig.flag(core::kCombineSignature, me)) =
         p.signature;
@@ -111,47 +104,30 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
 
   if (warp < send_warps) {
     // ---- phase 1: send row i back to its source s, at s's base for me + (i - first row of s) ----
-    const int64_t received = prefix_me[R - 1];
-    const int64_t senders = int64_t{gridDim.x} * send_warps;
-    // Start after our own rows: the ranks begin with different destinations, so no rank's
-    // reducers wait for the end of every sender's pass.
-    const int64_t rotate = received > 0 ? prefix_me[me] % received : 0;
-    // Interleaved order: the k-th row of every source, then the (k+1)-th, so every source's
-    // reducers see their tokens arrive from the start.
-    const int32_t remote = R > 1 ? R - 1 : 1;
+    // Interleaved order over the R - 1 other sources, starting after our own rank: the k-th row
+    // for every source, then the (k+1)-th, so every source's reducers see their tokens arrive
+    // from the start (grouped by source, a source waited for the end of the pass: v9).
+    const int32_t others = R > 1 ? R - 1 : 1;
     int64_t most = 0;
     for (int32_t s = 0; s < R; ++s) {
       const int64_t count = prefix_me[s] - (s > 0 ? prefix_me[s - 1] : 0);
       most = count > most ? count : most;
     }
-    const int64_t steps = p.interleave_sends ? most * remote : received;
-    for (int64_t n = int64_t{warp} * gridDim.x + blockIdx.x; n < steps; n += senders) {
-      int32_t s = 0;
-      int64_t i = 0;
-      if (p.interleave_sends) {
-        s = static_cast<int32_t>((me + 1 + n % remote) % R);
-        const int64_t k = n / remote;
-        if (k >= prefix_me[s] - (s > 0 ? prefix_me[s - 1] : 0)) continue;
-        i = (s > 0 ? prefix_me[s - 1] : 0) + k;
-      } else {
-        i = n + rotate < received ? n + rotate : n + rotate - received;
-        while (prefix_me[s] <= i) ++s;
-      }
-      if (s == me) continue;  // our own rows: the reducers read them from x directly
+    const int64_t senders = int64_t{gridDim.x} * send_warps;
+    for (int64_t n = int64_t{warp} * gridDim.x + blockIdx.x; n < most * others; n += senders) {
+      const auto s = static_cast<int32_t>((me + 1 + n % others) % R);
       const int64_t first = s > 0 ? prefix_me[s - 1] : 0;
-      int64_t base = 0;  // rows s sent to ranks below me
+      const int64_t i = first + n / others;  // our receive row
+      if (i >= prefix_me[s]) continue;       // source s sent us fewer rows
+      if (s == me) continue;                 // our own rows: the reducers read them from x directly
+      int64_t base = 0;                      // rows s sent to ranks below me
       for (int32_t d = 0; d < me; ++d)
         base +=
             p.rank_prefix_matrix[s * R + d] - (s > 0 ? p.rank_prefix_matrix[(s - 1) * R + d] : 0);
       const int64_t row = base + (i - first);
       uint8_t* area = p.peer_bases[s] + p.area_offset;
-      int4* dst = reinterpret_cast<int4*>(area + a.x_offset + row * a.row_bytes);
-      const int4* src = reinterpret_cast<const int4*>(p.x + i * p.x_stride);
-      if (p.wide_copy) {
-        warp_copy<false, 12>(dst, src, row_vec, lane);
-      } else {
-        warp_copy<false>(dst, src, row_vec, lane);
-      }
+      warp_copy<false>(reinterpret_cast<int4*>(area + a.x_offset + row * a.row_bytes),
+                       reinterpret_cast<const int4*>(p.x + i * p.x_stride), row_vec, lane);
       if (lane < a.topk)
         reinterpret_cast<float*>(area + a.topk_weights_offset)[row * a.topk + lane] =
             p.topk_weights[i * p.weights_stride + lane * p.weights_stride_k];
@@ -280,7 +256,6 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   }
   if (trace && warp >= send_warps && lane == 0)
     atomicMax(reinterpret_cast<unsigned long long*>(trace + 2), global_timer_ns());
-  if (kMode == kSendOnly) return;  // the reduce kernel ends the call
   // ---- phase 3 ----
   const bool last = last_block_done(p.counters);
   if (trace && threadIdx.x == 0) trace[3] = global_timer_ns();
@@ -296,33 +271,21 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
 }  // namespace
 
 cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaStream_t stream) {
-  static const bool split = [] {
-    const char* v = std::getenv("EPCOMM_COMBINE_SPLIT");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
   CombineParams q = p;
-  static const bool interleave = [] {
-    const char* v = std::getenv("EPCOMM_COMBINE_ORDER");
-    return v != nullptr && std::strcmp(v, "interleave") == 0;
-  }();
-  q.interleave_sends = interleave ? 1 : 0;
-  static const int send_warps = [] {
+  // Sender warps per block, measured (docs/perf.md, v6 and v9): 6 of 16 with one peer, 8 with
+  // more. EPCOMM_COMBINE_SEND_WARPS overrides it, for measuring other splits.
+  static const int send_warps_override = [] {
     const char* v = std::getenv("EPCOMM_COMBINE_SEND_WARPS");
     return v != nullptr ? std::atoi(v) : 0;
   }();
-  static const bool wide = [] {
-    const char* v = std::getenv("EPCOMM_COMBINE_WIDE_COPY");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
-  q.send_warps = send_warps > 0 && send_warps < kWarps ? send_warps : 6;
-  q.wide_copy = wide ? 1 : 0;
-  if (!split) {
-    intranode_combine_kernel<kFused><<<num_sms, kCombineThreads, 0, stream>>>(q);
-    return cudaGetLastError();
+  q.send_warps = p.num_ranks <= 2 ? 6 : 8;
+  if (send_warps_override > 0 && send_warps_override < kWarps) q.send_warps = send_warps_override;
+  // Loads in flight per lane are split over the ranks a token can have rows from.
+  if (p.num_ranks <= 2) {
+    intranode_combine_kernel<2, 6><<<num_sms, kCombineThreads, 0, stream>>>(q);
+  } else {
+    intranode_combine_kernel<4, 4><<<num_sms, kCombineThreads, 0, stream>>>(q);
   }
-  intranode_combine_kernel<kSendOnly><<<num_sms, kCombineThreads, 0, stream>>>(q);
-  if (cudaError_t e = cudaGetLastError()) return e;
-  intranode_combine_kernel<kReduceOnly><<<num_sms, kCombineThreads, 0, stream>>>(q);
   return cudaGetLastError();
 }
 

@@ -41,9 +41,7 @@ struct CombineParams {
   uint64_t* epoch_counter;  // device: last completed call (advanced by the last block)
   uint64_t signature;
   int32_t num_ranks, rank;
-  int32_t interleave_sends;  // EPCOMM_COMBINE_ORDER=interleave (set by the launcher)
-  int32_t send_warps;        // fused kernel: warps that send (set by the launcher)
-  int32_t wide_copy;         // EPCOMM_COMBINE_WIDE_COPY=1: 12 loads in flight per lane
+  int32_t send_warps;  // warps per block that send (set by the launcher); the rest reduce
   WaitContext wait;
   // Null, or [gridDim.x][kCombineTraceSlots] (EPCOMM_TRACE=1, runtime/trace.h): per block, the
   // global-timer ns of the start, the last sender warp done, the last reducer warp done, the end,

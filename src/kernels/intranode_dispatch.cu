@@ -6,13 +6,13 @@
 #include "kernels/device/started_check.cuh"
 #include "kernels/intranode_dispatch.h"
 
+#include <cstdlib>
+
 namespace epcomm::kernels {
 namespace {
 
 constexpr int kDispatchThreads = 512;
 constexpr int kWarps = kDispatchThreads / 32;
-constexpr int kSendWarps = 12;  // warps 0..11 send, 12..15 copy arrived rows out (docs/perf.md, v7)
-constexpr int kRecvWarps = kWarps - kSendWarps;
 constexpr int kDstBatch = 8;
 
 // Rows a rank sends to itself skip the receive area: the row goes straight into recv_x (see
@@ -96,6 +96,9 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
   const core::NormalSignalLayout sig{p.num_ranks};
   const int32_t R = p.num_ranks, me = p.rank;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  // Warps [0, send_warps) send, the rest copy arrived rows out (the split is chosen per world
+  // size by the launcher).
+  const int send_warps = p.send_warps, recv_warps = kWarps - p.send_warps;
   // Device-resident epoch (CUDA-graph replays advance it); every block reads it before the last
   // block can advance it, since that needs every block to have finished.
   const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(p.epoch_counter) + 1;
@@ -142,11 +145,11 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
   }
   const int64_t row_vec = a.row_bytes / 16;
 
-  if (warp < kSendWarps) {
+  if (warp < send_warps) {
     // ---- phase 1: send ----
     // Round-robin tokens: at any moment the sender warps write a window of consecutive tokens,
     // whose destination rows are consecutive too (slots grow with t).
-    const int64_t senders = int64_t{gridDim.x} * kSendWarps;
+    const int64_t senders = int64_t{gridDim.x} * send_warps;
     for (int64_t t = int64_t{warp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += senders) {
       int4* dst[kDstBatch];
       int32_t dst_rank[kDstBatch];
@@ -169,13 +172,13 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
     }
   } else {
     // ---- phase 2: receive, concurrently with the sends ----
-    const int rwarp = warp - kSendWarps;
+    const int rwarp = warp - send_warps;
     // Every source's signature first, so a mismatch never leaves us waiting on tags.
     if (rwarp == 0 && start_mismatch(p, my_signals, core::kDispatchStarted,
                                      core::kDispatchSignature, epoch, lane))
       mismatch = true;
     // Receiver warps only (named barrier 1): the sender warps never wait for this.
-    asm volatile("bar.sync 1, %0;" ::"r"(kRecvWarps * 32));
+    asm volatile("bar.sync 1, %0;" ::"r"(recv_warps * 32));
     if (!mismatch) {
       const uint8_t* area = p.peer_bases[me] + p.area_offset;
       const auto* tags = reinterpret_cast<const uint32_t*>(area + a.tag_offset);
@@ -183,7 +186,7 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
       const int64_t rows = received < p.num_out_rows ? received : p.num_out_rows;
       const int64_t self_begin = me > 0 ? p.rank_prefix_matrix[(me - 1) * R + me] : 0;
       const int64_t self_end = p.rank_prefix_matrix[me * R + me];
-      const int64_t receivers = int64_t{gridDim.x} * kRecvWarps;
+      const int64_t receivers = int64_t{gridDim.x} * recv_warps;
       const int64_t first = int64_t{rwarp} * gridDim.x + blockIdx.x;
       for (int64_t i = first; i < rows; i += receivers) {
         if (i >= self_begin && i < self_end) continue;  // written directly by our sender warps
@@ -245,7 +248,17 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
 }  // namespace
 
 cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cudaStream_t stream) {
-  intranode_dispatch_kernel<<<num_sms, kDispatchThreads, 0, stream>>>(p);
+  DispatchParams q = p;
+  // Sender warps per block, measured (docs/perf.md, v7 and v9): with one peer 12 of 16 (the
+  // copy-out is a quarter of the rows); with more peers most rows arrive from others and the
+  // copy-out needs more warps. EPCOMM_DISPATCH_SEND_WARPS overrides it, for measuring splits.
+  static const int send_warps_override = [] {
+    const char* v = std::getenv("EPCOMM_DISPATCH_SEND_WARPS");
+    return v != nullptr ? std::atoi(v) : 0;
+  }();
+  q.send_warps = p.num_ranks <= 2 ? 12 : 8;
+  if (send_warps_override > 0 && send_warps_override < kWarps) q.send_warps = send_warps_override;
+  intranode_dispatch_kernel<<<num_sms, kDispatchThreads, 0, stream>>>(q);
   return cudaGetLastError();
 }
 
