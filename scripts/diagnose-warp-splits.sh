@@ -13,6 +13,7 @@ variants=(
   "combine:send6:EPCOMM_COMBINE_SEND_WARPS=6"
   "combine:send8:EPCOMM_COMBINE_SEND_WARPS=8"
   "combine:send10:EPCOMM_COMBINE_SEND_WARPS=10"
+  "combine:send12:EPCOMM_COMBINE_SEND_WARPS=12"
   "dispatch:default:"
   "dispatch:send6:EPCOMM_DISPATCH_SEND_WARPS=6"
   "dispatch:send8:EPCOMM_DISPATCH_SEND_WARPS=8"

@@ -272,13 +272,13 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
 
 cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaStream_t stream) {
   CombineParams q = p;
-  // Sender warps per block, measured (docs/perf.md, v6 and v9): 6 of 16 with one peer, 8 with
-  // more. EPCOMM_COMBINE_SEND_WARPS overrides it, for measuring other splits.
+  // Sender warps per block, measured (docs/perf.md, v6 and v9): 6 of 16 with one peer (8: same,
+  // 10: -26 %), 10 with three (6: -22 %, 8: -9 %). EPCOMM_COMBINE_SEND_WARPS overrides it.
   static const int send_warps_override = [] {
     const char* v = std::getenv("EPCOMM_COMBINE_SEND_WARPS");
     return v != nullptr ? std::atoi(v) : 0;
   }();
-  q.send_warps = p.num_ranks <= 2 ? 6 : 8;
+  q.send_warps = p.num_ranks <= 2 ? 6 : 10;
   if (send_warps_override > 0 && send_warps_override < kWarps) q.send_warps = send_warps_override;
   // Loads in flight per lane are split over the ranks a token can have rows from.
   if (p.num_ranks <= 2) {

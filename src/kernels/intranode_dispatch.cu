@@ -249,14 +249,14 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
 
 cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cudaStream_t stream) {
   DispatchParams q = p;
-  // Sender warps per block, measured (docs/perf.md, v7 and v9): with one peer 12 of 16 (the
-  // copy-out is a quarter of the rows); with more peers most rows arrive from others and the
-  // copy-out needs more warps. EPCOMM_DISPATCH_SEND_WARPS overrides it, for measuring splits.
+  // Sender warps per block, measured (docs/perf.md, v7 and v9): with one peer 12 of 16. With
+  // three, most rows arrive from others and the copy-out needs more warps: BF16 rows 6 (12:
+  // -14 %), FP8 rows (half the bytes to copy out) 10. EPCOMM_DISPATCH_SEND_WARPS overrides it.
   static const int send_warps_override = [] {
     const char* v = std::getenv("EPCOMM_DISPATCH_SEND_WARPS");
     return v != nullptr ? std::atoi(v) : 0;
   }();
-  q.send_warps = p.num_ranks <= 2 ? 12 : 8;
+  q.send_warps = p.num_ranks <= 2 ? 12 : (p.area.row_bytes > 8192 ? 6 : 10);
   if (send_warps_override > 0 && send_warps_override < kWarps) q.send_warps = send_warps_override;
   intranode_dispatch_kernel<<<num_sms, kDispatchThreads, 0, stream>>>(q);
   return cudaGetLastError();
