@@ -77,6 +77,10 @@ class EPCOMM_EXPORT Buffer {
   Error check_async_error();
   // Makes every bounded wait of this Buffer give up now (from any thread).
   void abort();
+  // Asynchronous: work enqueued on `waiter` after this call runs after the work enqueued on
+  // `waited` before it (an event of the Buffer's, recorded and waited on; capturable). One host
+  // call for the stream handoffs of callers like the Python layer (docs/perf.md).
+  Error stream_wait(StreamHandle waiter, StreamHandle waited);
 
   // ---- operations (semantics.md sections 1-5); each validates every argument first ----
   Error get_dispatch_layout(const LayoutArgs& args, StreamHandle stream);

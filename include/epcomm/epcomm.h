@@ -195,6 +195,9 @@ EPCOMM_API epcomm_status_t epcomm_buffer_destroy(epcomm_buffer_t buffer); /* NUL
 EPCOMM_API epcomm_status_t epcomm_buffer_barrier(epcomm_buffer_t buffer, void* stream);
 EPCOMM_API epcomm_status_t epcomm_buffer_synchronize(epcomm_buffer_t buffer, void* stream);
 EPCOMM_API epcomm_status_t epcomm_buffer_abort(epcomm_buffer_t buffer);
+/* Work enqueued on `waiter` after this call runs after the work enqueued on `waited` before it. */
+EPCOMM_API epcomm_status_t epcomm_buffer_stream_wait(epcomm_buffer_t buffer, void* waiter,
+                                                     void* waited);
 EPCOMM_API epcomm_status_t epcomm_buffer_local_region(epcomm_buffer_t buffer, int32_t low_latency,
                                                       void** ptr);
 

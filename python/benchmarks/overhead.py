@@ -47,7 +47,35 @@ def _time_host(fn, iters):
     return statistics.median(times) * 1e6
 
 
-def _profile(ops, iters, path):
+def _primitives(buffer, x, f):
+    """Host cost of the pieces a call is made of (mean of 2000, us)."""
+    import torch
+
+    import epcomm._capi as c
+    import epcomm._torch_views as tv
+    from epcomm.deep_ep import _raw_current_stream
+
+    dev, lib, ev = torch.device("cuda", buffer._device), c.library(), torch.cuda.Event()
+    pieces = {
+        "torch.cuda.current_stream()": lambda: torch.cuda.current_stream(),
+        "raw current stream": lambda: _raw_current_stream(buffer._device),
+        "torch Event record + wait_event": lambda: (ev.record(buffer._comm_stream), torch.cuda.current_stream().wait_event(ev)),
+        "epcomm_buffer_stream_wait": lambda: lib.epcomm_buffer_stream_wait(buffer._handle, buffer._comm_raw, buffer._comm_raw),
+        "torch.empty 128x7168 bf16": lambda: torch.empty((128, 7168), dtype=torch.bfloat16, device=dev),
+        "one tensor view": lambda: tv.view(x),
+        "c.init(DispatchArgs)": lambda: c.init(c.DispatchArgs),
+        "ctypes call epcomm_version": lambda: lib.epcomm_version(),
+    }
+    for name, fn in pieces.items():
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(2000):
+            fn()
+        f.write(f"{name:36s} {(time.perf_counter() - t0) / 2000 * 1e6:8.2f} us\n")
+    torch.cuda.synchronize()
+
+
+def _profile(ops, iters, path, buffer, x):
     import cProfile
     import io
     import pstats
@@ -55,6 +83,7 @@ def _profile(ops, iters, path):
     import torch
 
     with open(path, "w") as f:
+        _primitives(buffer, x, f)
         for name, op in ops.items():
             prof = cProfile.Profile()
             for _ in range(iters):
@@ -114,7 +143,7 @@ def worker(rank, world, port, tokens, iters, json_path, profile_path):
         dist.barrier()
     if profile_path:
         if rank == 0:
-            _profile(ops, iters, profile_path)
+            _profile(ops, iters, profile_path, buffer, x)
         else:  # the same calls, so the collective ops find their peer
             for op in ops.values():
                 for _ in range(iters):

@@ -295,6 +295,7 @@ def _declare(lib):
         "epcomm_buffer_destroy": ([b], c_int),
         "epcomm_buffer_barrier": ([b, c_void_p], c_int),
         "epcomm_buffer_synchronize": ([b, c_void_p], c_int),
+        "epcomm_buffer_stream_wait": ([b, c_void_p, c_void_p], c_int),
         "epcomm_buffer_abort": ([b], c_int),
         "epcomm_buffer_local_region": ([b, c_int32, POINTER(c_void_p)], c_int),
         "epcomm_get_dispatch_layout": ([b, POINTER(LayoutArgs), c_void_p], c_int),
@@ -335,8 +336,15 @@ def check(status):
     raise _EXCEPTIONS.get(status, EpcommError)(status, f"{name}: {message}")
 
 
+_DEFAULTS = {}  # struct type -> an instance holding its C defaults, copied by init()
+
+
 def init(struct_type):
-    """A struct of struct_type with its C defaults (*_init)."""
+    """A struct of struct_type with its C defaults (*_init): the C init runs once per type, later
+    calls copy its result (this runs on every operation)."""
+    proto = _DEFAULTS.get(struct_type)
+    if proto is not None:
+        return struct_type.from_buffer_copy(proto)
     s = struct_type()
     init_fn = {
         BufferOptions: "epcomm_buffer_options_init",
@@ -349,6 +357,7 @@ def init(struct_type):
         LowLatencyCombineArgs: "epcomm_low_latency_combine_args_init",
     }[struct_type]
     getattr(library(), init_fn)(ctypes.byref(s))
+    _DEFAULTS[struct_type] = struct_type.from_buffer_copy(s)
     return s
 
 

@@ -10,11 +10,23 @@ reading its signatures needs no torch.
 Normal and low-latency methods drive epcomm's GPU kernels over the C ABI (python/tests: the CPU
 tests check the surface and errors; test_gpu.py runs every method on GPUs).
 """
+import contextlib
 import ctypes
 import os
 
 from epcomm import _capi as c
 from epcomm import _torch_views as tv
+
+_NO_CONTEXT = contextlib.nullcontext()
+
+
+def _raw_current_stream(device):
+    """The current CUDA stream of `device` as an integer handle, without building a torch Stream
+    (the per-call host cost matters at decode sizes: docs/perf.md, Python layer)."""
+    import torch
+
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    return raw(device) if raw is not None else torch.cuda.current_stream(device).cuda_stream
 
 __all__ = ["Buffer", "Config", "EventOverlap", "topk_idx_t"]
 
@@ -129,7 +141,8 @@ class Buffer:
         self._handle = ctypes.c_void_p()
         c.check(c.library().epcomm_buffer_create(ctypes.byref(o), self._gather, None, ctypes.byref(self._handle)))
         self._comm_stream = torch.cuda.Stream(priority=-1)
-        self._enter_event, self._exit_event = torch.cuda.Event(), torch.cuda.Event()
+        self._comm_raw = self._comm_raw
+        self._dev = torch.device("cuda", self._device)
         # Default Configs as C structs, built once (each call would otherwise build two).
         self._dispatch_config_c = Buffer.get_dispatch_config(self.group_size)._c()
         self._combine_config_c = Buffer.get_combine_config(self.group_size)._c()
@@ -203,40 +216,34 @@ class Buffer:
 
     # ---- stream and event plumbing (DeepEP's rules) ----
     def _enter(self, previous_event, async_finish, allocate_on_comm_stream):
-        import torch
-
+        """Orders the comm stream after the caller's stream (or previous_event); returns the
+        caller's stream as a raw handle."""
         if allocate_on_comm_stream and not (previous_event is not None and async_finish):
             raise ValueError("allocate_on_comm_stream=True needs previous_event and async_finish=True")
-        compute = torch.cuda.current_stream()
+        compute = _raw_current_stream(self._device)
         if previous_event is not None:
             self._comm_stream.wait_event(previous_event.event)
-        else:
-            # One reusable event instead of wait_stream's new event per call (a wait uses the
-            # event's most recent record at the time it is enqueued, so reuse is safe).
-            self._enter_event.record(compute)
-            self._comm_stream.wait_event(self._enter_event)
+        else:  # one C call (a Buffer-owned event) instead of torch's Stream and Event objects
+            c.check(c.library().epcomm_buffer_stream_wait(self._handle, self._comm_raw, compute))
         return compute
 
     def _exit(self, compute, async_finish, tensors):
-        import torch
-
         if async_finish:
+            import torch
+
             event = torch.cuda.Event()
             event.record(self._comm_stream)
             for t in tensors:
                 if t is not None:
                     t.record_stream(self._comm_stream)
             return EventOverlap(event, tensors)
-        self._exit_event.record(self._comm_stream)
-        compute.wait_event(self._exit_event)
+        c.check(c.library().epcomm_buffer_stream_wait(self._handle, compute, self._comm_raw))
         return EventOverlap()
 
     def _alloc(self, allocate_on_comm_stream):
-        import contextlib
-
         import torch
 
-        return torch.cuda.stream(self._comm_stream) if allocate_on_comm_stream else contextlib.nullcontext()
+        return torch.cuda.stream(self._comm_stream) if allocate_on_comm_stream else _NO_CONTEXT
 
     # ---- normal kernels ----
     def get_dispatch_layout(self, topk_idx, num_experts, previous_event=None, async_finish=False,
@@ -246,14 +253,14 @@ class Buffer:
         compute = self._enter(previous_event, async_finish, allocate_on_comm_stream)
         T, R = topk_idx.size(0), self.group_size
         with self._alloc(allocate_on_comm_stream):
-            per_rank = torch.empty(R, dtype=torch.int32, device="cuda")
-            per_expert = torch.empty(num_experts, dtype=torch.int32, device="cuda")
-            in_rank = torch.empty((T, R), dtype=torch.bool, device="cuda")
+            per_rank = torch.empty(R, dtype=torch.int32, device=self._dev)
+            per_expert = torch.empty(num_experts, dtype=torch.int32, device=self._dev)
+            in_rank = torch.empty((T, R), dtype=torch.bool, device=self._dev)
         a = c.init(c.LayoutArgs)
         a.topk_idx, a.num_experts = tv.view(topk_idx), int(num_experts)
         a.num_tokens_per_rank, a.num_tokens_per_expert, a.is_token_in_rank = (
             tv.view(per_rank), tv.view(per_expert), tv.view(in_rank))
-        c.check(c.library().epcomm_get_dispatch_layout(self._handle, ctypes.byref(a), self._comm_stream.cuda_stream))
+        c.check(c.library().epcomm_get_dispatch_layout(self._handle, ctypes.byref(a), self._comm_raw))
         event = self._exit(compute, async_finish, [topk_idx, per_rank, per_expert, in_rank])
         return per_rank, None, per_expert, in_rank, event
 
@@ -268,15 +275,15 @@ class Buffer:
         fp8 = isinstance(x, tuple)
         x_data, x_scales = (x[0], x[1]) if fp8 else (x, None)
         T, H, R = x_data.size(0), x_data.size(1), self.group_size
-        lib, stream = c.library(), self._comm_stream.cuda_stream
+        lib, stream = c.library(), self._comm_raw
         compute = self._enter(previous_event, async_finish, allocate_on_comm_stream)
         cached = handle is not None
         if cached:
             rank_prefix_matrix, recv_src_idx, in_rank, send_slot, num_recv = handle
         else:
             with self._alloc(allocate_on_comm_stream):
-                rank_prefix_matrix = torch.empty((R, R), dtype=torch.int32, device="cuda")
-                send_slot = torch.empty((T, R), dtype=torch.int32, device="cuda")
+                rank_prefix_matrix = torch.empty((R, R), dtype=torch.int32, device=self._dev)
+                send_slot = torch.empty((T, R), dtype=torch.int32, device=self._dev)
             in_rank = is_token_in_rank
             num_recv, per_expert_list = int(num_worst_tokens), []
             h = c.DispatchHandle(tv.view(rank_prefix_matrix), c.absent(), tv.view(in_rank), tv.view(send_slot), 0)
@@ -291,13 +298,13 @@ class Buffer:
                 c.check(lib.epcomm_dispatch_notify(self._handle, ctypes.byref(n), stream))
                 num_recv, per_expert_list = int(n.num_recv_tokens), list(counts)
         with self._alloc(allocate_on_comm_stream):
-            recv_x = torch.empty((num_recv, H), dtype=x_data.dtype, device="cuda")
-            recv_scales = torch.empty((num_recv, H // 128), dtype=torch.float32, device="cuda") if fp8 else None
+            recv_x = torch.empty((num_recv, H), dtype=x_data.dtype, device=self._dev)
+            recv_scales = torch.empty((num_recv, H // 128), dtype=torch.float32, device=self._dev) if fp8 else None
             if not cached:
-                recv_src_idx = torch.empty(num_recv, dtype=torch.int32, device="cuda")
+                recv_src_idx = torch.empty(num_recv, dtype=torch.int32, device=self._dev)
             with_topk = topk_idx is not None and not cached
-            recv_topk = torch.empty((num_recv, topk_idx.size(1)), dtype=topk_idx.dtype, device="cuda") if with_topk else None
-            recv_w = torch.empty((num_recv, topk_idx.size(1)), dtype=torch.float32, device="cuda") if with_topk else None
+            recv_topk = torch.empty((num_recv, topk_idx.size(1)), dtype=topk_idx.dtype, device=self._dev) if with_topk else None
+            recv_w = torch.empty((num_recv, topk_idx.size(1)), dtype=torch.float32, device=self._dev) if with_topk else None
         a = c.init(c.DispatchArgs)
         a.x, a.x_scales = tv.view(x_data), tv.view(x_scales)
         if not cached:
@@ -328,8 +335,8 @@ class Buffer:
         compute = self._enter(previous_event, async_finish, allocate_on_comm_stream)
         T = in_rank.size(0)
         with self._alloc(allocate_on_comm_stream):
-            combined = torch.empty((T, x.size(1)), dtype=x.dtype, device="cuda")
-            combined_w = (torch.empty((T, topk_weights.size(1)), dtype=torch.float32, device="cuda")
+            combined = torch.empty((T, x.size(1)), dtype=x.dtype, device=self._dev)
+            combined_w = (torch.empty((T, topk_weights.size(1)), dtype=torch.float32, device=self._dev)
                           if topk_weights is not None else None)
         a = c.init(c.CombineArgs)
         a.x = tv.view(x)
@@ -337,7 +344,7 @@ class Buffer:
                                     tv.view(send_slot), int(num_recv))
         a.topk_weights, a.bias0, a.bias1, a.config = tv.view(topk_weights), tv.view(bias0), tv.view(bias1), config_c
         a.combined_x, a.combined_topk_weights = tv.view(combined), tv.view(combined_w)
-        c.check(c.library().epcomm_combine(self._handle, ctypes.byref(a), self._comm_stream.cuda_stream))
+        c.check(c.library().epcomm_combine(self._handle, ctypes.byref(a), self._comm_raw))
         event = self._exit(compute, async_finish, [x, topk_weights, bias0, bias1, combined, combined_w])
         return combined, combined_w, event
 
@@ -346,25 +353,24 @@ class Buffer:
     # own areas are double-buffered: the two most recent low-latency calls stay valid, the third
     # reuses the first one's area (semantics.md section 4).
     def _ll_stream(self, async_finish):
-        """The stream an LL op runs on: the caller's, or the comm stream after it (async_finish)."""
-        import torch
-
-        compute = torch.cuda.current_stream()
+        """The stream an LL op runs on (raw handle): the caller's, or the comm stream after it
+        (async_finish)."""
+        compute = _raw_current_stream(self._device)
         if async_finish:
-            self._comm_stream.wait_stream(compute)
-            return self._comm_stream
+            c.check(c.library().epcomm_buffer_stream_wait(self._handle, self._comm_raw, compute))
+            return self._comm_raw
         return compute
 
-    def _ll_finish(self, stream, async_finish, tensors):
-        import torch
-
+    def _ll_finish(self, async_finish, tensors):
         if not async_finish:
             return EventOverlap()
+        import torch
+
         event = torch.cuda.Event()
-        event.record(stream)
+        event.record(self._comm_stream)
         for t in tensors:
             if t is not None:
-                t.record_stream(stream)
+                t.record_stream(self._comm_stream)
         return EventOverlap(event, tensors)
 
     def _ll_hook(self, hook_id, tensors):
@@ -375,7 +381,7 @@ class Buffer:
 
         def hook():
             c.check(c.library().epcomm_run_low_latency_hook(self._handle, int(hook_id),
-                                                             torch.cuda.current_stream().cuda_stream))
+                                                             _raw_current_stream(self._device)))
         hook.tensors = tensors  # keep the outputs alive as long as the hook
         return hook
 
@@ -396,7 +402,7 @@ class Buffer:
             raise ValueError(f"low_latency_dispatch: num_experts: expected a multiple of {R} ranks, got {num_experts}")
         E_local, rows = num_experts // R, R * n_max
         stream = self._ll_stream(async_finish)
-        dev = x.device
+        dev = self._dev
         recv_x = torch.empty((E_local, rows, H), dtype=torch.float8_e4m3fn if use_fp8 else torch.bfloat16, device=dev)
         scales = None
         if use_fp8:
@@ -416,10 +422,10 @@ class Buffer:
         a.packed_recv_x, a.packed_recv_x_scales, a.packed_recv_count = tv.view(recv_x), tv.view(scales), tv.view(count)
         handle = (src_info, layout_range, n_max, H, int(num_experts))
         a.handle = self._ll_handle_c(handle)
-        c.check(c.library().epcomm_low_latency_dispatch(self._handle, ctypes.byref(a), stream.cuda_stream))
+        c.check(c.library().epcomm_low_latency_dispatch(self._handle, ctypes.byref(a), stream))
         outputs = [x, topk_idx, recv_x, scales, count, src_info, layout_range, cumulative_local_expert_recv_stats,
                    dispatch_wait_recv_cost_stats]
-        event = self._ll_finish(stream, async_finish, outputs)
+        event = self._ll_finish(async_finish, outputs)
         hook = self._ll_hook(a.hook, outputs) if return_recv_hook else None
         recv = (recv_x, scales) if use_fp8 else recv_x
         return recv, count, handle, event, hook
@@ -442,9 +448,9 @@ class Buffer:
         a.handle = self._ll_handle_c(handle)
         a.use_logfmt, a.zero_copy, a.return_recv_hook = 0, int(zero_copy), int(return_recv_hook)
         a.out, a.combine_wait_recv_cost_stats = tv.view(out), tv.view(combine_wait_recv_cost_stats)
-        c.check(c.library().epcomm_low_latency_combine(self._handle, ctypes.byref(a), stream.cuda_stream))
+        c.check(c.library().epcomm_low_latency_combine(self._handle, ctypes.byref(a), stream))
         outputs = [x, topk_idx, topk_weights, out, handle[0], handle[1], combine_wait_recv_cost_stats]
-        event = self._ll_finish(stream, async_finish, outputs)
+        event = self._ll_finish(async_finish, outputs)
         hook = self._ll_hook(a.hook, outputs) if return_recv_hook else None
         return out, event, hook
 

@@ -325,6 +325,11 @@ epcomm_status_t epcomm_buffer_synchronize(epcomm_buffer_t buffer, void* stream) 
                      [&] { return buffer->buffer->synchronize(stream); });
 }
 
+epcomm_status_t epcomm_buffer_stream_wait(epcomm_buffer_t buffer, void* waiter, void* waited) {
+  return buffer_call("epcomm_buffer_stream_wait", buffer,
+                     [&] { return buffer->buffer->stream_wait(waiter, waited); });
+}
+
 epcomm_status_t epcomm_buffer_abort(epcomm_buffer_t buffer) {
   return buffer_call("epcomm_buffer_abort", buffer, [&] {
     buffer->buffer->abort();

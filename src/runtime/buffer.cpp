@@ -259,7 +259,9 @@ Error Buffer::Impl::release() {
       keep(cuda_error(cudaFreeHost(notify_host), "cudaFreeHost of the notify counts"));
     if (epochs) keep(cuda_error(cudaFree(epochs), "cudaFree of epoch counters"));
     runtime::free_trace(combine_trace);
+    if (handoff_event) keep(cuda_error(cudaEventDestroy(handoff_event), "cudaEventDestroy"));
   }
+  handoff_event = nullptr;
   peer_bases.clear();
   peer_opened.clear();
   peer_bases_device = nullptr;
@@ -396,6 +398,23 @@ Error Buffer::check_async_error() {
 void Buffer::abort() {
   if (impl_->control_host == nullptr) return;
   reinterpret_cast<volatile int32_t*>(&impl_->control_host->abort_flag)[0] = 1;
+}
+
+Error Buffer::stream_wait(StreamHandle waiter, StreamHandle waited) {
+  if (impl_->destroyed) return impl_->usable("stream_wait");
+  runtime::DeviceGuard guard(impl_->device);
+  if (impl_->handoff_event == nullptr)
+    if (auto e = cuda_error(cudaEventCreateWithFlags(&impl_->handoff_event, cudaEventDisableTiming),
+                            "stream_wait: cudaEventCreateWithFlags");
+        !e.ok())
+      return e;
+  // One event serves every call: a wait uses the record most recent when it is enqueued.
+  if (auto e = cuda_error(cudaEventRecord(impl_->handoff_event, static_cast<cudaStream_t>(waited)),
+                          "stream_wait: cudaEventRecord");
+      !e.ok())
+    return e;
+  return cuda_error(cudaStreamWaitEvent(static_cast<cudaStream_t>(waiter), impl_->handoff_event, 0),
+                    "stream_wait: cudaStreamWaitEvent");
 }
 
 Error Buffer::synchronize(StreamHandle stream) {

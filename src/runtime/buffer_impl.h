@@ -41,9 +41,10 @@ struct Buffer::Impl {
   uint64_t* epochs = nullptr;  // [4] device: barrier, notify, dispatch, combine
   kernels::NotifyHostCounts* notify_host = nullptr;  // mapped pinned (host address)
   kernels::NotifyHostCounts* notify_device = nullptr;
-  uint32_t* block_counters = nullptr;  // [16] device: dispatch 0-1, combine 2-3, LL 4-7
-  uint64_t* hook_epochs = nullptr;     // [kHookSlots] device: epoch of each pending LL receive
-  int32_t* wait_failed = nullptr;      // device: non-zero once any wait or input check failed
+  uint32_t* block_counters = nullptr;   // [16] device: dispatch 0-1, combine 2-3, LL 4-7
+  uint64_t* hook_epochs = nullptr;      // [kHookSlots] device: epoch of each pending LL receive
+  int32_t* wait_failed = nullptr;       // device: non-zero once any wait or input check failed
+  cudaEvent_t handoff_event = nullptr;  // stream_wait (created on first use)
   int32_t num_device_sms = 0;
 
   // Low-latency receives waiting for their hook (return_recv_hook), by hook id % kHookSlots.

@@ -203,6 +203,12 @@ TEST(CAbi, CreateValidatesOptionsBeforeTouchingCuda) {
   EXPECT_EQ(epcomm_buffer_create(nullptr, gather_fail, nullptr, &b), EPCOMM_ERROR_INVALID_ARGUMENT);
 }
 
+TEST(CAbi, StreamWaitRejectsANullBuffer) {
+  EXPECT_EQ(epcomm_buffer_stream_wait(nullptr, nullptr, nullptr), EPCOMM_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::strstr(epcomm_last_error_message(), "epcomm_buffer_stream_wait"), nullptr)
+      << epcomm_last_error_message();
+}
+
 TEST(CAbi, MultiNodeOptionsAreNotSupported) {
   epcomm_buffer_options_t o;
   epcomm_buffer_options_init(&o);

@@ -218,6 +218,30 @@ TEST(GpuRuntime, CAbiCreateBarrierSynchronizeDestroy) {
     for (int i = 0; i < 10; ++i) ASSERT_EQ(epcomm_buffer_barrier(b, r.stream), EPCOMM_SUCCESS);
     EXPECT_EQ(epcomm_buffer_synchronize(b, r.stream), EPCOMM_SUCCESS)
         << epcomm_last_error_message();
+    // stream_wait orders a second stream after this one: the flag written after a 50 ms host
+    // function on r.stream is what the other stream reads.
+    cudaStream_t other = nullptr;
+    ASSERT_EQ(cudaStreamCreateWithFlags(&other, cudaStreamNonBlocking), cudaSuccess);
+    int32_t* flag = nullptr;
+    int32_t* seen = nullptr;
+    ASSERT_EQ(cudaMalloc(&flag, 4), cudaSuccess);
+    ASSERT_EQ(cudaMallocHost(&seen, 4), cudaSuccess);
+    *seen = 0;
+    ASSERT_EQ(cudaMemset(flag, 0, 4), cudaSuccess);
+    ASSERT_EQ(
+        cudaLaunchHostFunc(
+            r.stream, [](void*) { std::this_thread::sleep_for(std::chrono::milliseconds(50)); },
+            nullptr),
+        cudaSuccess);
+    ASSERT_EQ(cudaMemsetAsync(flag, 7, 1, r.stream), cudaSuccess);
+    EXPECT_EQ(epcomm_buffer_stream_wait(b, other, r.stream), EPCOMM_SUCCESS)
+        << epcomm_last_error_message();
+    ASSERT_EQ(cudaMemcpyAsync(seen, flag, 4, cudaMemcpyDeviceToHost, other), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(other), cudaSuccess);
+    EXPECT_EQ(*seen, 7);
+    cudaFree(flag);
+    cudaFreeHost(seen);
+    cudaStreamDestroy(other);
     void* region = nullptr;
     EXPECT_EQ(epcomm_buffer_local_region(b, 0, &region), EPCOMM_SUCCESS);
     EXPECT_NE(region, nullptr);
