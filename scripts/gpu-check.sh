@@ -2,9 +2,10 @@
 # Builds (unless --no-build) and runs every GPU test on this machine's GPUs in one go, writes
 # full logs to LOGDIR (argument, else $OUT, else /tmp/epcomm-gpu-check) and prints a short
 # summary last.
-#   scripts/gpu-check.sh [--no-build] [--sanitize] [--no-bench] [--quick-bench] [LOGDIR]
+#   scripts/gpu-check.sh [--no-build] [--sanitize] [--no-bench] [--quick-bench] [--no-tests] [LOGDIR]
 # --sanitize additionally runs the GPU tests on 2 ranks under compute-sanitizer memcheck and
-# the normal-kernel tests under racecheck. The benchmark (epcomm_bench: its --check, the
+# the normal-kernel tests under racecheck. --no-tests skips every test (GPU, sanitizers, Python
+# suite, example), keeping the benchmark and the Python overhead measurement. The benchmark (epcomm_bench: its --check, the
 # standard setting at 24 and 12 SMs, and the SM and token sweeps) writes LOGDIR/bench.json.
 # World sizes 2..N run on N GPUs; with fewer than 4 GPUs, 3 and 4 ranks also run with ranks
 # sharing GPUs (EPCOMM_TEST_OVERSUBSCRIBE=1; functional coverage only, reported as such;
@@ -13,13 +14,14 @@
 # the Python overhead measurement run too (against this build, without installing).
 set -u
 cd "$(dirname "$0")/.."
-build=1 sanitize=0 bench=1 quick=0 logdir=""
+build=1 sanitize=0 bench=1 quick=0 tests_on=1 logdir=""
 for a in "$@"; do
   case "$a" in
     --no-build) build=0 ;;
     --sanitize) sanitize=1 ;;
     --no-bench) bench=0 ;;
     --quick-bench) quick=1 ;;
+    --no-tests) tests_on=0 ;;
     *) logdir="$a" ;;
   esac
 done
@@ -61,7 +63,9 @@ run_tests() {  # name logname ranks oversubscribe [wrapper...]
   fi
 }
 
-if [ -x "$tests" ] && [ "$ngpu" -ge 1 ]; then
+if [ "$tests_on" = 0 ]; then
+  add "gpu tests" "not run (--no-tests)"
+elif [ -x "$tests" ] && [ "$ngpu" -ge 1 ]; then
   for r in $(seq 2 "$ngpu"); do run_tests "gpu tests, $r ranks on $r GPUs" "gpu_r$r" "$r" 0; done
   if [ "$ngpu" -lt 4 ] && [ "$ngpu" -ge 1 ]; then
     for r in ${EPCOMM_CHECK_SHARED:-3 4}; do
@@ -126,21 +130,28 @@ fi
 lib="$PWD/build/release/src/libepcomm.so"
 if [ "$ngpu" -ge 2 ] && [ -f "$lib" ] && python3 -c "import torch" 2>/dev/null; then
   export EPCOMM_LIBRARY="$lib" PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
-  if timeout 240 python3 -m pytest -q python/tests >"$logdir/python_tests.log" 2>&1; then
+  if [ "$tests_on" = 0 ]; then
+    add "python tests, example" "not run (--no-tests)"
+  elif timeout 240 python3 -m pytest -q python/tests >"$logdir/python_tests.log" 2>&1; then
     add "python tests (GPU suite included)" "ok: $(tail -1 "$logdir/python_tests.log")"
   else
     add "python tests (GPU suite included)" "FAILED: $(tail -1 "$logdir/python_tests.log")"
     grep -E "^FAILED|Error" "$logdir/python_tests.log" | head -10
   fi
-  if timeout 120 python3 examples/moe_layer.py >"$logdir/moe_layer.log" 2>&1; then
+  if [ "$tests_on" = 0 ]; then
+    :
+  elif timeout 120 python3 examples/moe_layer.py >"$logdir/moe_layer.log" 2>&1; then
     add "examples/moe_layer.py vs dense" "ok"
   else
     add "examples/moe_layer.py vs dense" "FAILED (moe_layer.log)"; tail -5 "$logdir/moe_layer.log"
   fi
-  timeout 120 python3 python/benchmarks/overhead.py --json "$logdir/python_overhead.json" \
-    >"$logdir/python_overhead.txt" 2>&1 || add "python overhead" "FAILED (python_overhead.txt)"
+  if [ "$bench" = 1 ]; then
+    timeout 150 python3 python/benchmarks/overhead.py --json "$logdir/python_overhead.json" \
+      --profile "$logdir/python_profile.txt" >"$logdir/python_overhead.txt" 2>&1 ||
+      add "python overhead" "FAILED (python_overhead.txt)"
+  fi
 fi
-if [ -x "$demo" ]; then
+if [ "$tests_on" = 1 ] && [ -x "$demo" ]; then
   if timeout 300 "$demo" >"$logdir/demo.log" 2>&1; then add "demo (reference + connectivity)" "ok"; else
     add "demo (reference + connectivity)" "FAILED"; tail -5 "$logdir/demo.log"; fi
 fi
