@@ -141,7 +141,7 @@ class Buffer:
         self._handle = ctypes.c_void_p()
         c.check(c.library().epcomm_buffer_create(ctypes.byref(o), self._gather, None, ctypes.byref(self._handle)))
         self._comm_stream = torch.cuda.Stream(priority=-1)
-        self._comm_raw = self._comm_raw
+        self._comm_raw = self._comm_stream.cuda_stream
         self._dev = torch.device("cuda", self._device)
         # Default Configs as C structs, built once (each call would otherwise build two).
         self._dispatch_config_c = Buffer.get_dispatch_config(self.group_size)._c()
