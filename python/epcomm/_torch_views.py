@@ -1,6 +1,7 @@
 """torch tensor <-> C ABI tensor views, and the all-gather adapters (torch.distributed, mpi4py).
 torch is imported by the callers; this module only touches tensors it is given."""
 import ctypes
+import struct
 
 from epcomm import _capi as c
 
@@ -32,13 +33,51 @@ def dtype_code(t):
 
 
 def view(t):
-    """The C view of a torch tensor (absent for None). The tensor must outlive the call.
-    Runs for every tensor of every call: one attribute read each, no torch.device objects."""
+    """The C view of a torch tensor as a new c.Tensor (absent for None). The tensor must outlive
+    the call. The per-call paths use put(), which writes the same bytes in place."""
     if t is None:
         return c.absent()
     device = t.get_device()  # -1 for CPU tensors
     return c.tensor(t.data_ptr(), dtype_code(t), t.shape, t.stride(),
                     c.DEVICE_CUDA if device >= 0 else c.DEVICE_CPU, max(device, 0))
+
+
+# epcomm_tensor_t packed in one call: data, dtype, ndim, shape[4], strides[4], device kind and
+# index (88 bytes, the c.Tensor layout; a test checks both agree). Building a c.Tensor with its
+# two arrays costs ~7x more, and every call writes about ten views (docs/perf.md, Python layer).
+_PACK = struct.Struct("<Qii4q4qii")
+_OFFSETS = {}  # (struct type, field path) -> byte offset of that Tensor field
+
+
+def _offset(struct_type, path):
+    key = (struct_type, path)
+    offset = _OFFSETS.get(key)
+    if offset is None:
+        offset, t = 0, struct_type
+        for name in path.split("."):
+            offset += getattr(t, name).offset
+            t = dict(t._fields_)[name]
+        if t is not c.Tensor:
+            raise TypeError(f"{struct_type.__name__}.{path} is not a tensor field")
+        _OFFSETS[key] = offset
+    return offset
+
+
+def put(args, path, t):
+    """Writes the C view of torch tensor `t` (absent for None) into the tensor field `path`
+    ("x", "handle.send_slot") of the ctypes struct `args`. The tensor must outlive the call."""
+    offset = _offset(type(args), path)
+    if t is None:
+        _PACK.pack_into(args, offset, 0, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, c.DEVICE_CUDA, 0)
+        return
+    shape = t.shape
+    n = len(shape)
+    if n > 4:
+        raise ValueError(f"{path}: expected a tensor of at most 4 dimensions, got {n}")
+    d, st = (*shape, 0, 0, 0, 0), (*t.stride(), 0, 0, 0, 0)
+    device = t.get_device()  # -1 for CPU tensors
+    _PACK.pack_into(args, offset, t.data_ptr(), dtype_code(t), n, d[0], d[1], d[2], d[3], st[0], st[1], st[2],
+                    st[3], c.DEVICE_CUDA if device >= 0 else c.DEVICE_CPU, max(device, 0))
 
 
 def torch_all_gather(group):

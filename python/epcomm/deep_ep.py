@@ -257,9 +257,10 @@ class Buffer:
             per_expert = torch.empty(num_experts, dtype=torch.int32, device=self._dev)
             in_rank = torch.empty((T, R), dtype=torch.bool, device=self._dev)
         a = c.init(c.LayoutArgs)
-        a.topk_idx, a.num_experts = tv.view(topk_idx), int(num_experts)
-        a.num_tokens_per_rank, a.num_tokens_per_expert, a.is_token_in_rank = (
-            tv.view(per_rank), tv.view(per_expert), tv.view(in_rank))
+        a.num_experts = int(num_experts)
+        for field, t in (("topk_idx", topk_idx), ("num_tokens_per_rank", per_rank),
+                         ("num_tokens_per_expert", per_expert), ("is_token_in_rank", in_rank)):
+            tv.put(a, field, t)
         c.check(c.library().epcomm_get_dispatch_layout(self._handle, ctypes.byref(a), self._comm_raw))
         event = self._exit(compute, async_finish, [topk_idx, per_rank, per_expert, in_rank])
         return per_rank, None, per_expert, in_rank, event
@@ -286,13 +287,17 @@ class Buffer:
                 send_slot = torch.empty((T, R), dtype=torch.int32, device=self._dev)
             in_rank = is_token_in_rank
             num_recv, per_expert_list = int(num_worst_tokens), []
-            h = c.DispatchHandle(tv.view(rank_prefix_matrix), c.absent(), tv.view(in_rank), tv.view(send_slot), 0)
             if num_worst_tokens == 0:  # the single host wait: learn the receive counts
                 E_local = num_tokens_per_expert.size(0) // R
                 counts = (ctypes.c_int32 * E_local)()
                 n = c.init(c.DispatchNotifyArgs)
-                n.num_tokens_per_rank, n.num_tokens_per_expert = tv.view(num_tokens_per_rank), tv.view(num_tokens_per_expert)
-                n.is_token_in_rank, n.expert_alignment, n.config, n.handle = tv.view(in_rank), int(expert_alignment), config_c, h
+                for field, t in (("num_tokens_per_rank", num_tokens_per_rank),
+                                 ("num_tokens_per_expert", num_tokens_per_expert), ("is_token_in_rank", in_rank),
+                                 ("handle.rank_prefix_matrix", rank_prefix_matrix),
+                                 ("handle.recv_src_idx", None), ("handle.is_token_in_rank", in_rank),
+                                 ("handle.send_slot", send_slot)):
+                    tv.put(n, field, t)
+                n.expert_alignment, n.config, n.handle.num_recv_tokens = int(expert_alignment), config_c, 0
                 n.num_recv_tokens_per_expert = ctypes.cast(counts, ctypes.POINTER(ctypes.c_int32))
                 n.num_local_experts = E_local
                 c.check(lib.epcomm_dispatch_notify(self._handle, ctypes.byref(n), stream))
@@ -306,16 +311,20 @@ class Buffer:
             recv_topk = torch.empty((num_recv, topk_idx.size(1)), dtype=topk_idx.dtype, device=self._dev) if with_topk else None
             recv_w = torch.empty((num_recv, topk_idx.size(1)), dtype=torch.float32, device=self._dev) if with_topk else None
         a = c.init(c.DispatchArgs)
-        a.x, a.x_scales = tv.view(x_data), tv.view(x_scales)
+        tv.put(a, "x", x_data)
+        tv.put(a, "x_scales", x_scales)
         if not cached:
-            a.topk_idx, a.topk_weights = tv.view(topk_idx), tv.view(topk_weights)
-            a.num_tokens_per_rank, a.num_tokens_per_expert = tv.view(num_tokens_per_rank), tv.view(num_tokens_per_expert)
-            a.is_token_in_rank, a.num_experts = tv.view(in_rank), int(num_tokens_per_expert.size(0))
+            for field, t in (("topk_idx", topk_idx), ("topk_weights", topk_weights),
+                             ("num_tokens_per_rank", num_tokens_per_rank),
+                             ("num_tokens_per_expert", num_tokens_per_expert), ("is_token_in_rank", in_rank)):
+                tv.put(a, field, t)
+            a.num_experts = int(num_tokens_per_expert.size(0))
         a.expert_alignment, a.num_worst_tokens, a.cached, a.config = int(expert_alignment), int(num_worst_tokens), int(cached), config_c
-        a.handle = c.DispatchHandle(tv.view(rank_prefix_matrix), tv.view(recv_src_idx), tv.view(in_rank),
-                                    tv.view(send_slot), 0 if num_worst_tokens else num_recv)
-        a.recv_x, a.recv_x_scales, a.recv_topk_idx, a.recv_topk_weights = (
-            tv.view(recv_x), tv.view(recv_scales), tv.view(recv_topk), tv.view(recv_w))
+        for field, t in (("handle.rank_prefix_matrix", rank_prefix_matrix), ("handle.recv_src_idx", recv_src_idx),
+                         ("handle.is_token_in_rank", in_rank), ("handle.send_slot", send_slot), ("recv_x", recv_x),
+                         ("recv_x_scales", recv_scales), ("recv_topk_idx", recv_topk), ("recv_topk_weights", recv_w)):
+            tv.put(a, field, t)
+        a.handle.num_recv_tokens = 0 if num_worst_tokens else num_recv
         c.check(lib.epcomm_dispatch(self._handle, ctypes.byref(a), stream))
         event = self._exit(compute, async_finish, [x_data, x_scales, topk_idx, topk_weights, recv_x, recv_scales,
                                                    recv_topk, recv_w, rank_prefix_matrix, recv_src_idx, send_slot])
@@ -339,11 +348,12 @@ class Buffer:
             combined_w = (torch.empty((T, topk_weights.size(1)), dtype=torch.float32, device=self._dev)
                           if topk_weights is not None else None)
         a = c.init(c.CombineArgs)
-        a.x = tv.view(x)
-        a.handle = c.DispatchHandle(tv.view(rank_prefix_matrix), tv.view(recv_src_idx), tv.view(in_rank),
-                                    tv.view(send_slot), int(num_recv))
-        a.topk_weights, a.bias0, a.bias1, a.config = tv.view(topk_weights), tv.view(bias0), tv.view(bias1), config_c
-        a.combined_x, a.combined_topk_weights = tv.view(combined), tv.view(combined_w)
+        for field, t in (("x", x), ("handle.rank_prefix_matrix", rank_prefix_matrix),
+                         ("handle.recv_src_idx", recv_src_idx), ("handle.is_token_in_rank", in_rank),
+                         ("handle.send_slot", send_slot), ("topk_weights", topk_weights), ("bias0", bias0),
+                         ("bias1", bias1), ("combined_x", combined), ("combined_topk_weights", combined_w)):
+            tv.put(a, field, t)
+        a.handle.num_recv_tokens, a.config = int(num_recv), config_c
         c.check(c.library().epcomm_combine(self._handle, ctypes.byref(a), self._comm_raw))
         event = self._exit(compute, async_finish, [x, topk_weights, bias0, bias1, combined, combined_w])
         return combined, combined_w, event
@@ -386,6 +396,14 @@ class Buffer:
         return hook
 
     @staticmethod
+    def _put_ll_handle(args, handle):
+        src_info, layout_range, n_max, hidden, num_experts = handle
+        tv.put(args, "handle.src_info", src_info)
+        tv.put(args, "handle.layout_range", layout_range)
+        h = args.handle
+        h.num_max_dispatch_tokens_per_rank, h.hidden, h.num_experts = int(n_max), int(hidden), int(num_experts)
+
+    @staticmethod
     def _ll_handle_c(handle):
         src_info, layout_range, n_max, hidden, num_experts = handle
         return c.LowLatencyHandle(tv.view(src_info), tv.view(layout_range), int(n_max), int(hidden), int(num_experts))
@@ -413,15 +431,16 @@ class Buffer:
         src_info = torch.empty((E_local, rows), dtype=torch.int32, device=dev)
         layout_range = torch.empty((E_local, R), dtype=torch.int64, device=dev)
         a = c.init(c.LowLatencyDispatchArgs)
-        a.x, a.topk_idx = tv.view(x), tv.view(topk_idx)
+        for field, t in (("x", x), ("topk_idx", topk_idx),
+                         ("cumulative_local_expert_recv_stats", cumulative_local_expert_recv_stats),
+                         ("dispatch_wait_recv_cost_stats", dispatch_wait_recv_cost_stats), ("packed_recv_x", recv_x),
+                         ("packed_recv_x_scales", scales), ("packed_recv_count", count)):
+            tv.put(a, field, t)
         a.num_max_dispatch_tokens_per_rank, a.num_experts = n_max, int(num_experts)
         a.use_fp8, a.round_scale, a.use_ue8m0 = int(use_fp8), int(round_scale), int(use_ue8m0)
-        a.cumulative_local_expert_recv_stats = tv.view(cumulative_local_expert_recv_stats)
-        a.dispatch_wait_recv_cost_stats = tv.view(dispatch_wait_recv_cost_stats)
         a.return_recv_hook = int(return_recv_hook)
-        a.packed_recv_x, a.packed_recv_x_scales, a.packed_recv_count = tv.view(recv_x), tv.view(scales), tv.view(count)
         handle = (src_info, layout_range, n_max, H, int(num_experts))
-        a.handle = self._ll_handle_c(handle)
+        self._put_ll_handle(a, handle)
         c.check(c.library().epcomm_low_latency_dispatch(self._handle, ctypes.byref(a), stream))
         outputs = [x, topk_idx, recv_x, scales, count, src_info, layout_range, cumulative_local_expert_recv_stats,
                    dispatch_wait_recv_cost_stats]
@@ -443,11 +462,11 @@ class Buffer:
         if out is None:
             out = torch.empty((topk_idx.size(0), hidden), dtype=torch.bfloat16, device=topk_idx.device)
         a = c.init(c.LowLatencyCombineArgs)
-        a.x = c.absent() if zero_copy else tv.view(x)
-        a.topk_idx, a.topk_weights = tv.view(topk_idx), tv.view(topk_weights)
-        a.handle = self._ll_handle_c(handle)
+        for field, t in (("x", None if zero_copy else x), ("topk_idx", topk_idx), ("topk_weights", topk_weights),
+                         ("out", out), ("combine_wait_recv_cost_stats", combine_wait_recv_cost_stats)):
+            tv.put(a, field, t)
+        self._put_ll_handle(a, handle)
         a.use_logfmt, a.zero_copy, a.return_recv_hook = 0, int(zero_copy), int(return_recv_hook)
-        a.out, a.combine_wait_recv_cost_stats = tv.view(out), tv.view(combine_wait_recv_cost_stats)
         c.check(c.library().epcomm_low_latency_combine(self._handle, ctypes.byref(a), stream))
         outputs = [x, topk_idx, topk_weights, out, handle[0], handle[1], combine_wait_recv_cost_stats]
         event = self._ll_finish(async_finish, outputs)

@@ -35,6 +35,8 @@ def test_init_sets_struct_size_and_defaults():
     assert args.config.num_sms == 20
     ll = c.init(c.LowLatencyDispatchArgs)
     assert ll.use_fp8 == 1 and ll.hook == -1
+    args.expert_alignment = 5  # later inits copy the C defaults, not this instance
+    assert c.init(c.DispatchArgs).expert_alignment == 1
 
 
 def test_low_latency_size_hint_matches_the_cpp_api():
@@ -121,3 +123,41 @@ def test_tensor_helper_builds_row_major_strides():
     t = c.tensor(1234, c.DTYPE_BFLOAT16, [3, 4, 5])
     assert list(t.strides)[:3] == [20, 5, 1]
     assert t.ndim == 3 and t.device_kind == c.DEVICE_CUDA
+
+
+class _FakeTensor:
+    """What put() and view() read from a torch tensor, without torch."""
+
+    def __init__(self, ptr, dtype, shape, strides, device):
+        self.dtype, self.shape, self._ptr, self._strides, self._device = dtype, tuple(shape), ptr, tuple(strides), device
+
+    def data_ptr(self):
+        return self._ptr
+
+    def stride(self):
+        return self._strides
+
+    def get_device(self):
+        return self._device
+
+
+def test_put_writes_the_same_bytes_as_view_into_nested_fields(monkeypatch):
+    from epcomm import _torch_views as tv
+
+    monkeypatch.setattr(tv, "_CODES", {"bf16": c.DTYPE_BFLOAT16, "i32": c.DTYPE_INT32})
+    assert tv._PACK.size == ctypes.sizeof(c.Tensor)
+    cases = [("x", _FakeTensor(0x1000, "bf16", (4, 7168), (7168, 1), 1)),
+             ("handle.send_slot", _FakeTensor(0x2000, "i32", (4, 3), (1, 4), 0)),
+             ("topk_weights", None),
+             ("handle.recv_src_idx", _FakeTensor(0x3000, "i32", (5,), (1,), -1)),
+             ("recv_x", _FakeTensor(0x4000, "bf16", (2, 3, 4, 5), (60, 20, 5, 1), 0))]
+    for path, t in cases:
+        a, b = c.init(c.DispatchArgs), c.init(c.DispatchArgs)
+        tv.put(a, path, t)
+        holder, name = (b.handle, path.split(".")[1]) if "." in path else (b, path)
+        setattr(holder, name, tv.view(t))
+        assert bytes(a) == bytes(b), path
+    with pytest.raises(ValueError, match="recv_x: expected a tensor of at most 4 dimensions, got 5"):
+        tv.put(c.init(c.DispatchArgs), "recv_x", _FakeTensor(0x4000, "bf16", (1,) * 5, (1,) * 5, 0))
+    with pytest.raises(TypeError, match="not a tensor field"):
+        tv.put(c.init(c.DispatchArgs), "num_experts", None)
