@@ -56,13 +56,16 @@ def _primitives(buffer, x, f):
     from epcomm.deep_ep import _raw_current_stream
 
     dev, lib, ev = torch.device("cuda", buffer._device), c.library(), torch.cuda.Event()
+    args = c.init(c.DispatchArgs)
     pieces = {
         "torch.cuda.current_stream()": lambda: torch.cuda.current_stream(),
         "raw current stream": lambda: _raw_current_stream(buffer._device),
         "torch Event record + wait_event": lambda: (ev.record(buffer._comm_stream), torch.cuda.current_stream().wait_event(ev)),
         "epcomm_buffer_stream_wait": lambda: lib.epcomm_buffer_stream_wait(buffer._handle, buffer._comm_raw, buffer._comm_raw),
         "torch.empty 128x7168 bf16": lambda: torch.empty((128, 7168), dtype=torch.bfloat16, device=dev),
-        "one tensor view": lambda: tv.view(x),
+        "x.new_empty 128x7168": lambda: x.new_empty((128, 7168)),
+        "one tensor view (c.Tensor)": lambda: tv.view(x),
+        "one tensor put (packed)": lambda: tv.put(args, "x", x),
         "c.init(DispatchArgs)": lambda: c.init(c.DispatchArgs),
         "ctypes call epcomm_version": lambda: lib.epcomm_version(),
     }

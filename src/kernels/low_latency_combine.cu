@@ -23,13 +23,13 @@ constexpr int kWarps = kThreads / 32;
 // (1) warps round-robin over (local expert, row): the row goes to its source s at
 //     (expert, source token) in s's combine area, then its tag.
 // (2) last block: leave the epoch in the hook slot and advance the epoch counter.
-__global__ void __launch_bounds__(kThreads) ll_combine_send_kernel(LowLatencyCombineParams p) {
+// Returns false when the wait for the half failed (recorded; the block skips the call).
+__device__ __forceinline__ bool ll_combine_send(const LowLatencyCombineParams& p, uint64_t epoch) {
   const LowLatencyCommon& c = p.c;
   const core::LowLatencyLayout& l = c.layout;
   const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(c.epoch_counter) + 1;
-  if (!wait_half_released(c, epoch)) return;
+  if (!wait_half_released(c, epoch)) return false;
   if (blockIdx.x == 0) {
     for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
       *signal_at<volatile uint64_t>(c, d, epoch, me, core::kLlSignature) = c.signature;
@@ -94,6 +94,7 @@ __global__ void __launch_bounds__(kThreads) ll_combine_send_kernel(LowLatencyCom
           tag);
   }
   finish_send(c, epoch);
+  return true;
 }
 
 // Preconditions: blockDim = kThreads; K <= 16; hidden % 8 == 0.
@@ -102,12 +103,11 @@ __global__ void __launch_bounds__(kThreads) ll_combine_send_kernel(LowLatencyCom
 //     (t, topk_idx[t, k]), then each lane sums w[t, k] * row over its 8 channels in float32
 //     (k ascending) and rounds once to bf16.
 // (2) last block: release the half to every peer.
-__global__ void __launch_bounds__(kThreads) ll_combine_recv_kernel(LowLatencyCombineParams p) {
+__device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p, uint64_t epoch) {
   const LowLatencyCommon& c = p.c;
   const core::LowLatencyLayout& l = c.layout;
   const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(c.hook_epoch);
   const uint32_t tag = static_cast<uint32_t>(epoch);
   uint8_t* const half = half_base(c, me, epoch);
   __shared__ bool failed;
@@ -198,11 +198,37 @@ __global__ void __launch_bounds__(kThreads) ll_combine_recv_kernel(LowLatencyCom
   if (last_block_done(c.counters + 1)) release_half(c, epoch);
 }
 
+// The send kernel, for a hook: the call's epoch is the counter's next value.
+__global__ void __launch_bounds__(kThreads) ll_combine_send_kernel(LowLatencyCombineParams p) {
+  ll_combine_send(p, *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1);
+}
+
+// The receive kernel (the hook): the epoch the send kernel left in the hook slot.
+__global__ void __launch_bounds__(kThreads) ll_combine_recv_kernel(LowLatencyCombineParams p) {
+  ll_combine_recv(p, *reinterpret_cast<volatile uint64_t*>(p.c.hook_epoch));
+}
+
+// Without a hook, one kernel sends then receives: no second launch (docs/perf.md, LL v4). Every
+// block reads the epoch before it arrives at the send's block counter, so the last block's
+// advance of the counter cannot change it. Blocks are co-resident (one per SM), so a block
+// waiting in the receive never holds back a send of its own rank.
+__global__ void __launch_bounds__(kThreads) ll_combine_kernel(LowLatencyCombineParams p) {
+  const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1;
+  if (!ll_combine_send(p, epoch)) return;
+  __syncthreads();  // the receive reuses nothing of the send, but starts block-uniformly
+  ll_combine_recv(p, epoch);
+}
+
 }  // namespace
 
 cudaError_t launch_ll_combine_send(const LowLatencyCombineParams& p, int num_blocks,
                                    cudaStream_t stream) {
   return launch_ll(ll_combine_send_kernel, p, num_blocks, stream);
+}
+
+cudaError_t launch_ll_combine(const LowLatencyCombineParams& p, int num_blocks,
+                              cudaStream_t stream) {
+  return launch_ll(ll_combine_kernel, p, num_blocks, stream);
 }
 
 cudaError_t launch_ll_combine_recv(const LowLatencyCombineParams& p, int num_blocks,

@@ -90,14 +90,15 @@ __device__ __forceinline__ void cast_and_send_fp8(const LowLatencyDispatchParams
 //     none lives); all warps share the payload (BF16 row, or the FP8 cast done once for all
 //     peers) to peers with experts; then the tags.
 // (2) last block: leave the epoch in the hook slot and advance the epoch counter.
-__global__ void __launch_bounds__(kThreads) ll_dispatch_send_kernel(LowLatencyDispatchParams p) {
+// Returns false when the wait for the half failed (recorded; the block skips the call).
+__device__ __forceinline__ bool ll_dispatch_send(const LowLatencyDispatchParams& p,
+                                                 uint64_t epoch) {
   const LowLatencyCommon& c = p.c;
   const core::LowLatencyLayout& l = c.layout;
   const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(c.epoch_counter) + 1;
   __shared__ int32_t hist[core::kMaxExperts];
-  if (!wait_half_released(c, epoch)) return;
+  if (!wait_half_released(c, epoch)) return false;
   if (blockIdx.x == 0) {
     for (int32_t e = threadIdx.x; e < c.num_experts; e += blockDim.x) hist[e] = 0;
     __syncthreads();
@@ -190,20 +191,22 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_send_kernel(LowLatencyDi
     }
   }
   finish_send(c, epoch);
+  return true;
 }
 
-// Preconditions: blockDim = kThreads; launched after the send kernel of the same call.
+// Preconditions: blockDim = kThreads; runs after this rank's send of the same call started
+// (the same kernel, or the send kernel before the hook).
 // (0) every source's started flag, signature and token count; begin(j, s) from the counts.
 // (1) warps round-robin over (source, token) messages: wait for the tag, place one row per local
 //     expert inside the source's range (atomic counter; order inside a range is unspecified).
 // (2) last block: recv_count, layout_range, statistics; reset the placement counters; release
 //     the half to every source.
-__global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDispatchParams p) {
+__device__ __forceinline__ void ll_dispatch_recv(const LowLatencyDispatchParams& p,
+                                                 uint64_t epoch) {
   const LowLatencyCommon& c = p.c;
   const core::LowLatencyLayout& l = c.layout;
   const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(c.hook_epoch);
   const uint32_t tag = static_cast<uint32_t>(epoch);
   uint8_t* const half = half_base(c, me, epoch);
   __shared__ bool failed;
@@ -337,11 +340,37 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDi
   release_half(c, epoch);
 }
 
+// The send kernel, for a hook: the call's epoch is the counter's next value.
+__global__ void __launch_bounds__(kThreads) ll_dispatch_send_kernel(LowLatencyDispatchParams p) {
+  ll_dispatch_send(p, *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1);
+}
+
+// The receive kernel (the hook): the epoch the send kernel left in the hook slot.
+__global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDispatchParams p) {
+  ll_dispatch_recv(p, *reinterpret_cast<volatile uint64_t*>(p.c.hook_epoch));
+}
+
+// Without a hook, one kernel sends then receives: no second launch (docs/perf.md, LL v4). Every
+// block reads the epoch before it arrives at the send's block counter, so the last block's
+// advance of the counter cannot change it. Blocks are co-resident (one per SM), so a block
+// waiting in the receive never holds back a send of its own rank.
+__global__ void __launch_bounds__(kThreads) ll_dispatch_kernel(LowLatencyDispatchParams p) {
+  const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1;
+  if (!ll_dispatch_send(p, epoch)) return;
+  __syncthreads();  // the receive reuses nothing of the send, but starts block-uniformly
+  ll_dispatch_recv(p, epoch);
+}
+
 }  // namespace
 
 cudaError_t launch_ll_dispatch_send(const LowLatencyDispatchParams& p, int num_blocks,
                                     cudaStream_t stream) {
   return launch_ll(ll_dispatch_send_kernel, p, num_blocks, stream);
+}
+
+cudaError_t launch_ll_dispatch(const LowLatencyDispatchParams& p, int num_blocks,
+                               cudaStream_t stream) {
+  return launch_ll(ll_dispatch_kernel, p, num_blocks, stream);
 }
 
 cudaError_t launch_ll_dispatch_recv(const LowLatencyDispatchParams& p, int num_blocks,

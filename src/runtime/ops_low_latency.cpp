@@ -92,24 +92,31 @@ Buffer::Impl::PendingHook& next_slot(Buffer::Impl& impl, uint64_t** hook_epoch) 
   return slot;
 }
 
-// After the send kernel: either park the receive for its hook or launch it right away.
-template <class Params, class LaunchReceive>
-Error receive_now_or_park(Buffer::Impl& impl, Buffer::Impl::PendingHook& slot, bool return_hook,
-                          LowLatencyHook* hook, const Params& p, cudaStream_t stream,
-                          LaunchReceive launch_receive, const char* what) {
-  if (return_hook) {
-    if constexpr (std::is_same_v<Params, kernels::LowLatencyDispatchParams>) {
-      slot.dispatch = true;
-      slot.dispatch_params = p;
-    } else {
-      slot.dispatch = false;
-      slot.combine_params = p;
-    }
-    hook->id = slot.id;
-    return Error::success();
+// Without a hook: one kernel sends and receives. With a hook: the send kernel now, and the
+// receive parked in its slot until the hook runs.
+template <class Params>
+Error launch_or_park(Buffer::Impl& impl, Buffer::Impl::PendingHook& slot, bool return_hook,
+                     LowLatencyHook* hook, const Params& p, cudaStream_t stream,
+                     cudaError_t (*launch_both)(const Params&, int, cudaStream_t),
+                     cudaError_t (*launch_send)(const Params&, int, cudaStream_t),
+                     const char* what) {
+  if (!return_hook) {
+    slot.id = -1;
+    return cuda_error(launch_both(p, impl.num_device_sms, stream), what);
   }
-  slot.id = -1;
-  return cuda_error(launch_receive(p, impl.num_device_sms, stream), what);
+  if (auto e = cuda_error(launch_send(p, impl.num_device_sms, stream), what); !e.ok()) {
+    slot.id = -1;
+    return e;
+  }
+  if constexpr (std::is_same_v<Params, kernels::LowLatencyDispatchParams>) {
+    slot.dispatch = true;
+    slot.dispatch_params = p;
+  } else {
+    slot.dispatch = false;
+    slot.combine_params = p;
+  }
+  hook->id = slot.id;
+  return Error::success();
 }
 
 }  // namespace
@@ -162,12 +169,9 @@ Error Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& args, StreamHan
   p.layout_range = static_cast<int64_t*>(args.handle.layout_range.data);
   p.cumulative_stats = static_cast<int32_t*>(args.cumulative_local_expert_recv_stats.data);
   p.wait_stats = static_cast<int64_t*>(args.dispatch_wait_recv_cost_stats.data);
-  if (auto e = cuda_error(kernels::launch_ll_dispatch_send(p, impl_->num_device_sms, s),
-                          "LL dispatch send launch");
-      !e.ok())
-    return e;
-  return receive_now_or_park(*impl_, slot, args.return_recv_hook, hook, p, s,
-                             kernels::launch_ll_dispatch_recv, "LL dispatch receive launch");
+  return launch_or_park(*impl_, slot, args.return_recv_hook, hook, p, s,
+                        kernels::launch_ll_dispatch, kernels::launch_ll_dispatch_send,
+                        "LL dispatch launch");
 }
 
 Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandle stream,
@@ -217,12 +221,8 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
   p.out = static_cast<uint16_t*>(args.out.data);
   p.out_stride = args.out.strides[0];
   p.wait_stats = static_cast<int64_t*>(args.combine_wait_recv_cost_stats.data);
-  if (auto e = cuda_error(kernels::launch_ll_combine_send(p, impl_->num_device_sms, s),
-                          "LL combine send launch");
-      !e.ok())
-    return e;
-  return receive_now_or_park(*impl_, slot, args.return_recv_hook, hook, p, s,
-                             kernels::launch_ll_combine_recv, "LL combine receive launch");
+  return launch_or_park(*impl_, slot, args.return_recv_hook, hook, p, s, kernels::launch_ll_combine,
+                        kernels::launch_ll_combine_send, "LL combine launch");
 }
 
 Error Buffer::run_low_latency_hook(const LowLatencyHook& hook, StreamHandle stream) {
