@@ -165,6 +165,10 @@ __device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p
       }
     }
     if (!__all_sync(0xffffffffu, arrived)) break;
+    // Lane k acquired row k's tag; __syncwarp (a vote orders no memory) orders every lane's
+    // loads of the rows after those acquires. Without it a lane could read a row of the call
+    // two epochs back from its L1 (found with ranks sharing GPUs, where rows arrive late).
+    __syncwarp();
     int4 v[core::kMaxLowLatencyTopk];
     float wk[core::kMaxLowLatencyTopk];
 #pragma unroll
