@@ -99,10 +99,19 @@ Error launch_or_park(Buffer::Impl& impl, Buffer::Impl::PendingHook& slot, bool r
                      LowLatencyHook* hook, const Params& p, cudaStream_t stream,
                      cudaError_t (*launch_both)(const Params&, int, cudaStream_t),
                      cudaError_t (*launch_send)(const Params&, int, cudaStream_t),
+                     cudaError_t (*launch_recv)(const Params&, int, cudaStream_t),
                      const char* what) {
+  // EPCOMM_LL_TWO_KERNELS=1: the send and receive kernels back to back instead, for measuring
+  // what the single kernel saves (docs/perf.md, low-latency v4).
+  static const bool two_kernels = [] {
+    const char* v = std::getenv("EPCOMM_LL_TWO_KERNELS");
+    return v != nullptr && std::string(v) == "1";
+  }();
   if (!return_hook) {
     slot.id = -1;
-    return cuda_error(launch_both(p, impl.num_device_sms, stream), what);
+    if (!two_kernels) return cuda_error(launch_both(p, impl.num_device_sms, stream), what);
+    if (auto e = cuda_error(launch_send(p, impl.num_device_sms, stream), what); !e.ok()) return e;
+    return cuda_error(launch_recv(p, impl.num_device_sms, stream), what);
   }
   if (auto e = cuda_error(launch_send(p, impl.num_device_sms, stream), what); !e.ok()) {
     slot.id = -1;
@@ -171,7 +180,7 @@ Error Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& args, StreamHan
   p.wait_stats = static_cast<int64_t*>(args.dispatch_wait_recv_cost_stats.data);
   return launch_or_park(*impl_, slot, args.return_recv_hook, hook, p, s,
                         kernels::launch_ll_dispatch, kernels::launch_ll_dispatch_send,
-                        "LL dispatch launch");
+                        kernels::launch_ll_dispatch_recv, "LL dispatch launch");
 }
 
 Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandle stream,
@@ -222,7 +231,8 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
   p.out_stride = args.out.strides[0];
   p.wait_stats = static_cast<int64_t*>(args.combine_wait_recv_cost_stats.data);
   return launch_or_park(*impl_, slot, args.return_recv_hook, hook, p, s, kernels::launch_ll_combine,
-                        kernels::launch_ll_combine_send, "LL combine launch");
+                        kernels::launch_ll_combine_send, kernels::launch_ll_combine_recv,
+                        "LL combine launch");
 }
 
 Error Buffer::run_low_latency_hook(const LowLatencyHook& hook, StreamHandle stream) {
