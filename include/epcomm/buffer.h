@@ -100,6 +100,8 @@ class EPCOMM_EXPORT Buffer {
   Error run_low_latency_hook(const LowLatencyHook& hook, StreamHandle stream);
   // View (into the communication buffer) that the next zero-copy combine reads. Valid until the
   // low-latency call after next reuses the buffer (double buffering, semantics.md section 4).
+  // Write it on the stream the combine runs on (or finish the writes before the call): the
+  // combine's kernel reads it as soon as it starts.
   Error get_next_low_latency_combine_buffer(const LowLatencyHandle& handle, TensorView* view);
   Error clean_low_latency_buffer(int32_t num_max_dispatch_tokens_per_rank, int32_t hidden,
                                  int32_t num_experts, StreamHandle stream);
