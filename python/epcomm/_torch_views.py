@@ -65,19 +65,34 @@ def _offset(struct_type, path):
 
 def put(args, path, t):
     """Writes the C view of torch tensor `t` (absent for None) into the tensor field `path`
-    ("x", "handle.send_slot") of the ctypes struct `args`. The tensor must outlive the call."""
-    offset = _offset(type(args), path)
+    ("x", "handle.send_slot") of the ctypes struct `args`. The tensor must outlive the call.
+    Written for speed (it runs ~10 times per call): one branch per dimension count, so that no
+    tuples are built (1 us instead of 3.4 us per view on the CPU)."""
+    offset = _OFFSETS.get((type(args), path))
+    if offset is None:
+        offset = _offset(type(args), path)
     if t is None:
         _PACK.pack_into(args, offset, 0, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, c.DEVICE_CUDA, 0)
         return
-    shape = t.shape
-    n = len(shape)
-    if n > 4:
+    code = _CODES.get(t.dtype) if _CODES is not None else None
+    if code is None:
+        code = dtype_code(t)  # builds the map on first use; raises TypeError for other dtypes
+    d, st, ptr, device = t.shape, t.stride(), t.data_ptr(), t.get_device()  # device -1: CPU
+    kind, index = (c.DEVICE_CUDA, device) if device >= 0 else (c.DEVICE_CPU, 0)
+    n = len(d)
+    if n == 2:
+        _PACK.pack_into(args, offset, ptr, code, 2, d[0], d[1], 0, 0, st[0], st[1], 0, 0, kind, index)
+    elif n == 1:
+        _PACK.pack_into(args, offset, ptr, code, 1, d[0], 0, 0, 0, st[0], 0, 0, 0, kind, index)
+    elif n == 3:
+        _PACK.pack_into(args, offset, ptr, code, 3, d[0], d[1], d[2], 0, st[0], st[1], st[2], 0, kind, index)
+    elif n == 4:
+        _PACK.pack_into(args, offset, ptr, code, 4, d[0], d[1], d[2], d[3], st[0], st[1], st[2], st[3], kind,
+                        index)
+    elif n == 0:
+        _PACK.pack_into(args, offset, ptr, code, 0, 0, 0, 0, 0, 0, 0, 0, 0, kind, index)
+    else:
         raise ValueError(f"{path}: expected a tensor of at most 4 dimensions, got {n}")
-    d, st = (*shape, 0, 0, 0, 0), (*t.stride(), 0, 0, 0, 0)
-    device = t.get_device()  # -1 for CPU tensors
-    _PACK.pack_into(args, offset, t.data_ptr(), dtype_code(t), n, d[0], d[1], d[2], d[3], st[0], st[1], st[2],
-                    st[3], c.DEVICE_CUDA if device >= 0 else c.DEVICE_CPU, max(device, 0))
 
 
 def torch_all_gather(group):

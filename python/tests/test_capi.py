@@ -161,3 +161,19 @@ def test_put_writes_the_same_bytes_as_view_into_nested_fields(monkeypatch):
         tv.put(c.init(c.DispatchArgs), "recv_x", _FakeTensor(0x4000, "bf16", (1,) * 5, (1,) * 5, 0))
     with pytest.raises(TypeError, match="not a tensor field"):
         tv.put(c.init(c.DispatchArgs), "num_experts", None)
+
+
+def test_put_matches_view_for_torch_tensors_of_every_rank():
+    torch = pytest.importorskip("torch", reason="torch is not installed (CPU-only CI)")
+    from epcomm import _torch_views as tv
+
+    cases = {"x": torch.zeros(4, 7168, dtype=torch.bfloat16), "x_scales": torch.empty(3, 56, 8).transpose(1, 2),
+             "handle.recv_src_idx": torch.zeros(5, dtype=torch.int32),
+             "recv_x": torch.zeros(2, 3, 4, 5, dtype=torch.float8_e4m3fn), "recv_topk_weights": torch.tensor(3.0),
+             "topk_weights": None}
+    for path, t in cases.items():
+        a, b = c.init(c.DispatchArgs), c.init(c.DispatchArgs)
+        tv.put(a, path, t)
+        holder, name = (b.handle, path.split(".")[1]) if "." in path else (b, path)
+        setattr(holder, name, tv.view(t))
+        assert bytes(a) == bytes(b), path
