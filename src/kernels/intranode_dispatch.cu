@@ -125,24 +125,11 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
     // The rows still arrive (they fit the area); only the copy-out is cut short.
   }
   __syncthreads();
-  if (threadIdx.x < R) {
-    const auto* consumed = reinterpret_cast<const uint64_t*>(
-        my_signals + sig.flag(core::kDispatchConsumed, threadIdx.x));
-    // Acquire: destination threadIdx.x finished reading its area before we overwrite it.
-    if (!bounded_wait(p.wait, threadIdx.x, core::WaitStage::kCompletion,
-                      [&] { return ld_acquire_sys(consumed) + 1 >= epoch; }))
-      skip = true;
-  }
+  if (threadIdx.x < R && !consumed_by(p, my_signals, core::kDispatchConsumed, threadIdx.x, epoch))
+    skip = true;
   __syncthreads();
   if (skip) return;
-  if (blockIdx.x == 0 && threadIdx.x < R) {
-    uint8_t* peer_signals = p.peer_bases[threadIdx.x] + p.signal_offset;
-    *reinterpret_cast<volatile uint64_t*>(peer_signals + sig.flag(core::kDispatchSignature, me)) =
-        p.signature;
-    // Release: the signature precedes the started epoch the destination acquires.
-    st_release_sys(reinterpret_cast<uint64_t*>(peer_signals + sig.flag(core::kDispatchStarted, me)),
-                   epoch);
-  }
+  publish_start(p, core::kDispatchSignature, core::kDispatchStarted, epoch);
   const int64_t row_vec = a.row_bytes / 16;
 
   if (warp < send_warps) {

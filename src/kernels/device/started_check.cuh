@@ -1,6 +1,8 @@
-// The receiving side's first step in the normal kernels: every rank's "started" flag for this
-// epoch, and the call signature it published next to it, so that a rank called with other shapes
-// is reported before anyone waits on row tags.
+// The start of a normal-kernel call, shared by dispatch and combine. Sending side: wait until a
+// rank consumed what we wrote into its area in the previous call, then publish this call's
+// signature and "started" epoch. Receiving side: every rank's "started" flag for this epoch and
+// the signature next to it, so that a rank called with other shapes is reported before anyone
+// waits on row tags.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +12,31 @@
 #include "kernels/device/report.cuh"
 
 namespace epcomm::kernels {
+
+// One thread per rank `d`: true once rank d consumed (flag `consumed_flag`, our slot for d) our
+// writes of the previous call; false when the wait failed (recorded).
+template <class Params>
+__device__ __forceinline__ bool consumed_by(const Params& p, const uint8_t* my_signals,
+                                            int32_t consumed_flag, int32_t d, uint64_t epoch) {
+  const core::NormalSignalLayout sig{p.num_ranks};
+  const auto* consumed = reinterpret_cast<const uint64_t*>(my_signals + sig.flag(consumed_flag, d));
+  // Acquire: rank d finished reading its area before we overwrite it.
+  return bounded_wait(p.wait, d, core::WaitStage::kCompletion,
+                      [&] { return ld_acquire_sys(consumed) + 1 >= epoch; });
+}
+
+// Block 0, thread d < R: writes our signature and this call's epoch into rank d's slots for us.
+template <class Params>
+__device__ __forceinline__ void publish_start(const Params& p, int32_t signature_flag,
+                                              int32_t started_flag, uint64_t epoch) {
+  if (blockIdx.x != 0 || threadIdx.x >= static_cast<unsigned>(p.num_ranks)) return;
+  const core::NormalSignalLayout sig{p.num_ranks};
+  uint8_t* peer_signals = p.peer_bases[threadIdx.x] + p.signal_offset;
+  *reinterpret_cast<volatile uint64_t*>(peer_signals + sig.flag(signature_flag, p.rank)) =
+      p.signature;
+  // Release: the signature precedes the started epoch the rank acquires.
+  st_release_sys(reinterpret_cast<uint64_t*>(peer_signals + sig.flag(started_flag, p.rank)), epoch);
+}
 
 // Called by the lanes of one warp. Params: DispatchParams or CombineParams (wait, signature,
 // num_ranks). True in a lane when one of its ranks published another signature or its wait
