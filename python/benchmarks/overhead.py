@@ -64,7 +64,7 @@ def _primitives(buffer, x, f):
         "epcomm_buffer_stream_wait": lambda: lib.epcomm_buffer_stream_wait(buffer._handle, buffer._comm_raw, buffer._comm_raw),
         "torch.empty 128x7168 bf16": lambda: torch.empty((128, 7168), dtype=torch.bfloat16, device=dev),
         "x.new_empty 128x7168": lambda: x.new_empty((128, 7168)),
-        "one tensor view (c.Tensor)": lambda: tv.view(x),
+        "one tensor view as c.tensor": lambda: c.tensor(x.data_ptr(), c.DTYPE_BFLOAT16, x.shape, x.stride()),
         "one tensor put (packed)": lambda: tv.put(args, "x", x),
         "c.init(DispatchArgs)": lambda: c.init(c.DispatchArgs),
         "ctypes call epcomm_version": lambda: lib.epcomm_version(),

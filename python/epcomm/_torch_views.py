@@ -32,19 +32,10 @@ def dtype_code(t):
     return code
 
 
-def view(t):
-    """The C view of a torch tensor as a new c.Tensor (absent for None). The tensor must outlive
-    the call. The per-call paths use put(), which writes the same bytes in place."""
-    if t is None:
-        return c.absent()
-    device = t.get_device()  # -1 for CPU tensors
-    return c.tensor(t.data_ptr(), dtype_code(t), t.shape, t.stride(),
-                    c.DEVICE_CUDA if device >= 0 else c.DEVICE_CPU, max(device, 0))
-
-
 # epcomm_tensor_t packed in one call: data, dtype, ndim, shape[4], strides[4], device kind and
 # index (88 bytes, the c.Tensor layout; a test checks both agree). Building a c.Tensor with its
-# two arrays costs ~7x more, and every call writes about ten views (docs/perf.md, Python layer).
+# two arrays (c.tensor) costs ~7x more, and every call writes about ten views (docs/perf.md,
+# Python layer).
 _PACK = struct.Struct("<Qii4q4qii")
 _OFFSETS = {}  # (struct type, field path) -> byte offset of that Tensor field
 

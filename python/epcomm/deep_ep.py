@@ -396,17 +396,14 @@ class Buffer:
         return hook
 
     @staticmethod
-    def _put_ll_handle(args, handle):
+    def _put_ll_handle(args, handle, prefix="handle."):
+        """Writes the LL handle tuple into args' handle field (or, with prefix "", into a
+        c.LowLatencyHandle itself)."""
         src_info, layout_range, n_max, hidden, num_experts = handle
-        tv.put(args, "handle.src_info", src_info)
-        tv.put(args, "handle.layout_range", layout_range)
-        h = args.handle
+        tv.put(args, prefix + "src_info", src_info)
+        tv.put(args, prefix + "layout_range", layout_range)
+        h = args.handle if prefix else args
         h.num_max_dispatch_tokens_per_rank, h.hidden, h.num_experts = int(n_max), int(hidden), int(num_experts)
-
-    @staticmethod
-    def _ll_handle_c(handle):
-        src_info, layout_range, n_max, hidden, num_experts = handle
-        return c.LowLatencyHandle(tv.view(src_info), tv.view(layout_range), int(n_max), int(hidden), int(num_experts))
 
     def low_latency_dispatch(self, x, topk_idx, num_max_dispatch_tokens_per_rank, num_experts,
                              cumulative_local_expert_recv_stats=None, dispatch_wait_recv_cost_stats=None, use_fp8=True,
@@ -478,7 +475,8 @@ class Buffer:
         import torch
 
         ptr = ctypes.c_void_p()
-        h = self._ll_handle_c(handle)
+        h = c.LowLatencyHandle()
+        self._put_ll_handle(h, handle, prefix="")
         c.check(c.library().epcomm_get_next_low_latency_combine_buffer(self._handle, ctypes.byref(h), ctypes.byref(ptr)))
         n_max, hidden, num_experts = int(handle[2]), int(handle[3]), int(handle[4])
         E_local, rows = num_experts // self.group_size, self.group_size * n_max

@@ -10,6 +10,7 @@ import pytest
 
 import epcomm
 from epcomm import _capi as c
+from epcomm import _torch_views as tv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -125,6 +126,15 @@ def test_tensor_helper_builds_row_major_strides():
     assert t.ndim == 3 and t.device_kind == c.DEVICE_CUDA
 
 
+def _reference_view(t):
+    """The C view of a tensor built field by field with c.tensor: what put() must write."""
+    if t is None:
+        return c.absent()
+    device = t.get_device()
+    return c.tensor(t.data_ptr(), tv._codes()[t.dtype], t.shape, t.stride(),
+                    c.DEVICE_CUDA if device >= 0 else c.DEVICE_CPU, max(device, 0))
+
+
 class _FakeTensor:
     """What put() and view() read from a torch tensor, without torch."""
 
@@ -142,8 +152,6 @@ class _FakeTensor:
 
 
 def test_put_writes_the_same_bytes_as_view_into_nested_fields(monkeypatch):
-    from epcomm import _torch_views as tv
-
     monkeypatch.setattr(tv, "_CODES", {"bf16": c.DTYPE_BFLOAT16, "i32": c.DTYPE_INT32})
     assert tv._PACK.size == ctypes.sizeof(c.Tensor)
     cases = [("x", _FakeTensor(0x1000, "bf16", (4, 7168), (7168, 1), 1)),
@@ -155,7 +163,7 @@ def test_put_writes_the_same_bytes_as_view_into_nested_fields(monkeypatch):
         a, b = c.init(c.DispatchArgs), c.init(c.DispatchArgs)
         tv.put(a, path, t)
         holder, name = (b.handle, path.split(".")[1]) if "." in path else (b, path)
-        setattr(holder, name, tv.view(t))
+        setattr(holder, name, _reference_view(t))
         assert bytes(a) == bytes(b), path
     with pytest.raises(ValueError, match="recv_x: expected a tensor of at most 4 dimensions, got 5"):
         tv.put(c.init(c.DispatchArgs), "recv_x", _FakeTensor(0x4000, "bf16", (1,) * 5, (1,) * 5, 0))
@@ -165,8 +173,6 @@ def test_put_writes_the_same_bytes_as_view_into_nested_fields(monkeypatch):
 
 def test_put_matches_view_for_torch_tensors_of_every_rank():
     torch = pytest.importorskip("torch", reason="torch is not installed (CPU-only CI)")
-    from epcomm import _torch_views as tv
-
     cases = {"x": torch.zeros(4, 7168, dtype=torch.bfloat16), "x_scales": torch.empty(3, 56, 8).transpose(1, 2),
              "handle.recv_src_idx": torch.zeros(5, dtype=torch.int32),
              "recv_x": torch.zeros(2, 3, 4, 5, dtype=torch.float8_e4m3fn), "recv_topk_weights": torch.tensor(3.0),
@@ -175,5 +181,5 @@ def test_put_matches_view_for_torch_tensors_of_every_rank():
         a, b = c.init(c.DispatchArgs), c.init(c.DispatchArgs)
         tv.put(a, path, t)
         holder, name = (b.handle, path.split(".")[1]) if "." in path else (b, path)
-        setattr(holder, name, tv.view(t))
+        setattr(holder, name, _reference_view(t))
         assert bytes(a) == bytes(b), path
