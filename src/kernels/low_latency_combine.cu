@@ -202,15 +202,25 @@ __device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p
   if (last_block_done(c.counters + 1)) release_half(c, epoch);
 }
 
-// The send kernel: the call's epoch is the counter's next value.
+// The send kernel, for a hook: the call's epoch is the counter's next value.
 __global__ void __launch_bounds__(kThreads) ll_combine_send_kernel(LowLatencyCombineParams p) {
   ll_combine_send(p, *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1);
 }
 
-// The receive kernel (right after the send kernel, or from the hook): the epoch the send kernel
-// left in the hook slot.
+// The receive kernel (the hook): the epoch the send kernel left in the hook slot.
 __global__ void __launch_bounds__(kThreads) ll_combine_recv_kernel(LowLatencyCombineParams p) {
   ll_combine_recv(p, *reinterpret_cast<volatile uint64_t*>(p.c.hook_epoch));
+}
+
+// Without a hook, one kernel sends then receives: no second launch (docs/perf.md, LL v4). Every
+// block reads the epoch before it arrives at the send's block counter, so the last block's
+// advance of the counter cannot change it. Blocks are co-resident (one per SM), so a block
+// waiting in the receive never holds back a send of its own rank.
+__global__ void __launch_bounds__(kThreads) ll_combine_kernel(LowLatencyCombineParams p) {
+  const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1;
+  if (!ll_combine_send(p, epoch)) return;
+  __syncthreads();  // the receive reuses nothing of the send, but starts block-uniformly
+  ll_combine_recv(p, epoch);
 }
 
 }  // namespace
@@ -218,6 +228,11 @@ __global__ void __launch_bounds__(kThreads) ll_combine_recv_kernel(LowLatencyCom
 cudaError_t launch_ll_combine_send(const LowLatencyCombineParams& p, int num_blocks,
                                    cudaStream_t stream) {
   return launch_ll(ll_combine_send_kernel, p, num_blocks, stream);
+}
+
+cudaError_t launch_ll_combine(const LowLatencyCombineParams& p, int num_blocks,
+                              cudaStream_t stream) {
+  return launch_ll(ll_combine_kernel, p, num_blocks, stream);
 }
 
 cudaError_t launch_ll_combine_recv(const LowLatencyCombineParams& p, int num_blocks,

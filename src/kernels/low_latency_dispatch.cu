@@ -194,7 +194,8 @@ __device__ __forceinline__ bool ll_dispatch_send(const LowLatencyDispatchParams&
   return true;
 }
 
-// Preconditions: blockDim = kThreads; launched after the send kernel of the same call.
+// Preconditions: blockDim = kThreads; runs after this rank's send of the same call started
+// (the same kernel, or the send kernel before the hook).
 // (0) every source's started flag, signature and token count; begin(j, s) from the counts.
 // (1) warps round-robin over (source, token) messages: wait for the tag, place one row per local
 //     expert inside the source's range (atomic counter; order inside a range is unspecified).
@@ -339,15 +340,25 @@ __device__ __forceinline__ void ll_dispatch_recv(const LowLatencyDispatchParams&
   release_half(c, epoch);
 }
 
-// The send kernel: the call's epoch is the counter's next value.
+// The send kernel, for a hook: the call's epoch is the counter's next value.
 __global__ void __launch_bounds__(kThreads) ll_dispatch_send_kernel(LowLatencyDispatchParams p) {
   ll_dispatch_send(p, *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1);
 }
 
-// The receive kernel (right after the send kernel, or from the hook): the epoch the send kernel
-// left in the hook slot.
+// The receive kernel (the hook): the epoch the send kernel left in the hook slot.
 __global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDispatchParams p) {
   ll_dispatch_recv(p, *reinterpret_cast<volatile uint64_t*>(p.c.hook_epoch));
+}
+
+// Without a hook, one kernel sends then receives: no second launch (docs/perf.md, LL v4). Every
+// block reads the epoch before it arrives at the send's block counter, so the last block's
+// advance of the counter cannot change it. Blocks are co-resident (one per SM), so a block
+// waiting in the receive never holds back a send of its own rank.
+__global__ void __launch_bounds__(kThreads) ll_dispatch_kernel(LowLatencyDispatchParams p) {
+  const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1;
+  if (!ll_dispatch_send(p, epoch)) return;
+  __syncthreads();  // the receive reuses nothing of the send, but starts block-uniformly
+  ll_dispatch_recv(p, epoch);
 }
 
 }  // namespace
@@ -355,6 +366,11 @@ __global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDi
 cudaError_t launch_ll_dispatch_send(const LowLatencyDispatchParams& p, int num_blocks,
                                     cudaStream_t stream) {
   return launch_ll(ll_dispatch_send_kernel, p, num_blocks, stream);
+}
+
+cudaError_t launch_ll_dispatch(const LowLatencyDispatchParams& p, int num_blocks,
+                               cudaStream_t stream) {
+  return launch_ll(ll_dispatch_kernel, p, num_blocks, stream);
 }
 
 cudaError_t launch_ll_dispatch_recv(const LowLatencyDispatchParams& p, int num_blocks,

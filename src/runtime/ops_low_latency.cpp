@@ -92,21 +92,30 @@ Buffer::Impl::PendingHook& next_slot(Buffer::Impl& impl, uint64_t** hook_epoch) 
   return slot;
 }
 
-// The send kernel, then either the receive kernel right away or, with a hook, the receive
-// parked in its slot until the hook runs.
+// Without a hook: one kernel sends and receives. With a hook: the send kernel now, and the
+// receive parked in its slot until the hook runs.
 template <class Params>
 Error launch_or_park(Buffer::Impl& impl, Buffer::Impl::PendingHook& slot, bool return_hook,
                      LowLatencyHook* hook, const Params& p, cudaStream_t stream,
+                     cudaError_t (*launch_both)(const Params&, int, cudaStream_t),
                      cudaError_t (*launch_send)(const Params&, int, cudaStream_t),
                      cudaError_t (*launch_recv)(const Params&, int, cudaStream_t),
                      const char* what) {
+  // EPCOMM_LL_TWO_KERNELS=1: the send and receive kernels back to back instead, for measuring
+  // what the single kernel saves (docs/perf.md, low-latency v4).
+  static const bool two_kernels = [] {
+    const char* v = std::getenv("EPCOMM_LL_TWO_KERNELS");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  if (!return_hook) {
+    slot.id = -1;
+    if (!two_kernels) return cuda_error(launch_both(p, impl.num_device_sms, stream), what);
+    if (auto e = cuda_error(launch_send(p, impl.num_device_sms, stream), what); !e.ok()) return e;
+    return cuda_error(launch_recv(p, impl.num_device_sms, stream), what);
+  }
   if (auto e = cuda_error(launch_send(p, impl.num_device_sms, stream), what); !e.ok()) {
     slot.id = -1;
     return e;
-  }
-  if (!return_hook) {
-    slot.id = -1;
-    return cuda_error(launch_recv(p, impl.num_device_sms, stream), what);
   }
   if constexpr (std::is_same_v<Params, kernels::LowLatencyDispatchParams>) {
     slot.dispatch = true;
@@ -170,8 +179,8 @@ Error Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& args, StreamHan
   p.cumulative_stats = static_cast<int32_t*>(args.cumulative_local_expert_recv_stats.data);
   p.wait_stats = static_cast<int64_t*>(args.dispatch_wait_recv_cost_stats.data);
   return launch_or_park(*impl_, slot, args.return_recv_hook, hook, p, s,
-                        kernels::launch_ll_dispatch_send, kernels::launch_ll_dispatch_recv,
-                        "LL dispatch launch");
+                        kernels::launch_ll_dispatch, kernels::launch_ll_dispatch_send,
+                        kernels::launch_ll_dispatch_recv, "LL dispatch launch");
 }
 
 Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandle stream,
@@ -221,7 +230,7 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
   p.out = static_cast<uint16_t*>(args.out.data);
   p.out_stride = args.out.strides[0];
   p.wait_stats = static_cast<int64_t*>(args.combine_wait_recv_cost_stats.data);
-  return launch_or_park(*impl_, slot, args.return_recv_hook, hook, p, s,
+  return launch_or_park(*impl_, slot, args.return_recv_hook, hook, p, s, kernels::launch_ll_combine,
                         kernels::launch_ll_combine_send, kernels::launch_ll_combine_recv,
                         "LL combine launch");
 }
