@@ -1,6 +1,7 @@
 #include "kernels/device/bounded_wait.cuh"
 #include "kernels/device/copy.cuh"
 #include "kernels/device/grid_sync.cuh"
+#include "kernels/device/pending_tags.cuh"
 #include "kernels/device/report.cuh"
 #include "kernels/device/started_check.cuh"
 #include "kernels/intranode_combine.h"
@@ -100,7 +101,10 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       const int64_t count = prefix_me[s] - (s > 0 ? prefix_me[s - 1] : 0);
       most = count > most ? count : most;
     }
+    // A warp sends p.row_batch rows, then releases their tags together (docs/perf.md, v10).
     const int64_t senders = int64_t{gridDim.x} * send_warps;
+    PendingTags pending;
+    int batched = 0;
     for (int64_t n = int64_t{warp} * gridDim.x + blockIdx.x; n < most * others; n += senders) {
       const auto s = static_cast<int32_t>((me + 1 + n % others) % R);
       const int64_t first = s > 0 ? prefix_me[s - 1] : 0;
@@ -118,13 +122,14 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       if (lane < a.topk)
         reinterpret_cast<float*>(area + a.topk_weights_offset)[row * a.topk + lane] =
             p.topk_weights[i * p.weights_stride + lane * p.weights_stride_k];
-      // __syncwarp orders every lane's stores of this row before lane 0's tag release, which
-      // (cumulative) carries them to the source: no per-row fence (docs/perf.md, v8).
-      __syncwarp();
-      // Release: the row and its weights precede the tag the source acquires.
-      if (lane == 0)
-        st_release_sys_u32(reinterpret_cast<uint32_t*>(area + a.tag_offset) + row, tag);
+      // The tag goes out with the warp's next flush (no per-row fence: docs/perf.md, v8).
+      pending.add(reinterpret_cast<uint32_t*>(area + a.tag_offset) + row, tag, lane);
+      if (++batched == p.row_batch) {
+        pending.flush(tag);
+        batched = 0;
+      }
     }
+    pending.flush(tag);
     if (trace && lane == 0)
       atomicMax(reinterpret_cast<unsigned long long*>(trace + 1), global_timer_ns());
   } else {
@@ -267,6 +272,12 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
   }();
   q.send_warps = p.num_ranks <= 2 ? 6 : 10;
   if (send_warps_override > 0 && send_warps_override < kWarps) q.send_warps = send_warps_override;
+  // Rows per tag release (docs/perf.md, v10). EPCOMM_COMBINE_ROW_BATCH overrides it.
+  static const int row_batch_override = [] {
+    const char* v = std::getenv("EPCOMM_COMBINE_ROW_BATCH");
+    return v != nullptr ? std::atoi(v) : 0;
+  }();
+  q.row_batch = row_batch_override > 0 ? row_batch_override : 1;
   // Loads in flight per lane are split over the ranks a token can have rows from.
   if (p.num_ranks <= 2) {
     intranode_combine_kernel<2, 6><<<num_sms, kCombineThreads, 0, stream>>>(q);

@@ -2,6 +2,7 @@
 #include "kernels/device/copy.cuh"
 #include "kernels/device/grid_sync.cuh"
 #include "kernels/device/indices.cuh"
+#include "kernels/device/pending_tags.cuh"
 #include "kernels/device/report.cuh"
 #include "kernels/device/started_check.cuh"
 #include "kernels/intranode_dispatch.h"
@@ -41,10 +42,11 @@ __device__ __forceinline__ void write_self_metadata(const DispatchParams& p, int
 }
 
 // One warp sends token t to num_dst destinations: the row (read once), scales, remapped top-k,
-// weights and source index; then, per remote destination, the row's arrival tag.
+// weights and source index; the row's arrival tag per remote destination joins `pending`.
 __device__ __forceinline__ void send_token(const DispatchParams& p, int64_t t, int4* const* dst,
                                            const int32_t* dst_rank, const int32_t* dst_slot,
-                                           int num_dst, int64_t row_vec, uint32_t tag, int lane) {
+                                           int num_dst, int64_t row_vec, uint32_t tag,
+                                           PendingTags& pending, int lane) {
   const core::NormalArea& a = p.area;
   warp_multicast_copy<false>(dst, num_dst, reinterpret_cast<const int4*>(p.x + t * p.x_stride),
                              row_vec, lane);
@@ -73,15 +75,13 @@ __device__ __forceinline__ void send_token(const DispatchParams& p, int64_t t, i
     if (lane == 0) reinterpret_cast<int32_t*>(area + a.src_offset)[slot] = static_cast<int32_t>(t);
   }
   if (!remote) return;
-  // __syncwarp orders every lane's stores of this token before the tag stores below, and each
-  // tag's release (cumulative) carries them to the receiver: no per-row fence (docs/perf.md, v8).
-  __syncwarp();
-  if (lane < num_dst && dst_rank[lane] != p.rank) {
-    auto* tags =
-        reinterpret_cast<uint32_t*>(p.peer_bases[dst_rank[lane]] + p.area_offset + a.tag_offset);
-    // Release: the row and its metadata precede the tag the receiver acquires.
-    st_release_sys_u32(tags + dst_slot[lane], tag);
-  }
+  // The tags go out with the warp's next flush (no per-row fence: docs/perf.md, v8 and v10).
+  for (int i = 0; i < num_dst; ++i)
+    if (dst_rank[i] != p.rank)
+      pending.add(reinterpret_cast<uint32_t*>(p.peer_bases[dst_rank[i]] + p.area_offset +
+                                              a.tag_offset) +
+                      dst_slot[i],
+                  tag, lane);
 }
 
 // Preconditions: blockDim = kDispatchThreads; grid co-resident (num_sms <= SMs); R <= 64.
@@ -136,7 +136,10 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
     // ---- phase 1: send ----
     // Round-robin tokens: at any moment the sender warps write a window of consecutive tokens,
     // whose destination rows are consecutive too (slots grow with t).
+    // A warp sends p.token_batch tokens (a window apart), then releases their tags together.
     const int64_t senders = int64_t{gridDim.x} * send_warps;
+    PendingTags pending;
+    int batched = 0;
     for (int64_t t = int64_t{warp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += senders) {
       int4* dst[kDstBatch];
       int32_t dst_rank[kDstBatch];
@@ -152,11 +155,16 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
           dst_slot[num_dst++] = slot;
         }
         if (num_dst == kDstBatch || (d == R - 1 && num_dst > 0)) {
-          send_token(p, t, dst, dst_rank, dst_slot, num_dst, row_vec, tag, lane);
+          send_token(p, t, dst, dst_rank, dst_slot, num_dst, row_vec, tag, pending, lane);
           num_dst = 0;
         }
       }
+      if (++batched == p.token_batch) {
+        pending.flush(tag);
+        batched = 0;
+      }
     }
+    pending.flush(tag);
   } else {
     // ---- phase 2: receive, concurrently with the sends ----
     const int rwarp = warp - send_warps;
@@ -245,6 +253,12 @@ cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cuda
   }();
   q.send_warps = p.num_ranks <= 2 ? 12 : (p.area.row_bytes > 8192 ? 6 : 10);
   if (send_warps_override > 0 && send_warps_override < kWarps) q.send_warps = send_warps_override;
+  // Tokens per tag release (docs/perf.md, v10). EPCOMM_DISPATCH_TOKEN_BATCH overrides it.
+  static const int token_batch_override = [] {
+    const char* v = std::getenv("EPCOMM_DISPATCH_TOKEN_BATCH");
+    return v != nullptr ? std::atoi(v) : 0;
+  }();
+  q.token_batch = token_batch_override > 0 ? token_batch_override : 1;
   intranode_dispatch_kernel<<<num_sms, kDispatchThreads, 0, stream>>>(q);
   return cudaGetLastError();
 }
