@@ -2,11 +2,11 @@
 # Times the cached dispatch and the combine alone with the senders' tag releases batched over
 # 1, 2 or 4 rows (EPCOMM_DISPATCH_TOKEN_BATCH, EPCOMM_COMBINE_ROW_BATCH; docs/perf.md, v10) and
 # a few sender/receiver splits, at 24 and 12 SMs. Needs a release build.
-#   scripts/diagnose-tag-batches.sh [LOGFILE]    (env RANKS="2", SMS="24 12")
+#   scripts/diagnose-tag-batches.sh [LOGFILE]    (env RANKS="2", SMS="24 12", ITERS=10, BENCH=binary)
 set -u
 cd "$(dirname "$0")/.."
 log=${1:-/dev/stdout}
-bench=build/release/apps/epcomm_bench
+bench=${BENCH:-build/release/apps/epcomm_bench}
 export NCCL_NVLS_ENABLE=0
 # VARIANTS="op:name:ENV=.. ENV=..;..." replaces the list below.
 variants=(
@@ -29,7 +29,7 @@ for ranks in ${RANKS:-2}; do
       name=${rest%%:*} envs=${rest#*:}
       echo "=== ranks $ranks sms $sms $op variant $name ($envs)" >>"$log"
       env $envs EPCOMM_BENCH_ONLY=$op timeout 120 "$bench" --ranks "$ranks" --tokens 4096 \
-        --hidden 7168 --topk 8 --experts 256 --sms "$sms" --warmup 2 --iters 10 >>"$log" 2>&1
+        --hidden 7168 --topk 8 --experts 256 --sms "$sms" --warmup 2 --iters "${ITERS:-10}" >>"$log" 2>&1
       echo "rc $?" >>"$log"
     done
   done

@@ -277,7 +277,8 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
     const char* v = std::getenv("EPCOMM_COMBINE_ROW_BATCH");
     return v != nullptr ? std::atoi(v) : 0;
   }();
-  q.row_batch = row_batch_override > 0 ? row_batch_override : 1;
+  // With one peer 4 rows per release (2 x H200, v10); with more peers not measured yet: 1.
+  q.row_batch = row_batch_override > 0 ? row_batch_override : (p.num_ranks <= 2 ? 4 : 1);
   // Loads in flight per lane are split over the ranks a token can have rows from.
   if (p.num_ranks <= 2) {
     intranode_combine_kernel<2, 6><<<num_sms, kCombineThreads, 0, stream>>>(q);

@@ -15,28 +15,60 @@ namespace {
 constexpr int kDispatchThreads = 512;
 constexpr int kWarps = kDispatchThreads / 32;
 constexpr int kDstBatch = 8;
+#ifndef EPCOMM_RECV_COPY_UNROLL
+#define EPCOMM_RECV_COPY_UNROLL 8
+#endif
+constexpr int kRecvCopyUnroll = EPCOMM_RECV_COPY_UNROLL;
+
+// A token's metadata, loaded before its row so that every load is in flight together (one
+// memory latency per token rather than one per field; docs/perf.md, v10). Lane l holds scales l
+// and l + 32 (more scales are loaded when stored) and top-k entry l.
+struct TokenMeta {
+  float scale[2];
+  int64_t expert;  // -1 past top-k
+  float weight;
+};
+
+__device__ __forceinline__ TokenMeta load_token_meta(const DispatchParams& p, int64_t t, int lane) {
+  const core::NormalArea& a = p.area;
+  TokenMeta m{{0.0f, 0.0f}, -1, 0.0f};
+#pragma unroll
+  for (int u = 0; u < 2; ++u)
+    if (lane + 32 * u < a.num_scales)
+      m.scale[u] = p.x_scales[t * p.scale_stride_token + (lane + 32 * u) * p.scale_stride_group];
+  if (lane < a.topk) {
+    m.expert = load_index(p.topk_idx, p.topk_is_int64, t * p.topk_stride + lane * p.topk_stride_k);
+    m.weight = p.topk_weights[t * p.weights_stride + lane * p.weights_stride_k];
+  }
+  return m;
+}
+
+// Token t's scales into a row of `num_scales` floats.
+__device__ __forceinline__ void store_scales(const DispatchParams& p, const TokenMeta& m, int64_t t,
+                                             float* dst, int lane) {
+  const int32_t ns = p.area.num_scales;
+  if (lane < ns) dst[lane] = m.scale[0];
+  if (lane + 32 < ns) dst[lane + 32] = m.scale[1];
+  for (int32_t g = lane + 64; g < ns; g += 32)
+    dst[g] = p.x_scales[t * p.scale_stride_token + g * p.scale_stride_group];
+}
 
 // Rows a rank sends to itself skip the receive area: the row goes straight into recv_x (see
 // the send loop) and the metadata straight into the outputs here.
-__device__ __forceinline__ void write_self_metadata(const DispatchParams& p, int64_t t,
-                                                    int64_t slot, int lane) {
+__device__ __forceinline__ void write_self_metadata(const DispatchParams& p, const TokenMeta& m,
+                                                    int64_t t, int64_t slot, int lane) {
   const core::NormalArea& a = p.area;
-  for (int32_t g = lane; g < a.num_scales; g += 32)
-    p.recv_scales[slot * a.num_scales + g] =
-        p.x_scales[t * p.scale_stride_token + g * p.scale_stride_group];
-  if (a.topk > 0 && lane < a.topk) {
-    const int64_t e =
-        load_index(p.topk_idx, p.topk_is_int64, t * p.topk_stride + lane * p.topk_stride_k);
+  store_scales(p, m, t, p.recv_scales + slot * a.num_scales, lane);
+  if (lane < a.topk) {
     const int64_t first = int64_t{p.rank} * p.experts_per_rank;
-    const bool local = e >= first && e < first + p.experts_per_rank;
-    const int64_t out = local ? e - first : -1;
+    const bool local = m.expert >= first && m.expert < first + p.experts_per_rank;
+    const int64_t out = local ? m.expert - first : -1;
     if (p.topk_is_int64) {
       static_cast<int64_t*>(p.recv_topk_idx)[slot * a.topk + lane] = out;
     } else {
       static_cast<int32_t*>(p.recv_topk_idx)[slot * a.topk + lane] = static_cast<int32_t>(out);
     }
-    p.recv_topk_weights[slot * a.topk + lane] =
-        local ? p.topk_weights[t * p.weights_stride + lane * p.weights_stride_k] : 0.0f;
+    p.recv_topk_weights[slot * a.topk + lane] = local ? m.weight : 0.0f;
   }
   if (lane == 0 && p.recv_src_idx) p.recv_src_idx[slot] = static_cast<int32_t>(t);
 }
@@ -48,29 +80,27 @@ __device__ __forceinline__ void send_token(const DispatchParams& p, int64_t t, i
                                            int num_dst, int64_t row_vec, uint32_t tag,
                                            PendingTags& pending, int lane) {
   const core::NormalArea& a = p.area;
+  const TokenMeta m = load_token_meta(p, t, lane);
   warp_multicast_copy<false>(dst, num_dst, reinterpret_cast<const int4*>(p.x + t * p.x_stride),
                              row_vec, lane);
   bool remote = false;
   for (int i = 0; i < num_dst; ++i) {
     if (dst_rank[i] == p.rank) {
-      write_self_metadata(p, t, dst_slot[i], lane);
+      write_self_metadata(p, m, t, dst_slot[i], lane);
       continue;
     }
     remote = true;
     uint8_t* area = p.peer_bases[dst_rank[i]] + p.area_offset;
     const int64_t slot = dst_slot[i];
-    for (int32_t g = lane; g < a.num_scales; g += 32)
-      reinterpret_cast<float*>(area + a.scales_offset)[slot * a.num_scales + g] =
-          p.x_scales[t * p.scale_stride_token + g * p.scale_stride_group];
-    if (a.topk > 0 && lane < a.topk) {
-      const int64_t e =
-          load_index(p.topk_idx, p.topk_is_int64, t * p.topk_stride + lane * p.topk_stride_k);
+    store_scales(p, m, t, reinterpret_cast<float*>(area + a.scales_offset) + slot * a.num_scales,
+                 lane);
+    if (lane < a.topk) {
       const int64_t first = int64_t{dst_rank[i]} * p.experts_per_rank;
-      const bool local = e >= first && e < first + p.experts_per_rank;
+      const bool local = m.expert >= first && m.expert < first + p.experts_per_rank;
       reinterpret_cast<int32_t*>(area + a.topk_idx_offset)[slot * a.topk + lane] =
-          local ? static_cast<int32_t>(e - first) : -1;
+          local ? static_cast<int32_t>(m.expert - first) : -1;
       reinterpret_cast<float*>(area + a.topk_weights_offset)[slot * a.topk + lane] =
-          local ? p.topk_weights[t * p.weights_stride + lane * p.weights_stride_k] : 0.0f;
+          local ? m.weight : 0.0f;
     }
     if (lane == 0) reinterpret_cast<int32_t*>(area + a.src_offset)[slot] = static_cast<int32_t>(t);
   }
@@ -78,10 +108,10 @@ __device__ __forceinline__ void send_token(const DispatchParams& p, int64_t t, i
   // The tags go out with the warp's next flush (no per-row fence: docs/perf.md, v8 and v10).
   for (int i = 0; i < num_dst; ++i)
     if (dst_rank[i] != p.rank)
-      pending.add(reinterpret_cast<uint32_t*>(p.peer_bases[dst_rank[i]] + p.area_offset +
-                                              a.tag_offset) +
-                      dst_slot[i],
-                  tag, lane);
+      pending.add(
+          reinterpret_cast<uint32_t*>(p.peer_bases[dst_rank[i]] + p.area_offset + a.tag_offset) +
+              dst_slot[i],
+          tag, lane);
 }
 
 // Preconditions: blockDim = kDispatchThreads; grid co-resident (num_sms <= SMs); R <= 64.
@@ -195,25 +225,40 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
         }
         if (!__shfl_sync(0xffffffffu, arrived, 0)) break;
         __syncwarp();
-        warp_copy<true>(reinterpret_cast<int4*>(p.recv_x + i * p.recv_x_stride),
-                        reinterpret_cast<const int4*>(area + a.x_offset + i * a.row_bytes), row_vec,
-                        lane);
-        for (int32_t g = lane; g < a.num_scales; g += 32)
-          p.recv_scales[i * a.num_scales + g] =
-              reinterpret_cast<const float*>(area + a.scales_offset)[i * a.num_scales + g];
+        // The plain loads below must not move above the acquire (compiler barrier).
+        asm volatile("" ::: "memory");
+        // The metadata loads first, in flight with the row's (as in the sender).
+        const auto* scales =
+            reinterpret_cast<const float*>(area + a.scales_offset) + i * a.num_scales;
+        float scale[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int u = 0; u < 2; ++u)
+          if (lane + 32 * u < a.num_scales) scale[u] = scales[lane + 32 * u];
+        int32_t e = -1;
+        float w = 0.0f;
         if (lane < a.topk) {
-          const int32_t e =
-              reinterpret_cast<const int32_t*>(area + a.topk_idx_offset)[i * a.topk + lane];
+          e = reinterpret_cast<const int32_t*>(area + a.topk_idx_offset)[i * a.topk + lane];
+          w = reinterpret_cast<const float*>(area + a.topk_weights_offset)[i * a.topk + lane];
+        }
+        const int32_t src = lane == 0 && p.recv_src_idx
+                                ? reinterpret_cast<const int32_t*>(area + a.src_offset)[i]
+                                : 0;
+        warp_copy<true, kRecvCopyUnroll>(
+            reinterpret_cast<int4*>(p.recv_x + i * p.recv_x_stride),
+            reinterpret_cast<const int4*>(area + a.x_offset + i * a.row_bytes), row_vec, lane);
+        float* out_scales = p.recv_scales + i * a.num_scales;
+        if (lane < a.num_scales) out_scales[lane] = scale[0];
+        if (lane + 32 < a.num_scales) out_scales[lane + 32] = scale[1];
+        for (int32_t g = lane + 64; g < a.num_scales; g += 32) out_scales[g] = scales[g];
+        if (lane < a.topk) {
           if (p.topk_is_int64) {
             static_cast<int64_t*>(p.recv_topk_idx)[i * a.topk + lane] = e;
           } else {
             static_cast<int32_t*>(p.recv_topk_idx)[i * a.topk + lane] = e;
           }
-          p.recv_topk_weights[i * a.topk + lane] =
-              reinterpret_cast<const float*>(area + a.topk_weights_offset)[i * a.topk + lane];
+          p.recv_topk_weights[i * a.topk + lane] = w;
         }
-        if (lane == 0 && p.recv_src_idx)
-          p.recv_src_idx[i] = reinterpret_cast<const int32_t*>(area + a.src_offset)[i];
+        if (lane == 0 && p.recv_src_idx) p.recv_src_idx[i] = src;
       }
       // Padding rows of worst-case outputs: no expert, zero weight, no source.
       for (int64_t i = rows + first; i < p.num_out_rows; i += receivers) {
@@ -244,21 +289,23 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
 
 cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cudaStream_t stream) {
   DispatchParams q = p;
-  // Sender warps per block, measured (docs/perf.md, v7 and v9): with one peer 12 of 16. With
+  // Sender warps per block, measured (docs/perf.md, v7, v9, v10): with one peer 10 of 16. With
   // three, most rows arrive from others and the copy-out needs more warps: BF16 rows 6 (12:
   // -14 %), FP8 rows (half the bytes to copy out) 10. EPCOMM_DISPATCH_SEND_WARPS overrides it.
   static const int send_warps_override = [] {
     const char* v = std::getenv("EPCOMM_DISPATCH_SEND_WARPS");
     return v != nullptr ? std::atoi(v) : 0;
   }();
-  q.send_warps = p.num_ranks <= 2 ? 12 : (p.area.row_bytes > 8192 ? 6 : 10);
+  q.send_warps = p.num_ranks <= 2 ? 10 : (p.area.row_bytes > 8192 ? 6 : 10);
   if (send_warps_override > 0 && send_warps_override < kWarps) q.send_warps = send_warps_override;
   // Tokens per tag release (docs/perf.md, v10). EPCOMM_DISPATCH_TOKEN_BATCH overrides it.
   static const int token_batch_override = [] {
     const char* v = std::getenv("EPCOMM_DISPATCH_TOKEN_BATCH");
     return v != nullptr ? std::atoi(v) : 0;
   }();
-  q.token_batch = token_batch_override > 0 ? token_batch_override : 1;
+  // With one peer: 4 tokens per release, which made the senders fast enough that 10 sender warps
+  // beat 12 (2 x H200, v10). With more peers not measured yet: 1.
+  q.token_batch = token_batch_override > 0 ? token_batch_override : (p.num_ranks <= 2 ? 4 : 1);
   intranode_dispatch_kernel<<<num_sms, kDispatchThreads, 0, stream>>>(q);
   return cudaGetLastError();
 }
