@@ -1,5 +1,4 @@
 #include "kernels/device/bounded_wait.cuh"
-#include "kernels/device/bulk_copy.cuh"
 #include "kernels/device/copy.cuh"
 #include "kernels/device/grid_sync.cuh"
 #include "kernels/device/pending_tags.cuh"
@@ -106,16 +105,6 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
     const int64_t senders = int64_t{gridDim.x} * send_warps;
     PendingTags pending;
     int batched = 0;
-    // With p.bulk_send, lane 0 moves the rows with bulk copies through the warp's staging
-    // buffers (dynamic shared memory, kBulkStages * kBulkStageBytes per sender warp).
-    extern __shared__ __align__(128) uint8_t bulk_stage[];
-    __shared__ __align__(8) uint64_t bulk_barrier[kWarps][kBulkStages];
-    BulkRowCopier copier{bulk_stage + warp * kBulkStages * kBulkStageBytes, bulk_barrier[warp], 0};
-    if (p.bulk_send) {
-      if (lane == 0) copier.init();
-      pending.bulk = &copier;
-    }
-    __syncwarp();
     for (int64_t n = int64_t{warp} * gridDim.x + blockIdx.x; n < most * others; n += senders) {
       const auto s = static_cast<int32_t>((me + 1 + n % others) % R);
       const int64_t first = s > 0 ? prefix_me[s - 1] : 0;
@@ -128,26 +117,19 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
             p.rank_prefix_matrix[s * R + d] - (s > 0 ? p.rank_prefix_matrix[(s - 1) * R + d] : 0);
       const int64_t row = base + (i - first);
       uint8_t* area = p.peer_bases[s] + p.area_offset;
-      if (p.bulk_send) {
-        if (lane == 0)
-          copier.copy(area + a.x_offset + row * a.row_bytes, p.x + i * p.x_stride, a.row_bytes);
-      } else {
-        warp_copy<false>(reinterpret_cast<int4*>(area + a.x_offset + row * a.row_bytes),
-                         reinterpret_cast<const int4*>(p.x + i * p.x_stride), row_vec, lane);
-      }
+      warp_copy<false>(reinterpret_cast<int4*>(area + a.x_offset + row * a.row_bytes),
+                       reinterpret_cast<const int4*>(p.x + i * p.x_stride), row_vec, lane);
       if (lane < a.topk)
         reinterpret_cast<float*>(area + a.topk_weights_offset)[row * a.topk + lane] =
             p.topk_weights[i * p.weights_stride + lane * p.weights_stride_k];
       // The tag goes out with the warp's next flush (no per-row fence: docs/perf.md, v8).
       pending.add(reinterpret_cast<uint32_t*>(area + a.tag_offset) + row, tag, lane);
       if (++batched == p.row_batch) {
-        pending.flush(tag, lane);
+        pending.flush(tag);
         batched = 0;
       }
     }
-    pending.flush(tag, lane);
-    // Rows with no tag (our own) too: the stores have read the staging buffers before exit.
-    if (p.bulk_send && lane == 0) copier.finish();
+    pending.flush(tag);
     if (trace && lane == 0)
       atomicMax(reinterpret_cast<unsigned long long*>(trace + 1), global_timer_ns());
   } else {
@@ -297,24 +279,12 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
   }();
   // With one peer 4 rows per release (2 x H200, v10); with more peers not measured yet: 1.
   q.row_batch = row_batch_override > 0 ? row_batch_override : (p.num_ranks <= 2 ? 4 : 1);
-  q.row_batch = q.row_batch > 32 ? 32 : q.row_batch;  // one tag per row, a lane each
-  // Sender rows through bulk copies (docs/perf.md, v10). EPCOMM_COMBINE_BULK=0/1 overrides it.
-  static const int bulk_override = [] {
-    const char* v = std::getenv("EPCOMM_COMBINE_BULK");
-    return v != nullptr ? std::atoi(v) : -1;
-  }();
-  q.bulk_send = bulk_override >= 0 ? bulk_override != 0 : false;
-  const size_t stage_bytes =
-      q.bulk_send ? static_cast<size_t>(q.send_warps) * kBulkStages * kBulkStageBytes : 0;
   // Loads in flight per lane are split over the ranks a token can have rows from.
-  auto* kernel = p.num_ranks <= 2 ? intranode_combine_kernel<2, 6> : intranode_combine_kernel<4, 4>;
-  if (stage_bytes > 0) {
-    if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             static_cast<int>(stage_bytes));
-        e != cudaSuccess)
-      return e;
+  if (p.num_ranks <= 2) {
+    intranode_combine_kernel<2, 6><<<num_sms, kCombineThreads, 0, stream>>>(q);
+  } else {
+    intranode_combine_kernel<4, 4><<<num_sms, kCombineThreads, 0, stream>>>(q);
   }
-  kernel<<<num_sms, kCombineThreads, stage_bytes, stream>>>(q);
   return cudaGetLastError();
 }
 

@@ -1,5 +1,4 @@
 #include "kernels/device/bounded_wait.cuh"
-#include "kernels/device/bulk_copy.cuh"
 #include "kernels/device/copy.cuh"
 #include "kernels/device/grid_sync.cuh"
 #include "kernels/device/indices.cuh"
@@ -16,6 +15,10 @@ namespace {
 constexpr int kDispatchThreads = 512;
 constexpr int kWarps = kDispatchThreads / 32;
 constexpr int kDstBatch = 8;
+#ifndef EPCOMM_RECV_COPY_UNROLL
+#define EPCOMM_RECV_COPY_UNROLL 8
+#endif
+constexpr int kRecvCopyUnroll = EPCOMM_RECV_COPY_UNROLL;
 
 // A token's metadata, loaded before its row so that every load is in flight together (one
 // memory latency per token rather than one per field; docs/perf.md, v10). Lane l holds scales l
@@ -78,12 +81,8 @@ __device__ __forceinline__ void send_token(const DispatchParams& p, int64_t t, i
                                            PendingTags& pending, int lane) {
   const core::NormalArea& a = p.area;
   const TokenMeta m = load_token_meta(p, t, lane);
-  if (pending.bulk != nullptr) {
-    if (lane == 0) pending.bulk->copy(dst, num_dst, p.x + t * p.x_stride, a.row_bytes);
-  } else {
-    warp_multicast_copy<false>(dst, num_dst, reinterpret_cast<const int4*>(p.x + t * p.x_stride),
-                               row_vec, lane);
-  }
+  warp_multicast_copy<false>(dst, num_dst, reinterpret_cast<const int4*>(p.x + t * p.x_stride),
+                             row_vec, lane);
   bool remote = false;
   for (int i = 0; i < num_dst; ++i) {
     if (dst_rank[i] == p.rank) {
@@ -171,16 +170,6 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
     const int64_t senders = int64_t{gridDim.x} * send_warps;
     PendingTags pending;
     int batched = 0;
-    // With p.bulk_send, lane 0 moves the rows with bulk copies through the warp's staging
-    // buffers (dynamic shared memory, kBulkStages * kBulkStageBytes per sender warp).
-    extern __shared__ __align__(128) uint8_t bulk_stage[];
-    __shared__ __align__(8) uint64_t bulk_barrier[kWarps][kBulkStages];
-    BulkRowCopier copier{bulk_stage + warp * kBulkStages * kBulkStageBytes, bulk_barrier[warp], 0};
-    if (p.bulk_send) {
-      if (lane == 0) copier.init();
-      pending.bulk = &copier;
-    }
-    __syncwarp();
     for (int64_t t = int64_t{warp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += senders) {
       int4* dst[kDstBatch];
       int32_t dst_rank[kDstBatch];
@@ -201,13 +190,11 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
         }
       }
       if (++batched == p.token_batch) {
-        pending.flush(tag, lane);
+        pending.flush(tag);
         batched = 0;
       }
     }
-    pending.flush(tag, lane);
-    // Rows with no tag (our own) too: the stores have read the staging buffers before exit.
-    if (p.bulk_send && lane == 0) copier.finish();
+    pending.flush(tag);
   } else {
     // ---- phase 2: receive, concurrently with the sends ----
     const int rwarp = warp - send_warps;
@@ -256,9 +243,9 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
         const int32_t src = lane == 0 && p.recv_src_idx
                                 ? reinterpret_cast<const int32_t*>(area + a.src_offset)[i]
                                 : 0;
-        warp_copy<true>(reinterpret_cast<int4*>(p.recv_x + i * p.recv_x_stride),
-                        reinterpret_cast<const int4*>(area + a.x_offset + i * a.row_bytes), row_vec,
-                        lane);
+        warp_copy<true, kRecvCopyUnroll>(
+            reinterpret_cast<int4*>(p.recv_x + i * p.recv_x_stride),
+            reinterpret_cast<const int4*>(area + a.x_offset + i * a.row_bytes), row_vec, lane);
         float* out_scales = p.recv_scales + i * a.num_scales;
         if (lane < a.num_scales) out_scales[lane] = scale[0];
         if (lane + 32 < a.num_scales) out_scales[lane + 32] = scale[1];
@@ -319,22 +306,7 @@ cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cuda
   // With one peer: 4 tokens per release, which made the senders fast enough that 10 sender warps
   // beat 12 (2 x H200, v10). With more peers not measured yet: 1.
   q.token_batch = token_batch_override > 0 ? token_batch_override : (p.num_ranks <= 2 ? 4 : 1);
-  // Sender rows through bulk copies (docs/perf.md, v10). EPCOMM_DISPATCH_BULK=0/1 overrides it.
-  static const int bulk_override = [] {
-    const char* v = std::getenv("EPCOMM_DISPATCH_BULK");
-    return v != nullptr ? std::atoi(v) : -1;
-  }();
-  q.bulk_send = bulk_override >= 0 ? bulk_override != 0 : false;
-  const size_t stage_bytes =
-      q.bulk_send ? static_cast<size_t>(q.send_warps) * kBulkStages * kBulkStageBytes : 0;
-  if (stage_bytes > 0) {
-    if (cudaError_t e = cudaFuncSetAttribute(intranode_dispatch_kernel,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             static_cast<int>(stage_bytes));
-        e != cudaSuccess)
-      return e;
-  }
-  intranode_dispatch_kernel<<<num_sms, kDispatchThreads, stage_bytes, stream>>>(q);
+  intranode_dispatch_kernel<<<num_sms, kDispatchThreads, 0, stream>>>(q);
   return cudaGetLastError();
 }
 

@@ -5,22 +5,18 @@
 
 #include <cstdint>
 
-#include "kernels/device/bulk_copy.cuh"
 #include "kernels/device/ptx.cuh"
 
 namespace epcomm::kernels {
 
 // Lane i holds the i-th pending tag. Every lane calls add() and flush() with the same
-// arguments (warp-uniform control flow). Where lane 0 wrote the rows with bulk copies (`bulk`
-// set), it waits for them before the release.
+// arguments (warp-uniform control flow).
 struct PendingTags {
   uint32_t* mine = nullptr;
   int count = 0;
-  BulkRowCopier* bulk = nullptr;
 
-  __device__ __forceinline__ void flush(uint32_t tag, int lane) {
+  __device__ __forceinline__ void flush(uint32_t tag) {
     if (count == 0) return;
-    if (bulk != nullptr && lane == 0) bulk->finish();
     // __syncwarp orders every lane's row stores before the tag stores below; each lane's
     // release (cumulative) then carries them to the receiver of its tag.
     __syncwarp();
@@ -31,7 +27,7 @@ struct PendingTags {
     count = 0;
   }
   __device__ __forceinline__ void add(uint32_t* tag_ptr, uint32_t tag, int lane) {
-    if (count == 32) flush(tag, lane);
+    if (count == 32) flush(tag);
     if (lane == count) mine = tag_ptr;
     ++count;
   }
