@@ -15,10 +15,6 @@ namespace {
 constexpr int kDispatchThreads = 512;
 constexpr int kWarps = kDispatchThreads / 32;
 constexpr int kDstBatch = 8;
-#ifndef EPCOMM_RECV_COPY_UNROLL
-#define EPCOMM_RECV_COPY_UNROLL 8
-#endif
-constexpr int kRecvCopyUnroll = EPCOMM_RECV_COPY_UNROLL;
 
 // A token's metadata, loaded before its row so that every load is in flight together (one
 // memory latency per token rather than one per field; docs/perf.md, v10). Lane l holds scales l
@@ -243,9 +239,9 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
         const int32_t src = lane == 0 && p.recv_src_idx
                                 ? reinterpret_cast<const int32_t*>(area + a.src_offset)[i]
                                 : 0;
-        warp_copy<true, kRecvCopyUnroll>(
-            reinterpret_cast<int4*>(p.recv_x + i * p.recv_x_stride),
-            reinterpret_cast<const int4*>(area + a.x_offset + i * a.row_bytes), row_vec, lane);
+        warp_copy<true>(reinterpret_cast<int4*>(p.recv_x + i * p.recv_x_stride),
+                        reinterpret_cast<const int4*>(area + a.x_offset + i * a.row_bytes), row_vec,
+                        lane);
         float* out_scales = p.recv_scales + i * a.num_scales;
         if (lane < a.num_scales) out_scales[lane] = scale[0];
         if (lane + 32 < a.num_scales) out_scales[lane + 32] = scale[1];
