@@ -27,6 +27,15 @@ __device__ __forceinline__ void add_bf16x8(float* acc, const int4& v) {
   }
 }
 
+// Token t's slot on rank d (its receive row there), or -1 where it did not go (or past the token
+// count). Both loads are issued at once.
+__device__ __forceinline__ int32_t slot_of_lane(const CombineParams& p, int64_t t, int32_t d) {
+  if (t >= p.num_tokens || d >= p.num_ranks) return -1;
+  const bool in_rank = p.is_token_in_rank[t * p.num_ranks + d];
+  const int32_t slot = p.send_slot[t * p.num_ranks + d];
+  return in_rank ? slot : -1;
+}
+
 // Preconditions: blockDim = kCombineThreads; grid co-resident; R <= 64; hidden % 8 == 0.
 // (0) capacity check, wait until every rank consumed our previous combine rows; block 0
 //     publishes the call signature ("started").
@@ -55,6 +64,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   __shared__ int32_t prefix_me[kMaxCombineRanks];      // rank_prefix_matrix[s][me]
   __shared__ int32_t my_base[kMaxCombineRanks];        // where rows from rank d start in my area
   __shared__ int32_t my_first_slot[kMaxCombineRanks];  // rank_prefix_matrix[me - 1][d]
+  __shared__ int32_t send_base[kMaxCombineRanks];      // rows source s sent to ranks below me
   __shared__ bool skip, mismatch;
 
   // ---- phase 0 ----
@@ -68,7 +78,14 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       my_base[d] = base;
       base += p.rank_prefix_matrix[me * R + d] - above;
     }
-    for (int32_t s = 0; s < R; ++s) prefix_me[s] = p.rank_prefix_matrix[s * R + me];
+    for (int32_t s = 0; s < R; ++s) {
+      prefix_me[s] = p.rank_prefix_matrix[s * R + me];
+      int32_t below = 0;
+      for (int32_t d = 0; d < me; ++d)
+        below +=
+            p.rank_prefix_matrix[s * R + d] - (s > 0 ? p.rank_prefix_matrix[(s - 1) * R + d] : 0);
+      send_base[s] = below;
+    }
     // Every rank checks every rank's need, so all agree on skipping.
     for (int32_t s = 0; s < R; ++s) {
       int32_t need = 0;
@@ -111,11 +128,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       const int64_t i = first + n / others;  // our receive row
       if (i >= prefix_me[s]) continue;       // source s sent us fewer rows
       if (s == me) continue;                 // our own rows: the reducers read them from x directly
-      int64_t base = 0;                      // rows s sent to ranks below me
-      for (int32_t d = 0; d < me; ++d)
-        base +=
-            p.rank_prefix_matrix[s * R + d] - (s > 0 ? p.rank_prefix_matrix[(s - 1) * R + d] : 0);
-      const int64_t row = base + (i - first);
+      const int64_t row = send_base[s] + (i - first);
       uint8_t* area = p.peer_bases[s] + p.area_offset;
       warp_copy<false>(reinterpret_cast<int4*>(area + a.x_offset + row * a.row_bytes),
                        reinterpret_cast<const int4*>(p.x + i * p.x_stride), row_vec, lane);
@@ -151,9 +164,13 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       __shared__ const uint32_t* warp_tags[kWarps][kMaxCombineRanks];
       __shared__ bool warp_failed[kWarps];
       const int64_t reducers = int64_t{gridDim.x} * reduce_warps;
+      // Lane d's slot (d < 32) of the warp's next token loads while this one is reduced.
+      int32_t next_slot = slot_of_lane(p, int64_t{rwarp} * gridDim.x + blockIdx.x, lane);
       for (int64_t t = int64_t{rwarp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += reducers) {
+        const int32_t first_slot = next_slot;
+        next_slot = slot_of_lane(p, t + reducers, lane);
         for (int32_t d = lane; d < R; d += 32) {
-          const int32_t slot = p.is_token_in_rank[t * R + d] ? p.send_slot[t * R + d] : -1;
+          const int32_t slot = d < 32 ? first_slot : slot_of_lane(p, t, d);
           const int4* row = nullptr;
           const float* w = nullptr;
           const uint32_t* row_tag = nullptr;
