@@ -100,7 +100,10 @@ if [ "$bench" = 1 ] && [ -x "$benchbin" ] && [ "$ngpu" -ge 2 ]; then
   timeout 600 "$benchbin" $standard --sms 24 --json "$logdir/bench_std24.json" >"$logdir/bench_std.txt" 2>&1
   timeout 600 "$benchbin" $standard --sms 12 --json "$logdir/bench_std12.json" >>"$logdir/bench_std.txt" 2>&1
   # The combine's phase trace (EPCOMM_TRACE=1) and its sender/reducer splits.
-  RANKS=$ngpu timeout 300 bash scripts/diagnose-warp-splits.sh "$logdir/combine_trace.txt"
+  # EPCOMM_CHECK_DIAGNOSE=0 skips it (it is for finding where time goes, not a result).
+  if [ "${EPCOMM_CHECK_DIAGNOSE:-1}" = 1 ]; then
+    RANKS=$ngpu timeout 300 bash scripts/diagnose-warp-splits.sh "$logdir/combine_trace.txt"
+  fi
   # Low-latency standard setting (128 tokens, hidden 7168, top-8 of 288, FP8).
   timeout 600 "$benchbin" --mode ll --json "$logdir/bench_ll.json" >>"$logdir/bench_std.txt" 2>&1
   if [ "$ngpu" -gt 2 ]; then  # the 2-GPU targets too
