@@ -209,6 +209,14 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
         }
         __syncwarp();
         if (warp_failed[rwarp]) break;
+        // The first two ranks' top-k weights load before the reduce, so their latency hides
+        // under it (summed after it, in the same order as the rest).
+        const bool sum_weights = p.combined_topk_weights != nullptr && lane < a.topk;
+        float early_w[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int32_t d = 0; d < 2; ++d)
+          if (sum_weights && d < R && warp_weights[rwarp][d] != nullptr)
+            early_w[d] = warp_weights[rwarp][d][d == me ? lane * p.weights_stride_k : lane];
         // kChunks chunks of kRankBatch ranks per lane at once: their loads are in flight
         // together, then they are added in ascending rank order (bitwise reproducible).
         for (int32_t c0 = lane; c0 < chunks; c0 += 32 * kChunks) {
@@ -252,11 +260,12 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
             reinterpret_cast<int4*>(p.combined_x + t * p.combined_stride)[c] = out;
           }
         }
-        if (p.combined_topk_weights && lane < a.topk) {
+        if (sum_weights) {
           float w = 0.0f;
           for (int32_t d = 0; d < R; ++d)
             if (warp_weights[rwarp][d] != nullptr)
-              w += warp_weights[rwarp][d][d == me ? lane * p.weights_stride_k : lane];
+              w += d < 2 ? early_w[d]
+                         : warp_weights[rwarp][d][d == me ? lane * p.weights_stride_k : lane];
           p.combined_topk_weights[t * a.topk + lane] = w;
         }
         __syncwarp();
@@ -294,8 +303,9 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
     const char* v = std::getenv("EPCOMM_COMBINE_ROW_BATCH");
     return v != nullptr ? std::atoi(v) : 0;
   }();
-  // With one peer 4 rows per release (2 x H200, v10); with more peers not measured yet: 1.
-  q.row_batch = row_batch_override > 0 ? row_batch_override : (p.num_ranks <= 2 ? 4 : 1);
+  // With one peer 3 rows per release (2 x H200, v10c: 24 SMs 253.2 / 246.6 / 248.3 us for 2 / 3
+  // / 4; 12 SMs 398.4 / 401.0 / 405.6); with more peers not measured yet: 1.
+  q.row_batch = row_batch_override > 0 ? row_batch_override : (p.num_ranks <= 2 ? 3 : 1);
   // Loads in flight per lane are split over the ranks a token can have rows from.
   if (p.num_ranks <= 2) {
     intranode_combine_kernel<2, 6><<<num_sms, kCombineThreads, 0, stream>>>(q);
