@@ -42,7 +42,7 @@ struct CombineParams {
   uint64_t signature;
   int32_t num_ranks, rank;
   int32_t send_warps;  // warps per block that send (set by the launcher); the rest reduce
-  int32_t row_batch;  // rows a sender warp sends before releasing their tags (launcher)
+  int32_t row_batch;   // rows a sender warp sends before releasing their tags (launcher)
   WaitContext wait;
   // Null, or [gridDim.x][kCombineTraceSlots] (EPCOMM_TRACE=1, runtime/trace.h): per block, the
   // global-timer ns of the start, the last sender warp done, the last reducer warp done, the end,
