@@ -24,7 +24,16 @@ struct LowLatencyCommon {
   uint32_t* counters;       // [2] device block counters: send, receive (reset by their last blocks)
   uint64_t signature;       // N_max, hidden, experts, options: checked by every receiver
   WaitContext wait;
+  // Null, or [gridDim.x][kLlTraceSlots] global-timer ns per block, one per phase end
+  // (EPCOMM_TRACE=1, calls without a hook; runtime/trace.h). Zeroed by the launcher's caller.
+  uint64_t* trace;
 };
+
+constexpr int kLlTraceSlots = 8;
+// What each slot marks the end of (slot 0: the block's start).
+inline constexpr const char* kLlTraceSlotNames[kLlTraceSlots] = {
+    "start",     "half released",   "sent", "send counted", "sources started",
+    "rows done", "receive counted", "end"};
 
 struct LowLatencyDispatchParams {
   LowLatencyCommon c;
@@ -77,6 +86,12 @@ __device__ __forceinline__ uint8_t* half_base(const LowLatencyCommon& c, int32_t
 }
 constexpr int kLowLatencyThreads = 512;
 
+// Block's global-timer ns at the end of phase `slot` (kLlTraceSlotNames), when tracing.
+__device__ __forceinline__ void trace_mark(const LowLatencyCommon& c, int slot) {
+  if (c.trace != nullptr && threadIdx.x == 0)
+    c.trace[blockIdx.x * kLlTraceSlots + slot] = global_timer_ns();
+}
+
 // Launches a low-latency kernel on every block (its block counter resets itself:
 // last_block_done; a memset per launch cost a kernel's worth of latency).
 template <class Params>
@@ -96,6 +111,7 @@ __device__ __forceinline__ T* signal_at(const LowLatencyCommon& c, int32_t rank,
 // Block-collective start of a send kernel: true once every peer released this half from call
 // epoch - 2 (false after a failed wait, which recorded the error).
 __device__ __forceinline__ bool wait_half_released(const LowLatencyCommon& c, uint64_t epoch) {
+  trace_mark(c, 0);
   __shared__ bool released_all;
   if (threadIdx.x == 0) released_all = true;
   __syncthreads();
@@ -107,13 +123,17 @@ __device__ __forceinline__ bool wait_half_released(const LowLatencyCommon& c, ui
       released_all = false;
   }
   __syncthreads();
+  trace_mark(c, 1);
   return released_all;
 }
 
 // End of a send kernel (every block): the last block leaves the epoch in the hook slot for the
 // receive kernel and advances the epoch counter.
 __device__ __forceinline__ void finish_send(const LowLatencyCommon& c, uint64_t epoch) {
-  if (last_block_done(c.counters) && threadIdx.x == 0) {
+  trace_mark(c, 2);
+  const bool last = last_block_done(c.counters);
+  trace_mark(c, 3);
+  if (last && threadIdx.x == 0) {
     *c.hook_epoch = epoch;
     *c.epoch_counter = epoch;
   }

@@ -131,6 +131,7 @@ __device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p
   }
   __syncthreads();
   if (failed) return;
+  trace_mark(c, 4);
   const int64_t H = l.hidden;
   const auto* tags = reinterpret_cast<const uint32_t*>(half + l.combine_tags_offset);
   const uint8_t* rows = half + l.combine_recv_offset;
@@ -199,7 +200,12 @@ __device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p
     for (int i = 0; i < 4; ++i) o2[i] = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
     *reinterpret_cast<int4*>(p.out + t * p.out_stride + ch) = out;
   }
-  if (last_block_done(c.counters + 1)) release_half(c, epoch);
+  trace_mark(c, 5);
+  const bool last = last_block_done(c.counters + 1);
+  trace_mark(c, 6);
+  if (!last) return;
+  release_half(c, epoch);
+  trace_mark(c, 7);
 }
 
 // The send kernel, for a hook: the call's epoch is the counter's next value.

@@ -253,6 +253,7 @@ __device__ __forceinline__ void ll_dispatch_recv(const LowLatencyDispatchParams&
     }
   }
   __syncthreads();
+  trace_mark(c, 4);
   const int64_t H = l.hidden, G = H / core::kFp8GroupSize, rows = int64_t{R} * l.num_max_tokens;
   const auto* tags = reinterpret_cast<const uint32_t*>(half + l.dispatch_tags_offset);
   auto* place = reinterpret_cast<int32_t*>(half + l.place_offset);  // [E_local][R]
@@ -322,7 +323,10 @@ __device__ __forceinline__ void ll_dispatch_recv(const LowLatencyDispatchParams&
       }
     }
   }
-  if (!last_block_done(c.counters + 1)) return;
+  trace_mark(c, 5);
+  const bool last = last_block_done(c.counters + 1);
+  trace_mark(c, 6);
+  if (!last) return;
   for (int32_t j = threadIdx.x; j < E_local; j += blockDim.x) {
     int32_t total = 0;
     for (int32_t s = 0; s < R; ++s) {
@@ -338,6 +342,7 @@ __device__ __forceinline__ void ll_dispatch_recv(const LowLatencyDispatchParams&
   // bar.sync orders the block's reads of the half before the releases.
   __syncthreads();
   release_half(c, epoch);
+  trace_mark(c, 7);
 }
 
 // The send kernel, for a hook: the call's epoch is the counter's next value.

@@ -109,9 +109,17 @@ Error launch_or_park(Buffer::Impl& impl, Buffer::Impl::PendingHook& slot, bool r
   }();
   if (!return_hook) {
     slot.id = -1;
-    if (!two_kernels) return cuda_error(launch_both(p, impl.num_device_sms, stream), what);
-    if (auto e = cuda_error(launch_send(p, impl.num_device_sms, stream), what); !e.ok()) return e;
-    return cuda_error(launch_recv(p, impl.num_device_sms, stream), what);
+    // EPCOMM_TRACE=1: the phase trace of this call, printed at the next synchronize.
+    Params q = p;
+    constexpr bool is_dispatch = std::is_same_v<Params, kernels::LowLatencyDispatchParams>;
+    if (auto e = runtime::arm_low_latency_trace(
+            is_dispatch ? impl.ll_dispatch_trace : impl.ll_combine_trace, impl.num_device_sms,
+            stream, &q.c.trace);
+        !e.ok())
+      return e;
+    if (!two_kernels) return cuda_error(launch_both(q, impl.num_device_sms, stream), what);
+    if (auto e = cuda_error(launch_send(q, impl.num_device_sms, stream), what); !e.ok()) return e;
+    return cuda_error(launch_recv(q, impl.num_device_sms, stream), what);
   }
   if (auto e = cuda_error(launch_send(p, impl.num_device_sms, stream), what); !e.ok()) {
     slot.id = -1;

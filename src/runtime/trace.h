@@ -1,6 +1,7 @@
-// Optional phase trace of the normal combine (EPCOMM_TRACE=1), for finding where its time goes:
-// per block, when the senders and the reducers finished and how long the reducers waited for
-// rows (kernels/intranode_combine.h). Off by default; costs nothing when off.
+// Optional phase traces (EPCOMM_TRACE=1), for finding where time goes: the normal combine's
+// (per block, when the senders and the reducers finished and how long the reducers waited for
+// rows; kernels/intranode_combine.h) and the low-latency kernels' (per block, when each phase
+// of the call ended; kernels/low_latency.h). Off by default; costs nothing when off.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -11,9 +12,10 @@
 
 namespace epcomm {
 struct BufferTraceState {
-  uint64_t* device = nullptr;  // [blocks][kCombineTraceSlots]
+  uint64_t* device = nullptr;  // [blocks][slots]
   int blocks = 0;
-  bool pending = false;  // a traced combine was launched and not reported yet
+  int slots = 0;
+  bool pending = false;  // a traced kernel was launched and not reported yet
 };
 }  // namespace epcomm
 
@@ -26,8 +28,12 @@ uint64_t flag_check_ns();
 // Allocates (once) and zeroes the trace for a combine of `blocks` blocks on `stream`; *out is
 // the device array to pass to the kernel, or null when tracing is off.
 Error arm_combine_trace(BufferTraceState& state, int blocks, cudaStream_t stream, uint64_t** out);
-// After the stream finished: prints one summary line for `rank` to stderr and clears pending.
+// The same for a low-latency op without a hook (kernels::kLlTraceSlots per block).
+Error arm_low_latency_trace(BufferTraceState& state, int blocks, cudaStream_t stream,
+                            uint64_t** out);
+// After the stream finished: print one summary line for `rank` to stderr and clear pending.
 void report_combine_trace(BufferTraceState& state, int32_t rank);
+void report_low_latency_trace(BufferTraceState& state, int32_t rank, const char* op);
 void free_trace(BufferTraceState& state);
 
 }  // namespace epcomm::runtime
