@@ -40,7 +40,8 @@ __device__ __forceinline__ int32_t slot_of_lane(const CombineParams& p, int64_t 
 // (0) capacity check, wait until every rank consumed our previous combine rows; block 0
 //     publishes the call signature ("started").
 // (1) sender warps: each received row (except our own) goes back into its source's combine
-//     area (rows grouped by sender, in the source's send order), then its arrival tag.
+//     area (rows grouped by sender, in the source's send order); the arrival tags of every
+//     p.row_batch rows together.
 // (2) reducer warps, concurrently: per token, wait for the tags of its rows, sum them in
 //     ascending rank order in float32 (our own rows straight from x), add the biases, round once.
 // (3) last block: advance the epoch, tell every rank its rows were consumed.

@@ -125,7 +125,7 @@ __device__ __forceinline__ void send_token(const DispatchParams& p, int64_t t, i
 // (0) every block: capacity check (same verdict everywhere) and wait until every destination
 //     consumed our previous dispatch; block 0 publishes the call signature ("started").
 // (1) sender warps: tokens round-robin over all sender warps of the grid, rows straight to their
-//     final slot on each destination, then the row's arrival tag.
+//     final slot on each destination; the arrival tags of every p.token_batch tokens together.
 // (2) receiver warps, concurrently: check every source's signature, then copy each row from the
 //     receive area to the outputs once its tag shows this epoch.
 // (3) last block: advance the epoch, tell every source its rows were consumed.
