@@ -1,14 +1,14 @@
 #include "kernels/device/bounded_wait.cuh"
 #include "kernels/device/copy.cuh"
 #include "kernels/device/grid_sync.cuh"
+#include "kernels/device/indices.cuh"
 #include "kernels/device/pending_tags.cuh"
 #include "kernels/device/report.cuh"
 #include "kernels/device/started_check.cuh"
 #include "kernels/intranode_combine.h"
+#include "kernels/launch_knobs.h"
 
 #include <cuda_bf16.h>
-
-#include <cstdlib>
 
 namespace epcomm::kernels {
 namespace {
@@ -25,15 +25,6 @@ __device__ __forceinline__ void add_bf16x8(float* acc, const int4& v) {
     acc[2 * i] += f.x;
     acc[2 * i + 1] += f.y;
   }
-}
-
-// Token t's slot on rank d (its receive row there), or -1 where it did not go (or past the token
-// count). Both loads are issued at once.
-__device__ __forceinline__ int32_t slot_of_lane(const CombineParams& p, int64_t t, int32_t d) {
-  if (t >= p.num_tokens || d >= p.num_ranks) return -1;
-  const bool in_rank = p.is_token_in_rank[t * p.num_ranks + d];
-  const int32_t slot = p.send_slot[t * p.num_ranks + d];
-  return in_rank ? slot : -1;
 }
 
 // Preconditions: blockDim = kCombineThreads; grid co-resident; R <= 64; hidden % 8 == 0.
@@ -166,12 +157,12 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       __shared__ bool warp_failed[kWarps];
       const int64_t reducers = int64_t{gridDim.x} * reduce_warps;
       // Lane d's slot (d < 32) of the warp's next token loads while this one is reduced.
-      int32_t next_slot = slot_of_lane(p, int64_t{rwarp} * gridDim.x + blockIdx.x, lane);
+      int32_t next_slot = token_slot(p, int64_t{rwarp} * gridDim.x + blockIdx.x, lane);
       for (int64_t t = int64_t{rwarp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += reducers) {
         const int32_t first_slot = next_slot;
-        next_slot = slot_of_lane(p, t + reducers, lane);
+        next_slot = token_slot(p, t + reducers, lane);
         for (int32_t d = lane; d < R; d += 32) {
-          const int32_t slot = d < 32 ? first_slot : slot_of_lane(p, t, d);
+          const int32_t slot = d < 32 ? first_slot : token_slot(p, t, d);
           const int4* row = nullptr;
           const float* w = nullptr;
           const uint32_t* row_tag = nullptr;
@@ -293,17 +284,11 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
   CombineParams q = p;
   // Sender warps per block, measured (docs/perf.md, v6 and v9): 6 of 16 with one peer (8: same,
   // 10: -26 %), 10 with three (6: -22 %, 8: -9 %). EPCOMM_COMBINE_SEND_WARPS overrides it.
-  static const int send_warps_override = [] {
-    const char* v = std::getenv("EPCOMM_COMBINE_SEND_WARPS");
-    return v != nullptr ? std::atoi(v) : 0;
-  }();
+  static const int send_warps_override = env_override("EPCOMM_COMBINE_SEND_WARPS");
   q.send_warps = p.num_ranks <= 2 ? 6 : 10;
   if (send_warps_override > 0 && send_warps_override < kWarps) q.send_warps = send_warps_override;
   // Rows per tag release (docs/perf.md, v10). EPCOMM_COMBINE_ROW_BATCH overrides it.
-  static const int row_batch_override = [] {
-    const char* v = std::getenv("EPCOMM_COMBINE_ROW_BATCH");
-    return v != nullptr ? std::atoi(v) : 0;
-  }();
+  static const int row_batch_override = env_override("EPCOMM_COMBINE_ROW_BATCH");
   // With one peer 3 rows per release (2 x H200, v10c: 24 SMs 253.2 / 246.6 / 248.3 us for 2 / 3
   // / 4; 12 SMs 398.4 / 401.0 / 405.6); with more peers not measured yet: 1.
   q.row_batch = row_batch_override > 0 ? row_batch_override : (p.num_ranks <= 2 ? 3 : 1);

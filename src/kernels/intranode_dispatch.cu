@@ -6,8 +6,7 @@
 #include "kernels/device/report.cuh"
 #include "kernels/device/started_check.cuh"
 #include "kernels/intranode_dispatch.h"
-
-#include <cstdlib>
+#include "kernels/launch_knobs.h"
 
 namespace epcomm::kernels {
 namespace {
@@ -67,17 +66,6 @@ __device__ __forceinline__ void write_self_metadata(const DispatchParams& p, con
     p.recv_topk_weights[slot * a.topk + lane] = local ? m.weight : 0.0f;
   }
   if (lane == 0 && p.recv_src_idx) p.recv_src_idx[slot] = static_cast<int32_t>(t);
-}
-
-// Lane l's share of token t's destinations: the slot on destination d0 + l, or -1 where the
-// token does not go (or past the token count). Both loads are issued at once.
-__device__ __forceinline__ int32_t slot_of_lane(const DispatchParams& p, int64_t t, int32_t d0,
-                                                int lane) {
-  const int32_t d = d0 + lane;
-  if (t >= p.num_tokens || d >= p.num_ranks) return -1;
-  const bool in_rank = p.is_token_in_rank[t * p.num_ranks + d];
-  const int32_t slot = p.send_slot[t * p.num_ranks + d];
-  return in_rank ? slot : -1;
 }
 
 // One warp sends token t to num_dst destinations: the row (read once), scales, remapped top-k,
@@ -178,17 +166,17 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
     PendingTags pending;
     int batched = 0;
     // The first 32 destinations' slots of the warp's next token load while this one is sent.
-    int32_t next_slots = slot_of_lane(p, int64_t{warp} * gridDim.x + blockIdx.x, 0, lane);
+    int32_t next_slots = token_slot(p, int64_t{warp} * gridDim.x + blockIdx.x, lane);
     for (int64_t t = int64_t{warp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += senders) {
       const int32_t first_slots = next_slots;
-      next_slots = slot_of_lane(p, t + senders, 0, lane);
+      next_slots = token_slot(p, t + senders, lane);
       int4* dst[kDstBatch];
       int32_t dst_rank[kDstBatch];
       int32_t dst_slot[kDstBatch];
       int num_dst = 0;
       int32_t lane_slots = first_slots;
       for (int32_t d = 0; d < R; ++d) {
-        if (d % 32 == 0 && d > 0) lane_slots = slot_of_lane(p, t, d, lane);
+        if (d % 32 == 0 && d > 0) lane_slots = token_slot(p, t, d + lane);
         const int32_t slot = __shfl_sync(0xffffffffu, lane_slots, d % 32);
         if (slot >= 0 && (d != me || slot < p.num_out_rows)) {
           dst[num_dst] = d == me ? reinterpret_cast<int4*>(p.recv_x + slot * p.recv_x_stride)
@@ -305,10 +293,7 @@ cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cuda
   // Sender warps per block, measured (docs/perf.md, v7, v9, v10): with one peer see below. With
   // three, most rows arrive from others and the copy-out needs more warps: BF16 rows 6 (12:
   // -14 %), FP8 rows (half the bytes to copy out) 10. EPCOMM_DISPATCH_SEND_WARPS overrides it.
-  static const int send_warps_override = [] {
-    const char* v = std::getenv("EPCOMM_DISPATCH_SEND_WARPS");
-    return v != nullptr ? std::atoi(v) : 0;
-  }();
+  static const int send_warps_override = env_override("EPCOMM_DISPATCH_SEND_WARPS");
   // With one peer and 20 or more SMs 9 (NVLink is near saturation, so more senders only
   // contend), with fewer SMs 11 (v10c: 24 SMs BF16 216.9 / 228.8 / 242.9 us for 9 / 10 / 11;
   // 12 SMs 347.1 / 338.5 / 335.8).
@@ -316,10 +301,7 @@ cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cuda
   q.send_warps = p.num_ranks <= 2 ? one_peer : (p.area.row_bytes > 8192 ? 6 : 10);
   if (send_warps_override > 0 && send_warps_override < kWarps) q.send_warps = send_warps_override;
   // Tokens per tag release (docs/perf.md, v10). EPCOMM_DISPATCH_TOKEN_BATCH overrides it.
-  static const int token_batch_override = [] {
-    const char* v = std::getenv("EPCOMM_DISPATCH_TOKEN_BATCH");
-    return v != nullptr ? std::atoi(v) : 0;
-  }();
+  static const int token_batch_override = env_override("EPCOMM_DISPATCH_TOKEN_BATCH");
   // With one peer: 4 tokens per release, which made the senders fast enough that fewer sender
   // warps than 12 win (2 x H200, v10). With more peers not measured yet: 1.
   q.token_batch = token_batch_override > 0 ? token_batch_override : (p.num_ranks <= 2 ? 4 : 1);
