@@ -86,9 +86,9 @@ __device__ __forceinline__ void cast_and_send_fp8(const LowLatencyDispatchParams
 // Preconditions: blockDim = kThreads; K <= 16; hidden % 128 == 0 (FP8: one group per warp pass).
 // (0) wait until every peer released this half from call epoch - 2; block 0 publishes the
 //     per-local-expert counts, the token count and the signature ("started") to every peer.
-// (1) blocks round-robin over tokens: warp 0 writes the header to every peer (0 experts where
-//     none lives); all warps share the payload (BF16 row, or the FP8 cast done once for all
-//     peers) to peers with experts; then the tags.
+// (1) blocks round-robin over tokens (from block 1): warp 0 writes the header to every peer
+//     (0 experts where none lives); all warps share the payload (BF16 row, or the FP8 cast done
+//     once for all peers) to peers with experts; then the tags.
 // (2) last block: leave the epoch in the hook slot and advance the epoch counter.
 // Returns false when the wait for the half failed (recorded; the block skips the call).
 __device__ __forceinline__ bool ll_dispatch_send(const LowLatencyDispatchParams& p,
@@ -138,7 +138,9 @@ __device__ __forceinline__ bool ll_dispatch_send(const LowLatencyDispatchParams&
   // One block per token: warp 0 writes the headers, all warps share the payload, so a token's
   // cast and stores are spread over 16 warps (docs/perf.md, v8).
   __shared__ uint64_t token_dest_mask;
-  for (int64_t t = blockIdx.x; t < p.num_tokens; t += gridDim.x) {
+  // Token t goes to block (t + 1) % gridDim.x: block 0 publishes the counts first, and the
+  // first token should not wait behind that (docs/perf.md, LL prediction).
+  for (int64_t t = (blockIdx.x + gridDim.x - 1) % gridDim.x; t < p.num_tokens; t += gridDim.x) {
     if (warp == 0) {
       const int64_t e = unique_expert(p, t, lane);
       uint64_t dest_mask = 0;
@@ -196,11 +198,11 @@ __device__ __forceinline__ bool ll_dispatch_send(const LowLatencyDispatchParams&
 
 // Preconditions: blockDim = kThreads; runs after this rank's send of the same call started
 // (the same kernel, or the send kernel before the hook).
-// (0) every source's started flag, signature and token count; begin(j, s) from the counts.
+// (0) every source's started flag, signature and token count; begin(j, s) from the counts;
+//     block 0 writes recv_count, layout_range and the statistics from them.
 // (1) warps round-robin over (source, token) messages: wait for the tag, place one row per local
 //     expert inside the source's range (atomic counter; order inside a range is unspecified).
-// (2) last block: recv_count, layout_range, statistics; reset the placement counters; release
-//     the half to every source.
+// (2) last block: reset the placement counters; release the half to every source.
 __device__ __forceinline__ void ll_dispatch_recv(const LowLatencyDispatchParams& p,
                                                  uint64_t epoch) {
   const LowLatencyCommon& c = p.c;
@@ -254,6 +256,19 @@ __device__ __forceinline__ void ll_dispatch_recv(const LowLatencyDispatchParams&
   }
   __syncthreads();
   trace_mark(c, 4);
+  // recv_count, layout_range and the statistics follow from the counts alone: block 0 writes
+  // them now rather than the last block after every row (docs/perf.md, LL prediction).
+  for (int32_t j = threadIdx.x; blockIdx.x == 0 && j < E_local; j += blockDim.x) {
+    int32_t total = 0;
+    for (int32_t s = 0; s < R; ++s) {
+      const int32_t n = count_of[s * E_local + j];
+      p.layout_range[j * R + s] =
+          (static_cast<int64_t>(begin[j * R + s]) << 32) | static_cast<int64_t>(n);
+      total += n;
+    }
+    p.packed_recv_count[j] = total;
+    if (p.cumulative_stats) p.cumulative_stats[j] += total;
+  }
   const int64_t H = l.hidden, G = H / core::kFp8GroupSize, rows = int64_t{R} * l.num_max_tokens;
   const auto* tags = reinterpret_cast<const uint32_t*>(half + l.dispatch_tags_offset);
   auto* place = reinterpret_cast<int32_t*>(half + l.place_offset);  // [E_local][R]
@@ -327,18 +342,8 @@ __device__ __forceinline__ void ll_dispatch_recv(const LowLatencyDispatchParams&
   const bool last = last_block_done(c.counters + 1);
   trace_mark(c, 6);
   if (!last) return;
-  for (int32_t j = threadIdx.x; j < E_local; j += blockDim.x) {
-    int32_t total = 0;
-    for (int32_t s = 0; s < R; ++s) {
-      const int32_t n = count_of[s * E_local + j];
-      p.layout_range[j * R + s] =
-          (static_cast<int64_t>(begin[j * R + s]) << 32) | static_cast<int64_t>(n);
-      total += n;
-      place[j * R + s] = 0;  // ready for the next call that uses this half
-    }
-    p.packed_recv_count[j] = total;
-    if (p.cumulative_stats) p.cumulative_stats[j] += total;
-  }
+  for (int32_t i = threadIdx.x; i < E_local * R; i += blockDim.x)
+    place[i] = 0;  // ready for the next call that uses this half
   // bar.sync orders the block's reads of the half before the releases.
   __syncthreads();
   release_half(c, epoch);
