@@ -127,16 +127,29 @@ __device__ __forceinline__ bool wait_half_released(const LowLatencyCommon& c, ui
   return released_all;
 }
 
-// End of a send kernel (every block): the last block leaves the epoch in the hook slot for the
-// receive kernel and advances the epoch counter.
-__device__ __forceinline__ void finish_send(const LowLatencyCommon& c, uint64_t epoch) {
-  trace_mark(c, 2);
-  const bool last = last_block_done(c.counters);
-  trace_mark(c, 3);
-  if (last && threadIdx.x == 0) {
+// Which kernel a send or receive runs in: its own (hook mode, or EPCOMM_LL_TWO_KERNELS), or the
+// one kernel that sends then receives.
+enum class LlKernel { kOwn, kSingle };
+
+// The call's epoch in the hook slot (for the receive kernel) and in the epoch counter.
+__device__ __forceinline__ void advance_epoch(const LowLatencyCommon& c, uint64_t epoch) {
+  if (threadIdx.x == 0) {
     *c.hook_epoch = epoch;
     *c.epoch_counter = epoch;
   }
+}
+
+// End of a send (every block). In its own kernel the last block advances the epoch. In the single
+// kernel the receive's last block does it instead, since every block has read the epoch by then:
+// that saves a grid-wide count, whose system fence waits for the block's sends to land, before
+// each block can start receiving (docs/perf.md, LL v7).
+__device__ __forceinline__ void finish_send(const LowLatencyCommon& c, uint64_t epoch,
+                                            LlKernel kernel) {
+  trace_mark(c, 2);
+  if (kernel == LlKernel::kSingle) return;
+  const bool last = last_block_done(c.counters);
+  trace_mark(c, 3);
+  if (last) advance_epoch(c, epoch);
 }
 
 // A receive kernel's last block tells every rank that this rank finished reading what it wrote

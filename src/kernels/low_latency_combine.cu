@@ -24,7 +24,8 @@ constexpr int kWarps = kThreads / 32;
 //     (expert, source token) in s's combine area, then its tag.
 // (2) last block: leave the epoch in the hook slot and advance the epoch counter.
 // Returns false when the wait for the half failed (recorded; the block skips the call).
-__device__ __forceinline__ bool ll_combine_send(const LowLatencyCombineParams& p, uint64_t epoch) {
+__device__ __forceinline__ bool ll_combine_send(const LowLatencyCombineParams& p, uint64_t epoch,
+                                                LlKernel kernel) {
   const LowLatencyCommon& c = p.c;
   const core::LowLatencyLayout& l = c.layout;
   const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
@@ -93,7 +94,7 @@ __device__ __forceinline__ bool ll_combine_send(const LowLatencyCombineParams& p
           reinterpret_cast<uint32_t*>(dst_half + l.combine_tags_offset) + e * l.num_max_tokens + t,
           tag);
   }
-  finish_send(c, epoch);
+  finish_send(c, epoch, kernel);
   return true;
 }
 
@@ -103,7 +104,8 @@ __device__ __forceinline__ bool ll_combine_send(const LowLatencyCombineParams& p
 //     (t, topk_idx[t, k]), then each lane sums w[t, k] * row over its 8 channels in float32
 //     (k ascending) and rounds once to bf16.
 // (2) last block: release the half to every peer.
-__device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p, uint64_t epoch) {
+__device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p, uint64_t epoch,
+                                                LlKernel kernel) {
   const LowLatencyCommon& c = p.c;
   const core::LowLatencyLayout& l = c.layout;
   const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
@@ -204,29 +206,30 @@ __device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p
   const bool last = last_block_done(c.counters + 1);
   trace_mark(c, 6);
   if (!last) return;
+  if (kernel == LlKernel::kSingle) advance_epoch(c, epoch);
   release_half(c, epoch);
   trace_mark(c, 7);
 }
 
 // The send kernel, for a hook: the call's epoch is the counter's next value.
 __global__ void __launch_bounds__(kThreads) ll_combine_send_kernel(LowLatencyCombineParams p) {
-  ll_combine_send(p, *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1);
+  ll_combine_send(p, *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1, LlKernel::kOwn);
 }
 
 // The receive kernel (the hook): the epoch the send kernel left in the hook slot.
 __global__ void __launch_bounds__(kThreads) ll_combine_recv_kernel(LowLatencyCombineParams p) {
-  ll_combine_recv(p, *reinterpret_cast<volatile uint64_t*>(p.c.hook_epoch));
+  ll_combine_recv(p, *reinterpret_cast<volatile uint64_t*>(p.c.hook_epoch), LlKernel::kOwn);
 }
 
 // Without a hook, one kernel sends then receives: no second launch (docs/perf.md, LL v4). Every
-// block reads the epoch before it arrives at the send's block counter, so the last block's
+// block reads the epoch before it arrives at the receive's block counter, so the last block's
 // advance of the counter cannot change it. Blocks are co-resident (one per SM), so a block
 // waiting in the receive never holds back a send of its own rank.
 __global__ void __launch_bounds__(kThreads) ll_combine_kernel(LowLatencyCombineParams p) {
   const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1;
-  if (!ll_combine_send(p, epoch)) return;
+  if (!ll_combine_send(p, epoch, LlKernel::kSingle)) return;
   __syncthreads();  // the receive reuses nothing of the send, but starts block-uniformly
-  ll_combine_recv(p, epoch);
+  ll_combine_recv(p, epoch, LlKernel::kSingle);
 }
 
 }  // namespace

@@ -91,8 +91,8 @@ __device__ __forceinline__ void cast_and_send_fp8(const LowLatencyDispatchParams
 //     once for all peers) to peers with experts; then the tags.
 // (2) last block: leave the epoch in the hook slot and advance the epoch counter.
 // Returns false when the wait for the half failed (recorded; the block skips the call).
-__device__ __forceinline__ bool ll_dispatch_send(const LowLatencyDispatchParams& p,
-                                                 uint64_t epoch) {
+__device__ __forceinline__ bool ll_dispatch_send(const LowLatencyDispatchParams& p, uint64_t epoch,
+                                                 LlKernel kernel) {
   const LowLatencyCommon& c = p.c;
   const core::LowLatencyLayout& l = c.layout;
   const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
@@ -192,7 +192,7 @@ __device__ __forceinline__ bool ll_dispatch_send(const LowLatencyDispatchParams&
       st_release_sys_u32(tags + int64_t{me} * l.num_max_tokens + t, tag);
     }
   }
-  finish_send(c, epoch);
+  finish_send(c, epoch, kernel);
   return true;
 }
 
@@ -203,8 +203,8 @@ __device__ __forceinline__ bool ll_dispatch_send(const LowLatencyDispatchParams&
 // (1) warps round-robin over (source, token) messages: wait for the tag, place one row per local
 //     expert inside the source's range (atomic counter; order inside a range is unspecified).
 // (2) last block: reset the placement counters; release the half to every source.
-__device__ __forceinline__ void ll_dispatch_recv(const LowLatencyDispatchParams& p,
-                                                 uint64_t epoch) {
+__device__ __forceinline__ void ll_dispatch_recv(const LowLatencyDispatchParams& p, uint64_t epoch,
+                                                 LlKernel kernel) {
   const LowLatencyCommon& c = p.c;
   const core::LowLatencyLayout& l = c.layout;
   const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
@@ -342,6 +342,7 @@ __device__ __forceinline__ void ll_dispatch_recv(const LowLatencyDispatchParams&
   const bool last = last_block_done(c.counters + 1);
   trace_mark(c, 6);
   if (!last) return;
+  if (kernel == LlKernel::kSingle) advance_epoch(c, epoch);
   for (int32_t i = threadIdx.x; i < E_local * R; i += blockDim.x)
     place[i] = 0;  // ready for the next call that uses this half
   // bar.sync orders the block's reads of the half before the releases.
@@ -352,23 +353,23 @@ __device__ __forceinline__ void ll_dispatch_recv(const LowLatencyDispatchParams&
 
 // The send kernel, for a hook: the call's epoch is the counter's next value.
 __global__ void __launch_bounds__(kThreads) ll_dispatch_send_kernel(LowLatencyDispatchParams p) {
-  ll_dispatch_send(p, *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1);
+  ll_dispatch_send(p, *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1, LlKernel::kOwn);
 }
 
 // The receive kernel (the hook): the epoch the send kernel left in the hook slot.
 __global__ void __launch_bounds__(kThreads) ll_dispatch_recv_kernel(LowLatencyDispatchParams p) {
-  ll_dispatch_recv(p, *reinterpret_cast<volatile uint64_t*>(p.c.hook_epoch));
+  ll_dispatch_recv(p, *reinterpret_cast<volatile uint64_t*>(p.c.hook_epoch), LlKernel::kOwn);
 }
 
 // Without a hook, one kernel sends then receives: no second launch (docs/perf.md, LL v4). Every
-// block reads the epoch before it arrives at the send's block counter, so the last block's
+// block reads the epoch before it arrives at the receive's block counter, so the last block's
 // advance of the counter cannot change it. Blocks are co-resident (one per SM), so a block
 // waiting in the receive never holds back a send of its own rank.
 __global__ void __launch_bounds__(kThreads) ll_dispatch_kernel(LowLatencyDispatchParams p) {
   const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1;
-  if (!ll_dispatch_send(p, epoch)) return;
+  if (!ll_dispatch_send(p, epoch, LlKernel::kSingle)) return;
   __syncthreads();  // the receive reuses nothing of the send, but starts block-uniformly
-  ll_dispatch_recv(p, epoch);
+  ll_dispatch_recv(p, epoch, LlKernel::kSingle);
 }
 
 }  // namespace
