@@ -1,8 +1,9 @@
 // Low-latency dispatch and combine for decoding (semantics.md sections 4-5), over NVLink.
 // Without a hook each op is one kernel that sends, then receives; with return_recv_hook it is a
 // send kernel now and a receive kernel launched by the hook, so nothing holds SMs in between.
-// The send kernel advances the LL epoch (device memory) and leaves it in a hook slot that the
-// receive kernel reads, so CUDA-graph replays and two outstanding calls both work.
+// A send kernel advances the LL epoch (device memory) and leaves it in a hook slot that the
+// receive kernel reads, so CUDA-graph replays and two outstanding calls both work; in the one
+// kernel the receive's last block advances it.
 #pragma once
 
 #include <cuda_runtime.h>
