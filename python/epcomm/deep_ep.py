@@ -291,12 +291,10 @@ class Buffer:
                 E_local = num_tokens_per_expert.size(0) // R
                 counts = (ctypes.c_int32 * E_local)()
                 n = c.init(c.DispatchNotifyArgs)
-                for field, t in (("num_tokens_per_rank", num_tokens_per_rank),
-                                 ("num_tokens_per_expert", num_tokens_per_expert), ("is_token_in_rank", in_rank),
-                                 ("handle.rank_prefix_matrix", rank_prefix_matrix),
-                                 ("handle.recv_src_idx", None), ("handle.is_token_in_rank", in_rank),
-                                 ("handle.send_slot", send_slot)):
-                    tv.put(n, field, t)
+                tv.put_present(n, (("num_tokens_per_rank", num_tokens_per_rank),
+                                   ("num_tokens_per_expert", num_tokens_per_expert), ("is_token_in_rank", in_rank),
+                                   ("handle.rank_prefix_matrix", rank_prefix_matrix),
+                                   ("handle.is_token_in_rank", in_rank), ("handle.send_slot", send_slot)))
                 n.expert_alignment, n.config, n.handle.num_recv_tokens = int(expert_alignment), config_c, 0
                 n.num_recv_tokens_per_expert = ctypes.cast(counts, ctypes.POINTER(ctypes.c_int32))
                 n.num_local_experts = E_local
@@ -311,19 +309,16 @@ class Buffer:
             recv_topk = torch.empty((num_recv, topk_idx.size(1)), dtype=topk_idx.dtype, device=self._dev) if with_topk else None
             recv_w = torch.empty((num_recv, topk_idx.size(1)), dtype=torch.float32, device=self._dev) if with_topk else None
         a = c.init(c.DispatchArgs)
-        tv.put(a, "x", x_data)
-        tv.put(a, "x_scales", x_scales)
+        tv.put_present(a, (("x", x_data), ("x_scales", x_scales)))
         if not cached:
-            for field, t in (("topk_idx", topk_idx), ("topk_weights", topk_weights),
-                             ("num_tokens_per_rank", num_tokens_per_rank),
-                             ("num_tokens_per_expert", num_tokens_per_expert), ("is_token_in_rank", in_rank)):
-                tv.put(a, field, t)
+            tv.put_present(a, (("topk_idx", topk_idx), ("topk_weights", topk_weights),
+                               ("num_tokens_per_rank", num_tokens_per_rank),
+                               ("num_tokens_per_expert", num_tokens_per_expert), ("is_token_in_rank", in_rank)))
             a.num_experts = int(num_tokens_per_expert.size(0))
         a.expert_alignment, a.num_worst_tokens, a.cached, a.config = int(expert_alignment), int(num_worst_tokens), int(cached), config_c
-        for field, t in (("handle.rank_prefix_matrix", rank_prefix_matrix), ("handle.recv_src_idx", recv_src_idx),
-                         ("handle.is_token_in_rank", in_rank), ("handle.send_slot", send_slot), ("recv_x", recv_x),
-                         ("recv_x_scales", recv_scales), ("recv_topk_idx", recv_topk), ("recv_topk_weights", recv_w)):
-            tv.put(a, field, t)
+        tv.put_group(a, "handle.rank_prefix_matrix", (rank_prefix_matrix, recv_src_idx, in_rank, send_slot))
+        tv.put_present(a, (("recv_x", recv_x), ("recv_x_scales", recv_scales), ("recv_topk_idx", recv_topk),
+                           ("recv_topk_weights", recv_w)))
         a.handle.num_recv_tokens = 0 if num_worst_tokens else num_recv
         c.check(lib.epcomm_dispatch(self._handle, ctypes.byref(a), stream))
         event = self._exit(compute, async_finish, [x_data, x_scales, topk_idx, topk_weights, recv_x, recv_scales,
@@ -348,11 +343,9 @@ class Buffer:
             combined_w = (torch.empty((T, topk_weights.size(1)), dtype=torch.float32, device=self._dev)
                           if topk_weights is not None else None)
         a = c.init(c.CombineArgs)
-        for field, t in (("x", x), ("handle.rank_prefix_matrix", rank_prefix_matrix),
-                         ("handle.recv_src_idx", recv_src_idx), ("handle.is_token_in_rank", in_rank),
-                         ("handle.send_slot", send_slot), ("topk_weights", topk_weights), ("bias0", bias0),
-                         ("bias1", bias1), ("combined_x", combined), ("combined_topk_weights", combined_w)):
-            tv.put(a, field, t)
+        tv.put_group(a, "handle.rank_prefix_matrix", (rank_prefix_matrix, recv_src_idx, in_rank, send_slot))
+        tv.put_present(a, (("x", x), ("topk_weights", topk_weights), ("bias0", bias0), ("bias1", bias1),
+                           ("combined_x", combined), ("combined_topk_weights", combined_w)))
         a.handle.num_recv_tokens, a.config = int(num_recv), config_c
         c.check(c.library().epcomm_combine(self._handle, ctypes.byref(a), self._comm_raw))
         event = self._exit(compute, async_finish, [x, topk_weights, bias0, bias1, combined, combined_w])
@@ -400,8 +393,7 @@ class Buffer:
         """Writes the LL handle tuple into args' handle field (or, with prefix "", into a
         c.LowLatencyHandle itself)."""
         src_info, layout_range, n_max, hidden, num_experts = handle
-        tv.put(args, prefix + "src_info", src_info)
-        tv.put(args, prefix + "layout_range", layout_range)
+        tv.put_group(args, prefix + "src_info", (src_info, layout_range))
         h = args.handle if prefix else args
         h.num_max_dispatch_tokens_per_rank, h.hidden, h.num_experts = int(n_max), int(hidden), int(num_experts)
 
@@ -428,11 +420,10 @@ class Buffer:
         src_info = torch.empty((E_local, rows), dtype=torch.int32, device=dev)
         layout_range = torch.empty((E_local, R), dtype=torch.int64, device=dev)
         a = c.init(c.LowLatencyDispatchArgs)
-        for field, t in (("x", x), ("topk_idx", topk_idx),
-                         ("cumulative_local_expert_recv_stats", cumulative_local_expert_recv_stats),
-                         ("dispatch_wait_recv_cost_stats", dispatch_wait_recv_cost_stats), ("packed_recv_x", recv_x),
-                         ("packed_recv_x_scales", scales), ("packed_recv_count", count)):
-            tv.put(a, field, t)
+        tv.put_present(a, (("x", x), ("topk_idx", topk_idx),
+                           ("cumulative_local_expert_recv_stats", cumulative_local_expert_recv_stats),
+                           ("dispatch_wait_recv_cost_stats", dispatch_wait_recv_cost_stats),
+                           ("packed_recv_x", recv_x), ("packed_recv_x_scales", scales), ("packed_recv_count", count)))
         a.num_max_dispatch_tokens_per_rank, a.num_experts = n_max, int(num_experts)
         a.use_fp8, a.round_scale, a.use_ue8m0 = int(use_fp8), int(round_scale), int(use_ue8m0)
         a.return_recv_hook = int(return_recv_hook)
@@ -459,9 +450,8 @@ class Buffer:
         if out is None:
             out = torch.empty((topk_idx.size(0), hidden), dtype=torch.bfloat16, device=topk_idx.device)
         a = c.init(c.LowLatencyCombineArgs)
-        for field, t in (("x", None if zero_copy else x), ("topk_idx", topk_idx), ("topk_weights", topk_weights),
-                         ("out", out), ("combine_wait_recv_cost_stats", combine_wait_recv_cost_stats)):
-            tv.put(a, field, t)
+        tv.put_present(a, (("x", None if zero_copy else x), ("topk_idx", topk_idx), ("topk_weights", topk_weights),
+                           ("out", out), ("combine_wait_recv_cost_stats", combine_wait_recv_cost_stats)))
         self._put_ll_handle(a, handle)
         a.use_logfmt, a.zero_copy, a.return_recv_hook = 0, int(zero_copy), int(return_recv_hook)
         c.check(c.library().epcomm_low_latency_combine(self._handle, ctypes.byref(a), stream))

@@ -183,3 +183,51 @@ def test_put_matches_view_for_torch_tensors_of_every_rank():
         holder, name = (b.handle, path.split(".")[1]) if "." in path else (b, path)
         setattr(holder, name, _reference_view(t))
         assert bytes(a) == bytes(b), path
+
+
+def _put_each(struct_type, pairs):
+    a = c.init(struct_type)
+    for path, t in pairs:
+        tv.put(a, path, t)
+    return bytes(a)
+
+
+def test_put_group_writes_what_put_writes_and_caches_on_the_first_tensor(monkeypatch):
+    monkeypatch.setattr(tv, "_CODES", {"bf16": c.DTYPE_BFLOAT16, "i32": c.DTYPE_INT32, "bool": c.DTYPE_BOOL})
+    prefix = _FakeTensor(0x1000, "i32", (4, 4), (4, 1), 0)
+    src = _FakeTensor(0x2000, "i32", (9,), (1,), 0)
+    in_rank = _FakeTensor(0x3000, "bool", (5, 4), (4, 1), 0)
+    slot = _FakeTensor(0x4000, "i32", (5, 4), (1, 5), 0)
+    paths = ["handle.rank_prefix_matrix", "handle.recv_src_idx", "handle.is_token_in_rank", "handle.send_slot"]
+    for struct_type in (c.DispatchArgs, c.CombineArgs):  # the handle sits at another offset in each
+        want = _put_each(struct_type, list(zip(paths, (prefix, src, in_rank, slot))))
+        first = c.init(struct_type)
+        tv.put_group(first, "handle.rank_prefix_matrix", (prefix, src, in_rank, slot))
+        assert bytes(first) == want, struct_type.__name__
+        assert prefix._epcomm_views[0] == (src, in_rank, slot)  # the first tensor holds the others only
+        again = c.init(struct_type)  # from the cache
+        tv.put_group(again, "handle.rank_prefix_matrix", (prefix, src, in_rank, slot))
+        assert bytes(again) == want, struct_type.__name__
+    # Another tensor in the group (same first tensor) is packed anew, not taken from the cache.
+    other = _FakeTensor(0x5000, "bool", (6, 4), (4, 1), 0)
+    a = c.init(c.CombineArgs)
+    tv.put_group(a, "handle.rank_prefix_matrix", (prefix, src, other, slot))
+    assert bytes(a) == _put_each(c.CombineArgs, list(zip(paths, (prefix, src, other, slot))))
+    # The low-latency handle, inside the args and on its own.
+    info, ranges = _FakeTensor(0x6000, "i32", (2, 8), (8, 1), 0), _FakeTensor(0x7000, "i32", (2, 4), (4, 1), 0)
+    for struct_type, path in ((c.LowLatencyCombineArgs, "handle."), (c.LowLatencyHandle, "")):
+        for _ in range(2):
+            a = c.init(struct_type) if struct_type is not c.LowLatencyHandle else c.LowLatencyHandle()
+            tv.put_group(a, path + "src_info", (info, ranges))
+            b = c.init(struct_type) if struct_type is not c.LowLatencyHandle else c.LowLatencyHandle()
+            tv.put(b, path + "src_info", info)
+            tv.put(b, path + "layout_range", ranges)
+            assert bytes(a) == bytes(b), struct_type.__name__
+
+
+def test_put_present_skips_absent_tensors_of_a_fresh_struct(monkeypatch):
+    monkeypatch.setattr(tv, "_CODES", {"bf16": c.DTYPE_BFLOAT16})
+    x = _FakeTensor(0x1000, "bf16", (4, 8), (8, 1), 0)
+    a = c.init(c.DispatchArgs)
+    tv.put_present(a, (("x", x), ("x_scales", None), ("topk_idx", None)))
+    assert bytes(a) == _put_each(c.DispatchArgs, [("x", x), ("x_scales", None), ("topk_idx", None)])
