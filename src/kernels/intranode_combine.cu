@@ -286,21 +286,22 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
   // v10d). EPCOMM_COMBINE_SEND_WARPS and EPCOMM_COMBINE_ROW_BATCH override them.
   static const int send_warps_override = env_override("EPCOMM_COMBINE_SEND_WARPS");
   static const int row_batch_override = env_override("EPCOMM_COMBINE_ROW_BATCH");
+  SenderSplit measured;
   if (p.num_ranks <= 2 || num_sms >= 20) {
     // One peer: 6 senders of 16 (8: same, 10: -26 %), 3 rows per release (v10c, 2 x H200:
     // 24 SMs 253.2 / 246.6 / 248.3 us for 2 / 3 / 4; 12 SMs 398.4 / 401.0 / 405.6). Three or
     // more peers at 20+ SMs: the same (v10d, 4 x H200, 24 SMs: 593.7 us against 622.4 for 10
     // senders unbatched, 654.6 / 662.6 for 10 senders with 2 / 3).
-    q.send_warps = 6;
-    q.row_batch = 3;
+    measured = {6, 3};
   } else {
     // Three or more peers, fewer SMs: 10 senders, 1 row per release (v10d, 12 SMs: 860.0 us;
     // batch 2 857.5, batch 3 864.2, 6 senders with 3 951.9).
-    q.send_warps = 10;
-    q.row_batch = 1;
+    measured = {10, 1};
   }
-  if (send_warps_override > 0 && send_warps_override < kWarps) q.send_warps = send_warps_override;
-  if (row_batch_override > 0) q.row_batch = row_batch_override;
+  const SenderSplit split =
+      with_overrides(measured, send_warps_override, row_batch_override, kWarps);
+  q.send_warps = split.send_warps;
+  q.row_batch = split.batch;
   // Loads in flight per lane are split over the ranks a token can have rows from.
   if (p.num_ranks <= 2) {
     intranode_combine_kernel<2, 6><<<num_sms, kCombineThreads, 0, stream>>>(q);

@@ -294,27 +294,27 @@ cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cuda
   // v10d). EPCOMM_DISPATCH_SEND_WARPS and EPCOMM_DISPATCH_TOKEN_BATCH override them.
   static const int send_warps_override = env_override("EPCOMM_DISPATCH_SEND_WARPS");
   static const int token_batch_override = env_override("EPCOMM_DISPATCH_TOKEN_BATCH");
+  SenderSplit measured;
   if (p.num_ranks <= 2) {
     // One peer: 4 tokens per release; 9 senders at 20 or more SMs (NVLink is near saturation,
     // so more senders only contend), 11 below (v10c, 2 x H200: 24 SMs BF16 216.9 / 228.8 /
     // 242.9 us for 9 / 10 / 11; 12 SMs 347.1 / 338.5 / 335.8).
-    q.send_warps = num_sms >= 20 ? 9 : 11;
-    q.token_batch = 4;
+    measured = {num_sms >= 20 ? 9 : 11, 4};
   } else if (num_sms >= 20 && p.area.row_bytes > 8192) {
     // Three or more peers, BF16-sized rows, 20+ SMs: most rows arrive from others and the
     // copy-out needs the warps: 6 senders, 1 token per release (v10d, 4 x H200, 24 SMs: 657 us;
     // batch 2 or 4, with 6 or 8 senders: 679-681 us).
-    q.send_warps = 6;
-    q.token_batch = 1;
+    measured = {6, 1};
   } else {
     // Three or more peers otherwise (FP8 rows, or fewer SMs): 8 senders, 4 tokens per release
     // (v10d, 4 x H200: FP8 24 SMs 377.5 us against 391.7 for 10 senders unbatched; 12 SMs BF16
     // 800.8 against 950.2, FP8 477.1 against 612.9).
-    q.send_warps = 8;
-    q.token_batch = 4;
+    measured = {8, 4};
   }
-  if (send_warps_override > 0 && send_warps_override < kWarps) q.send_warps = send_warps_override;
-  if (token_batch_override > 0) q.token_batch = token_batch_override;
+  const SenderSplit split =
+      with_overrides(measured, send_warps_override, token_batch_override, kWarps);
+  q.send_warps = split.send_warps;
+  q.token_batch = split.batch;
   intranode_dispatch_kernel<<<num_sms, kDispatchThreads, 0, stream>>>(q);
   return cudaGetLastError();
 }

@@ -13,4 +13,21 @@ inline int env_override(const char* name) {
   return n > 0 ? n : 0;
 }
 
+// How a normal kernel's block splits its warps, and how many rows a sender warp sends before it
+// releases their arrival tags together (docs/perf.md, v10).
+struct SenderSplit {
+  int send_warps;
+  int batch;
+};
+
+// `measured` with the environment's overrides applied: a sender count must leave at least one
+// receiver warp of `warps_per_block`; 0 means no override.
+inline SenderSplit with_overrides(SenderSplit measured, int send_warps_override, int batch_override,
+                                  int warps_per_block) {
+  if (send_warps_override > 0 && send_warps_override < warps_per_block)
+    measured.send_warps = send_warps_override;
+  if (batch_override > 0) measured.batch = batch_override;
+  return measured;
+}
+
 }  // namespace epcomm::kernels

@@ -8,6 +8,7 @@
 #include "core/buffer_layout.h"
 #include "core/log.h"
 #include "core/low_latency_layout.h"
+#include "kernels/launch_knobs.h"
 #include "core/normal_layout.h"
 #include "epcomm/epcomm.h"
 #include "epcomm/epcomm.hpp"
@@ -272,6 +273,21 @@ TEST(CAbi, AllGatherFailureIsABootstrapError) {
   EXPECT_EQ(epcomm_buffer_create(&o, gather_fail, nullptr, &b), EPCOMM_ERROR_BOOTSTRAP);
   EXPECT_NE(std::strstr(epcomm_last_error_message(), "all-gather callback returned 7"), nullptr)
       << epcomm_last_error_message();
+}
+
+TEST(LaunchKnobs, OverridesReplaceTheMeasuredSplitWithinBounds) {
+  using kernels::SenderSplit;
+  const SenderSplit measured{8, 4};
+  const SenderSplit none = kernels::with_overrides(measured, 0, 0, 16);
+  EXPECT_EQ(none.send_warps, 8);
+  EXPECT_EQ(none.batch, 4);
+  const SenderSplit both = kernels::with_overrides(measured, 12, 2, 16);
+  EXPECT_EQ(both.send_warps, 12);
+  EXPECT_EQ(both.batch, 2);
+  // A sender count that leaves no receiver warp is ignored; the batch override still applies.
+  const SenderSplit all_senders = kernels::with_overrides(measured, 16, 1, 16);
+  EXPECT_EQ(all_senders.send_warps, 8);
+  EXPECT_EQ(all_senders.batch, 1);
 }
 
 }  // namespace
