@@ -8,10 +8,10 @@
 #include "core/buffer_layout.h"
 #include "core/log.h"
 #include "core/low_latency_layout.h"
-#include "kernels/launch_knobs.h"
 #include "core/normal_layout.h"
 #include "epcomm/epcomm.h"
 #include "epcomm/epcomm.hpp"
+#include "kernels/launch_knobs.h"
 
 namespace epcomm {
 namespace {
