@@ -109,6 +109,58 @@ __device__ __forceinline__ void send_token(const DispatchParams& p, int64_t t, i
           tag, lane);
 }
 
+// Receiver warp: waits for row i of the receive area (its tag shows `tag`), then copies it and
+// its metadata to the outputs. False when the wait failed (recorded; the warp stops).
+__device__ __forceinline__ bool receive_row(const DispatchParams& p, const uint8_t* area,
+                                            const uint32_t* tags, int64_t i, uint32_t tag,
+                                            int64_t row_vec, int lane) {
+  const int32_t R = p.num_ranks, me = p.rank;
+  const core::NormalArea& a = p.area;
+  // Lane 0 acquires the tag; __syncwarp orders the other lanes' reads of the row after it.
+  bool arrived = true;
+  if (lane == 0 && ld_acquire_sys_u32(tags + i) != tag) {
+    int32_t src = 0;  // the rank this row comes from, for the error message
+    while (src < R - 1 && p.rank_prefix_matrix[src * R + me] <= i) ++src;
+    arrived = bounded_wait(p.wait, src, core::WaitStage::kDataArrival,
+                           [&] { return ld_acquire_sys_u32(tags + i) == tag; });
+  }
+  if (!__shfl_sync(0xffffffffu, arrived, 0)) return false;
+  __syncwarp();
+  // The plain loads below must not move above the acquire (compiler barrier).
+  asm volatile("" ::: "memory");
+  // The metadata loads first, in flight with the row's (as in the sender).
+  const auto* scales = reinterpret_cast<const float*>(area + a.scales_offset) + i * a.num_scales;
+  float scale[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int u = 0; u < 2; ++u)
+    if (lane + 32 * u < a.num_scales) scale[u] = scales[lane + 32 * u];
+  int32_t e = -1;
+  float w = 0.0f;
+  if (lane < a.topk) {
+    e = reinterpret_cast<const int32_t*>(area + a.topk_idx_offset)[i * a.topk + lane];
+    w = reinterpret_cast<const float*>(area + a.topk_weights_offset)[i * a.topk + lane];
+  }
+  const int32_t src =
+      lane == 0 && p.recv_src_idx ? reinterpret_cast<const int32_t*>(area + a.src_offset)[i] : 0;
+  warp_copy<true>(reinterpret_cast<int4*>(p.recv_x + i * p.recv_x_stride),
+                  reinterpret_cast<const int4*>(area + a.x_offset + i * a.row_bytes), row_vec,
+                  lane);
+  float* out_scales = p.recv_scales + i * a.num_scales;
+  if (lane < a.num_scales) out_scales[lane] = scale[0];
+  if (lane + 32 < a.num_scales) out_scales[lane + 32] = scale[1];
+  for (int32_t g = lane + 64; g < a.num_scales; g += 32) out_scales[g] = scales[g];
+  if (lane < a.topk) {
+    if (p.topk_is_int64) {
+      static_cast<int64_t*>(p.recv_topk_idx)[i * a.topk + lane] = e;
+    } else {
+      static_cast<int32_t*>(p.recv_topk_idx)[i * a.topk + lane] = e;
+    }
+    p.recv_topk_weights[i * a.topk + lane] = w;
+  }
+  if (lane == 0 && p.recv_src_idx) p.recv_src_idx[i] = src;
+  return true;
+}
+
 // Preconditions: blockDim = kDispatchThreads; grid co-resident (num_sms <= SMs); R <= 64.
 // (0) every block: capacity check (same verdict everywhere) and wait until every destination
 //     consumed our previous dispatch; block 0 publishes the call signature ("started").
@@ -131,6 +183,7 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
   uint8_t* const my_signals = p.peer_bases[me] + p.signal_offset;
   const core::NormalArea& a = p.area;
   __shared__ bool skip, mismatch;
+  __shared__ int64_t prefix_me[64];  // rank_prefix_matrix[s][me]: rows up to source s (R <= 64)
 
   // ---- phase 0 ----
   if (threadIdx.x == 0) {
@@ -149,6 +202,7 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
       record_input_error(p.wait, core::WaitStage::kTooManyTokens, me, mine, p.num_out_rows);
     // The rows still arrive (they fit the area); only the copy-out is cut short.
   }
+  if (threadIdx.x < R) prefix_me[threadIdx.x] = p.rank_prefix_matrix[threadIdx.x * R + me];
   __syncthreads();
   if (threadIdx.x < R && !consumed_by(p, my_signals, core::kDispatchConsumed, threadIdx.x, epoch))
     skip = true;
@@ -214,52 +268,28 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
       const int64_t self_end = p.rank_prefix_matrix[me * R + me];
       const int64_t receivers = int64_t{gridDim.x} * recv_warps;
       const int64_t first = int64_t{rwarp} * gridDim.x + blockIdx.x;
-      for (int64_t i = first; i < rows; i += receivers) {
-        if (i >= self_begin && i < self_end) continue;  // written directly by our sender warps
-        // Lane 0 acquires the tag; __syncwarp orders the other lanes' reads of the row after it.
-        bool arrived = true;
-        if (lane == 0 && ld_acquire_sys_u32(tags + i) != tag) {
-          int32_t src = 0;  // the rank this row comes from, for the error message
-          while (src < R - 1 && p.rank_prefix_matrix[src * R + me] <= i) ++src;
-          arrived = bounded_wait(p.wait, src, core::WaitStage::kDataArrival,
-                                 [&] { return ld_acquire_sys_u32(tags + i) == tag; });
+      if (!p.recv_interleaved) {
+        for (int64_t i = first; i < rows; i += receivers) {
+          if (i >= self_begin && i < self_end) continue;  // written directly by our sender warps
+          if (!receive_row(p, area, tags, i, tag, row_vec, lane)) break;
         }
-        if (!__shfl_sync(0xffffffffu, arrived, 0)) break;
-        __syncwarp();
-        // The plain loads below must not move above the acquire (compiler barrier).
-        asm volatile("" ::: "memory");
-        // The metadata loads first, in flight with the row's (as in the sender).
-        const auto* scales =
-            reinterpret_cast<const float*>(area + a.scales_offset) + i * a.num_scales;
-        float scale[2] = {0.0f, 0.0f};
-#pragma unroll
-        for (int u = 0; u < 2; ++u)
-          if (lane + 32 * u < a.num_scales) scale[u] = scales[lane + 32 * u];
-        int32_t e = -1;
-        float w = 0.0f;
-        if (lane < a.topk) {
-          e = reinterpret_cast<const int32_t*>(area + a.topk_idx_offset)[i * a.topk + lane];
-          w = reinterpret_cast<const float*>(area + a.topk_weights_offset)[i * a.topk + lane];
+      } else {
+        // Interleaved over the other sources, as the combine's senders (v9): the k-th row of
+        // every source, then the (k+1)-th. Each source sends its rows in slot order, so the
+        // receivers follow every source's arrival front at once; in slot order they follow one
+        // source's front and copy the later sources' rows only after the sends (v11).
+        const int32_t others = R > 1 ? R - 1 : 1;
+        int64_t most = 0;
+        for (int32_t s = 0; s < R; ++s) {
+          const int64_t count = prefix_me[s] - (s > 0 ? prefix_me[s - 1] : 0);
+          most = count > most ? count : most;
         }
-        const int32_t src = lane == 0 && p.recv_src_idx
-                                ? reinterpret_cast<const int32_t*>(area + a.src_offset)[i]
-                                : 0;
-        warp_copy<true>(reinterpret_cast<int4*>(p.recv_x + i * p.recv_x_stride),
-                        reinterpret_cast<const int4*>(area + a.x_offset + i * a.row_bytes), row_vec,
-                        lane);
-        float* out_scales = p.recv_scales + i * a.num_scales;
-        if (lane < a.num_scales) out_scales[lane] = scale[0];
-        if (lane + 32 < a.num_scales) out_scales[lane + 32] = scale[1];
-        for (int32_t g = lane + 64; g < a.num_scales; g += 32) out_scales[g] = scales[g];
-        if (lane < a.topk) {
-          if (p.topk_is_int64) {
-            static_cast<int64_t*>(p.recv_topk_idx)[i * a.topk + lane] = e;
-          } else {
-            static_cast<int32_t*>(p.recv_topk_idx)[i * a.topk + lane] = e;
-          }
-          p.recv_topk_weights[i * a.topk + lane] = w;
+        for (int64_t n = first; n < most * others; n += receivers) {
+          const auto s = static_cast<int32_t>((me + 1 + n % others) % R);
+          const int64_t i = (s > 0 ? prefix_me[s - 1] : 0) + n / others;
+          if (s == me || i >= prefix_me[s] || i >= rows) continue;  // ours, or past s's rows
+          if (!receive_row(p, area, tags, i, tag, row_vec, lane)) break;
         }
-        if (lane == 0 && p.recv_src_idx) p.recv_src_idx[i] = src;
       }
       // Padding rows of worst-case outputs: no expert, zero weight, no source.
       for (int64_t i = rows + first; i < p.num_out_rows; i += receivers) {
@@ -315,6 +345,10 @@ cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cuda
       with_overrides(measured, send_warps_override, token_batch_override, kWarps);
   q.send_warps = split.send_warps;
   q.token_batch = split.batch;
+  // EPCOMM_DISPATCH_RECV_ORDER=interleaved: receivers take the k-th row of every source before
+  // the (k+1)-th (docs/perf.md, v11: predicted to help with 3+ peers, not measured yet, so off).
+  static const bool recv_interleaved = env_is("EPCOMM_DISPATCH_RECV_ORDER", "interleaved");
+  q.recv_interleaved = recv_interleaved;
   intranode_dispatch_kernel<<<num_sms, kDispatchThreads, 0, stream>>>(q);
   return cudaGetLastError();
 }

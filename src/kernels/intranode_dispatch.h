@@ -46,8 +46,9 @@ struct DispatchParams {
   uint64_t* epoch_counter;  // device: last completed call (advanced by the last block)
   uint64_t signature;
   int32_t num_ranks, rank;
-  int32_t send_warps;   // warps per block that send (set by the launcher); the rest copy out
-  int32_t token_batch;  // tokens a sender warp sends before releasing their tags (launcher)
+  int32_t send_warps;     // warps per block that send (set by the launcher); the rest copy out
+  int32_t token_batch;    // tokens a sender warp sends before releasing their tags (launcher)
+  bool recv_interleaved;  // receivers take the sources' rows interleaved (launcher; v11)
   WaitContext wait;
 };
 

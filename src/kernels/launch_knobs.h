@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdlib>
+#include <cstring>
 
 namespace epcomm::kernels {
 
@@ -11,6 +12,12 @@ inline int env_override(const char* name) {
   const char* v = std::getenv(name);
   const int n = v != nullptr ? std::atoi(v) : 0;
   return n > 0 ? n : 0;
+}
+
+// Whether environment variable `name` is set to exactly `value`. Callers read it once.
+inline bool env_is(const char* name, const char* value) {
+  const char* v = std::getenv(name);
+  return v != nullptr && std::strcmp(v, value) == 0;
 }
 
 // How a normal kernel's block splits its warps, and how many rows a sender warp sends before it

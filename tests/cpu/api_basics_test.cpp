@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -288,6 +289,19 @@ TEST(LaunchKnobs, OverridesReplaceTheMeasuredSplitWithinBounds) {
   const SenderSplit all_senders = kernels::with_overrides(measured, 16, 1, 16);
   EXPECT_EQ(all_senders.send_warps, 8);
   EXPECT_EQ(all_senders.batch, 1);
+}
+
+TEST(LaunchKnobs, EnvironmentSwitchesMatchExactly) {
+  ::setenv("EPCOMM_TEST_KNOB", "interleaved", 1);
+  EXPECT_TRUE(kernels::env_is("EPCOMM_TEST_KNOB", "interleaved"));
+  EXPECT_FALSE(kernels::env_is("EPCOMM_TEST_KNOB", "interleave"));
+  ::setenv("EPCOMM_TEST_KNOB", "12", 1);
+  EXPECT_EQ(kernels::env_override("EPCOMM_TEST_KNOB"), 12);
+  ::setenv("EPCOMM_TEST_KNOB", "-3", 1);
+  EXPECT_EQ(kernels::env_override("EPCOMM_TEST_KNOB"), 0);
+  ::unsetenv("EPCOMM_TEST_KNOB");
+  EXPECT_FALSE(kernels::env_is("EPCOMM_TEST_KNOB", "interleaved"));
+  EXPECT_EQ(kernels::env_override("EPCOMM_TEST_KNOB"), 0);
 }
 
 }  // namespace
