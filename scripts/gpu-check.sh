@@ -12,6 +12,7 @@
 # EPCOMM_CHECK_SHARED="3" narrows that list). EPCOMM_CHECK_MEMCHECK_FILTER narrows memcheck to a
 # GoogleTest filter. Where python3 has torch, the Python package's GPU tests, the MoE example and
 # the Python overhead measurement run too (against this build, without installing).
+# EPCOMM_CHECK_VARIANT="ENV=value ..." adds a run of the GPU tests at N ranks with those settings.
 set -u
 cd "$(dirname "$0")/.."
 build=1 sanitize=0 bench=1 quick=0 tests_on=1 logdir=""
@@ -72,6 +73,12 @@ elif [ -x "$tests" ] && [ "$ngpu" -ge 1 ]; then
       [ "$r" -le "$ngpu" ] && continue
       run_tests "gpu tests, $r ranks sharing $ngpu GPUs" "gpu_r${r}_shared" "$r" 1
     done
+  fi
+  # EPCOMM_CHECK_VARIANT="ENV=value ..." also runs the tests at N ranks with those settings
+  # (an opt-in kernel variant before it becomes a default, e.g. EPCOMM_DISPATCH_RECV_ORDER=interleaved).
+  if [ -n "${EPCOMM_CHECK_VARIANT:-}" ] && [ "$ngpu" -ge 2 ]; then
+    run_tests "gpu tests, $ngpu ranks, $EPCOMM_CHECK_VARIANT" "gpu_r${ngpu}_variant" "$ngpu" 0 \
+      env $EPCOMM_CHECK_VARIANT
   fi
   grep -h "timeout error after" "$logdir"/*.log | head -4 >"$logdir/timeouts.txt"
   if [ "$sanitize" = 1 ]; then
