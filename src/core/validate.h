@@ -21,6 +21,8 @@ namespace epcomm::core {
 constexpr int64_t kAnySize = -1;
 constexpr int32_t kMaxNormalTopk = 32;
 constexpr int32_t kMaxRanks = 1024;
+// Ranks in one node: the kernels keep per-peer tables of this size (signal slots, prefixes).
+constexpr int32_t kMaxNodeRanks = 64;
 
 struct Dim {
   const char* name;  // "T", "H", ... (shown in messages)

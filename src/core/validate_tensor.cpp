@@ -192,6 +192,12 @@ Error validate_buffer_options(const BufferOptions& o) {
                  std::string(op) + ": multi-node is not supported yet: gpus_per_node=" +
                      std::to_string(o.gpus_per_node) +
                      " is smaller than num_ranks=" + std::to_string(o.num_ranks));
+  if (o.num_ranks > kMaxNodeRanks)
+    return Error(ErrorCode::kNotSupported,
+                 std::string(op) + ": num_ranks: expected at most " +
+                     std::to_string(kMaxNodeRanks) +
+                     " ranks in one node (the kernels' per-peer tables), got " +
+                     std::to_string(o.num_ranks));
   if (o.device < -1)
     return invalid(op, "device",
                    "expected -1 (automatic) or a device ordinal, got " + std::to_string(o.device));

@@ -37,6 +37,15 @@ TEST(ValidateOptions, MultiNodeIsReportedAsNotSupported) {
                {"multi-node is not supported yet", "gpus_per_node=8", "num_ranks=16"});
 }
 
+TEST(ValidateOptions, MoreRanksThanOneNodesKernelsSupportAreReported) {
+  BufferOptions o;
+  o.num_ranks = 72;
+  expect_error(validate_buffer_options(o), ErrorCode::kNotSupported,
+               {"num_ranks", "at most 64", "got 72"});
+  o.num_ranks = 64;
+  EXPECT_TRUE(validate_buffer_options(o).ok());
+}
+
 TEST(ValidateOptions, NegativeSizesAndTimeoutAreRejected) {
   BufferOptions o;
   o.num_nvl_bytes = -1;
