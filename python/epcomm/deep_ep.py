@@ -229,16 +229,21 @@ class Buffer:
 
     def _exit(self, compute, async_finish, tensors):
         if async_finish:
-            import torch
-
-            event = torch.cuda.Event()
-            event.record(self._comm_stream)
-            for t in tensors:
-                if t is not None:
-                    t.record_stream(self._comm_stream)
-            return EventOverlap(event, tensors)
+            return self._comm_event(tensors)
         c.check(c.library().epcomm_buffer_stream_wait(self._handle, compute, self._comm_raw))
         return EventOverlap()
+
+    def _comm_event(self, tensors):
+        """async_finish: an event recorded on the comm stream, with `tensors` kept alive and
+        recorded on that stream (DeepEP's rules)."""
+        import torch
+
+        event = torch.cuda.Event()
+        event.record(self._comm_stream)
+        for t in tensors:
+            if t is not None:
+                t.record_stream(self._comm_stream)
+        return EventOverlap(event, tensors)
 
     def _alloc(self, allocate_on_comm_stream):
         import torch
@@ -365,16 +370,7 @@ class Buffer:
         return compute
 
     def _ll_finish(self, async_finish, tensors):
-        if not async_finish:
-            return EventOverlap()
-        import torch
-
-        event = torch.cuda.Event()
-        event.record(self._comm_stream)
-        for t in tensors:
-            if t is not None:
-                t.record_stream(self._comm_stream)
-        return EventOverlap(event, tensors)
+        return self._comm_event(tensors) if async_finish else EventOverlap()
 
     def _ll_hook(self, hook_id, tensors):
         """The receive half as a callable: launches on the stream current when it is called."""

@@ -154,6 +154,32 @@ __device__ __forceinline__ void finish_send(const LowLatencyCommon& c, uint64_t 
   if (last) advance_epoch(c, epoch);
 }
 
+// The kernels of an LL op from its send and receive (Op: Params, and static device functions
+// send(p, epoch, kernel) -> bool and recv(p, epoch, kernel)).
+// The send kernel, for a hook: the call's epoch is the counter's next value.
+template <class Op>
+__global__ void __launch_bounds__(kLowLatencyThreads) ll_send_kernel(typename Op::Params p) {
+  Op::send(p, *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1, LlKernel::kOwn);
+}
+
+// The receive kernel (the hook): the epoch the send kernel left in the hook slot.
+template <class Op>
+__global__ void __launch_bounds__(kLowLatencyThreads) ll_recv_kernel(typename Op::Params p) {
+  Op::recv(p, *reinterpret_cast<volatile uint64_t*>(p.c.hook_epoch), LlKernel::kOwn);
+}
+
+// Without a hook, one kernel sends then receives: no second launch (docs/perf.md, LL v4). Every
+// block reads the epoch before it arrives at the receive's block counter, so the last block's
+// advance of the counter cannot change it. Blocks are co-resident (one per SM), so a block
+// waiting in the receive never holds back a send of its own rank.
+template <class Op>
+__global__ void __launch_bounds__(kLowLatencyThreads) ll_single_kernel(typename Op::Params p) {
+  const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1;
+  if (!Op::send(p, epoch, LlKernel::kSingle)) return;
+  __syncthreads();  // the receive reuses nothing of the send, but starts block-uniformly
+  Op::recv(p, epoch, LlKernel::kSingle);
+}
+
 // A receive kernel's last block tells every rank that this rank finished reading what it wrote
 // into the half of `epoch` (the caller's bar.sync orders the block's reads before this).
 __device__ __forceinline__ void release_half(const LowLatencyCommon& c, uint64_t epoch) {

@@ -211,42 +211,31 @@ __device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p
   trace_mark(c, 7);
 }
 
-// The send kernel, for a hook: the call's epoch is the counter's next value.
-__global__ void __launch_bounds__(kThreads) ll_combine_send_kernel(LowLatencyCombineParams p) {
-  ll_combine_send(p, *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1, LlKernel::kOwn);
-}
-
-// The receive kernel (the hook): the epoch the send kernel left in the hook slot.
-__global__ void __launch_bounds__(kThreads) ll_combine_recv_kernel(LowLatencyCombineParams p) {
-  ll_combine_recv(p, *reinterpret_cast<volatile uint64_t*>(p.c.hook_epoch), LlKernel::kOwn);
-}
-
-// Without a hook, one kernel sends then receives: no second launch (docs/perf.md, LL v4). Every
-// block reads the epoch before it arrives at the receive's block counter, so the last block's
-// advance of the counter cannot change it. Blocks are co-resident (one per SM), so a block
-// waiting in the receive never holds back a send of its own rank.
-__global__ void __launch_bounds__(kThreads) ll_combine_kernel(LowLatencyCombineParams p) {
-  const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1;
-  if (!ll_combine_send(p, epoch, LlKernel::kSingle)) return;
-  __syncthreads();  // the receive reuses nothing of the send, but starts block-uniformly
-  ll_combine_recv(p, epoch, LlKernel::kSingle);
-}
+struct CombineOp {
+  using Params = LowLatencyCombineParams;
+  static __device__ __forceinline__ bool send(const Params& p, uint64_t epoch, LlKernel kernel) {
+    return ll_combine_send(p, epoch, kernel);
+  }
+  static __device__ __forceinline__ void recv(const Params& p, uint64_t epoch, LlKernel kernel) {
+    ll_combine_recv(p, epoch, kernel);
+  }
+};
 
 }  // namespace
 
 cudaError_t launch_ll_combine_send(const LowLatencyCombineParams& p, int num_blocks,
                                    cudaStream_t stream) {
-  return launch_ll(ll_combine_send_kernel, p, num_blocks, stream);
+  return launch_ll(ll_send_kernel<CombineOp>, p, num_blocks, stream);
 }
 
 cudaError_t launch_ll_combine(const LowLatencyCombineParams& p, int num_blocks,
                               cudaStream_t stream) {
-  return launch_ll(ll_combine_kernel, p, num_blocks, stream);
+  return launch_ll(ll_single_kernel<CombineOp>, p, num_blocks, stream);
 }
 
 cudaError_t launch_ll_combine_recv(const LowLatencyCombineParams& p, int num_blocks,
                                    cudaStream_t stream) {
-  return launch_ll(ll_combine_recv_kernel, p, num_blocks, stream);
+  return launch_ll(ll_recv_kernel<CombineOp>, p, num_blocks, stream);
 }
 
 }  // namespace epcomm::kernels
