@@ -75,7 +75,7 @@ elif [ -x "$tests" ] && [ "$ngpu" -ge 1 ]; then
     done
   fi
   # EPCOMM_CHECK_VARIANT="ENV=value ..." also runs the tests at N ranks with those settings
-  # (an opt-in kernel variant before it becomes a default, e.g. EPCOMM_DISPATCH_RECV_ORDER=interleaved).
+  # (a kernel variant that is not the default, e.g. EPCOMM_DISPATCH_RECV_ORDER=slot).
   if [ -n "${EPCOMM_CHECK_VARIANT:-}" ] && [ "$ngpu" -ge 2 ]; then
     run_tests "gpu tests, $ngpu ranks, $EPCOMM_CHECK_VARIANT" "gpu_r${ngpu}_variant" "$ngpu" 0 \
       env $EPCOMM_CHECK_VARIANT

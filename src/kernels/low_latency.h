@@ -46,7 +46,6 @@ struct LowLatencyDispatchParams {
   int64_t topk_stride, topk_stride_k;
   int32_t topk;
   bool use_fp8, round_scale, use_ue8m0;
-  bool prefetch;  // prefetch the first token's rows before the half's wait (an experiment)
   // Outputs (this rank as receiver).
   uint8_t* packed_recv_x;      // [E_local, R*N_max, H] fp8 or bf16
   void* packed_recv_scales;    // float32 [E_local, G, R*N_max] or int32 [E_local, G/4, R*N_max]

@@ -98,18 +98,6 @@ __device__ __forceinline__ bool ll_dispatch_send(const LowLatencyDispatchParams&
   const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   __shared__ int32_t hist[core::kMaxExperts];
-  if (p.prefetch) {  // the first token's rows on their way to L2 while we wait for the half
-    const int64_t t0 = (blockIdx.x + gridDim.x - 1) % gridDim.x;  // as in the token loop below
-    if (t0 < p.num_tokens) {
-      const auto* row = reinterpret_cast<const char*>(p.x + t0 * p.x_stride);
-      for (int64_t off = int64_t{threadIdx.x} * 128; off < int64_t{l.hidden} * 2;
-           off += int64_t{blockDim.x} * 128)
-        prefetch_l2(row + off);
-      if (threadIdx.x == 0)
-        prefetch_l2(static_cast<const char*>(p.topk_idx) +
-                    t0 * p.topk_stride * (p.topk_is_int64 ? 8 : 4));
-    }
-  }
   if (!wait_half_released(c, epoch)) return false;
   if (blockIdx.x == 0) {
     for (int32_t e = threadIdx.x; e < c.num_experts; e += blockDim.x) hist[e] = 0;

@@ -179,14 +179,6 @@ Error Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& args, StreamHan
   p.use_fp8 = args.use_fp8;
   p.round_scale = args.round_scale;
   p.use_ue8m0 = args.use_ue8m0;
-  // EPCOMM_LL_PREFETCH=1: each block asks L2 for its first token's x and top-k rows before it
-  // waits for the half, so their cold loads overlap that wait (docs/perf.md, next LL steps; not
-  // measured yet, so off).
-  static const bool prefetch = [] {
-    const char* v = std::getenv("EPCOMM_LL_PREFETCH");
-    return v != nullptr && std::string(v) == "1";
-  }();
-  p.prefetch = prefetch;
   p.packed_recv_x = static_cast<uint8_t*>(args.packed_recv_x.data);
   p.packed_recv_scales = args.packed_recv_x_scales.data;
   p.packed_recv_count = static_cast<int32_t*>(args.packed_recv_count.data);
