@@ -330,15 +330,20 @@ cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cuda
     // so more senders only contend), 11 below (v10c, 2 x H200: 24 SMs BF16 216.9 / 228.8 /
     // 242.9 us for 9 / 10 / 11; 12 SMs 347.1 / 338.5 / 335.8).
     measured = {num_sms >= 20 ? 9 : 11, 4};
+  } else if (num_sms >= 20 && num_sms < 28) {
+    // Two or more peers, 20-27 SMs, with the receivers interleaved (v12, 4 x H200, 24 SMs, three
+    // runs in two calls): 4 senders, 4 tokens per release, BF16 561-571 us, FP8 319-321 us,
+    // against 593-609 us and 332-338 us for the splits below.
+    measured = {4, 4};
   } else if (num_sms >= 20 && p.area.row_bytes > 8192) {
-    // Three or more peers, BF16-sized rows, 20+ SMs: most rows arrive from others and the
-    // copy-out needs the warps: 6 senders, 1 token per release (v10d, 4 x H200, 24 SMs: 657 us;
-    // batch 2 or 4, with 6 or 8 senders: 679-681 us).
+    // Two or more peers, BF16-sized rows, 28+ SMs: most rows arrive from others and the
+    // copy-out needs the warps: 6 senders, 1 token per release (v10d; v12, 4 x H200, 32 SMs:
+    // 561 us against 588-631 us for 3-6 senders with 4 or 8 tokens per release).
     measured = {6, 1};
   } else {
-    // Three or more peers otherwise (FP8 rows, or fewer SMs): 8 senders, 4 tokens per release
-    // (v10d, 4 x H200: FP8 24 SMs 377.5 us against 391.7 for 10 senders unbatched; 12 SMs BF16
-    // 800.8 against 950.2, FP8 477.1 against 612.9).
+    // Two or more peers otherwise (FP8 rows at 28+ SMs, or fewer than 20 SMs): 8 senders,
+    // 4 tokens per release (v10d; v12, 4 x H200, interleaved receivers: 16 SMs BF16 574 us,
+    // FP8 325 us, against 600-837 and 351-573 for 3-6 senders; 12 SMs 687 / 405 us).
     measured = {8, 4};
   }
   const SenderSplit split =

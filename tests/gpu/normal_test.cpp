@@ -74,6 +74,15 @@ const std::vector<NormalCase>& fp8_cases(int32_t R) {
   c.tokens.clear();
   for (int32_t i = 0; i < R; ++i) c.tokens.push_back(37 + 61 * i);
   cases.push_back(c);
+  // 24 and 32 SMs take the launchers' other sender splits (docs/perf.md, v12).
+  c.name = "fp8 hidden 7168, row-major scales, uneven tokens, 24 SMs";
+  c.spec.hidden = 7168;
+  for (int32_t i = 0; i < R; ++i) c.tokens[i] = 300 + 97 * i;
+  c.num_sms = 24;
+  cases.push_back(c);
+  c.name = "fp8 hidden 7168, row-major scales, uneven tokens, 32 SMs";
+  c.num_sms = 32;
+  cases.push_back(c);
   return cases;
 }
 
