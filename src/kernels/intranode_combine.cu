@@ -201,6 +201,21 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
         }
         __syncwarp();
         if (warp_failed[rwarp]) break;
+        if (p.prefetch_next) {
+          // The next token's rows on their way to L2 while this one is reduced (v13): rows that
+          // arrived long before their reduce have left L2, our own rows in x never were in it.
+          // Only a hint: the rows are read after their tags' acquire, as for this token.
+          for (int32_t d = 0; d < R && d < 32; ++d) {
+            const int32_t slot = __shfl_sync(0xffffffffu, next_slot, d);
+            if (slot < 0) continue;
+            const uint8_t* row =
+                d == me
+                    ? reinterpret_cast<const uint8_t*>(p.x + slot * p.x_stride)
+                    : area + a.x_offset + (my_base[d] + (slot - my_first_slot[d])) * a.row_bytes;
+            for (int64_t off = int64_t{lane} * 128; off < a.row_bytes; off += 32 * 128)
+              prefetch_l2(row + off);
+          }
+        }
         // The first two ranks' top-k weights load before the reduce, so their latency hides
         // under it (summed after it, in the same order as the rest).
         const bool sum_weights = p.combined_topk_weights != nullptr && lane < a.topk;
@@ -302,6 +317,9 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
       with_overrides(measured, send_warps_override, row_batch_override, kWarps);
   q.send_warps = split.send_warps;
   q.row_batch = split.batch;
+  // EPCOMM_COMBINE_PREFETCH=1: reducers prefetch the next token's rows (v13, an experiment).
+  static const bool prefetch_next = env_is("EPCOMM_COMBINE_PREFETCH", "1");
+  q.prefetch_next = prefetch_next;
   // Loads in flight per lane are split over the ranks a token can have rows from.
   if (p.num_ranks <= 2) {
     intranode_combine_kernel<2, 6><<<num_sms, kCombineThreads, 0, stream>>>(q);

@@ -43,6 +43,7 @@ struct CombineParams {
   int32_t num_ranks, rank;
   int32_t send_warps;  // warps per block that send (set by the launcher); the rest reduce
   int32_t row_batch;   // rows a sender warp sends before releasing their tags (launcher)
+  bool prefetch_next;  // reducers prefetch the next token's rows to L2 (launcher; v13)
   WaitContext wait;
   // Null, or [gridDim.x][kCombineTraceSlots] (EPCOMM_TRACE=1, runtime/trace.h): per block, the
   // global-timer ns of the start, the last sender warp done, the last reducer warp done, the end,

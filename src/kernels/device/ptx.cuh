@@ -45,4 +45,9 @@ __device__ __forceinline__ uint64_t global_timer_ns() {
   return ns;
 }
 
+// A hint, not a load: asks L2 to fetch the line holding `ptr` (no ordering, no result).
+__device__ __forceinline__ void prefetch_l2(const void* ptr) {
+  asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr));
+}
+
 }  // namespace epcomm::kernels
