@@ -38,7 +38,7 @@ __device__ __forceinline__ void add_bf16x8(float* acc, const int4& v) {
 // (3) last block: advance the epoch, tell every rank its rows were consumed.
 // The reduce is latency-bound (docs/perf.md, v9): each lane loads kChunks 16-byte chunks of
 // kRankBatch ranks, all in flight together, before adding any (as many as fit in registers).
-template <int kRankBatch, int kChunks>
+template <int kRankBatch, int kChunks, int kSendUnroll>
 __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(CombineParams p) {
   // Warps [0, send_warps) send, the rest reduce (the split is chosen per world size).
   const int send_warps = p.send_warps;
@@ -122,8 +122,9 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       if (s == me) continue;                 // our own rows: the reducers read them from x directly
       const int64_t row = send_base[s] + (i - first);
       uint8_t* area = p.peer_bases[s] + p.area_offset;
-      warp_copy<false>(reinterpret_cast<int4*>(area + a.x_offset + row * a.row_bytes),
-                       reinterpret_cast<const int4*>(p.x + i * p.x_stride), row_vec, lane);
+      auto* dst = reinterpret_cast<int4*>(area + a.x_offset + row * a.row_bytes);
+      const auto* src = reinterpret_cast<const int4*>(p.x + i * p.x_stride);
+      warp_copy<false, kSendUnroll>(dst, src, row_vec, lane);
       if (lane < a.topk)
         reinterpret_cast<float*>(area + a.topk_weights_offset)[row * a.topk + lane] =
             p.topk_weights[i * p.weights_stride + lane * p.weights_stride_k];
@@ -321,11 +322,20 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
   // 2 ranks -4.5 % / -3.8 %). EPCOMM_COMBINE_PREFETCH=0 turns it off.
   static const bool prefetch_next = !env_is("EPCOMM_COMBINE_PREFETCH", "0");
   q.prefetch_next = prefetch_next;
+  // EPCOMM_COMBINE_SEND_UNROLL=16: 16 loads in flight per sender lane instead of kCopyUnroll
+  // (v14, an experiment, off until measured).
+  static const bool wide = env_is("EPCOMM_COMBINE_SEND_UNROLL", "16");
   // Loads in flight per lane are split over the ranks a token can have rows from.
   if (p.num_ranks <= 2) {
-    intranode_combine_kernel<2, 6><<<num_sms, kCombineThreads, 0, stream>>>(q);
+    if (wide) {
+      intranode_combine_kernel<2, 6, 16><<<num_sms, kCombineThreads, 0, stream>>>(q);
+    } else {
+      intranode_combine_kernel<2, 6, kCopyUnroll><<<num_sms, kCombineThreads, 0, stream>>>(q);
+    }
+  } else if (wide) {
+    intranode_combine_kernel<4, 4, 16><<<num_sms, kCombineThreads, 0, stream>>>(q);
   } else {
-    intranode_combine_kernel<4, 4><<<num_sms, kCombineThreads, 0, stream>>>(q);
+    intranode_combine_kernel<4, 4, kCopyUnroll><<<num_sms, kCombineThreads, 0, stream>>>(q);
   }
   return cudaGetLastError();
 }
