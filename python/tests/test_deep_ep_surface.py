@@ -76,7 +76,7 @@ def test_config_size_hint_comes_from_the_library():
 def test_default_configs_are_the_measured_ones():
     assert deep_ep.Buffer.get_dispatch_config(2).num_sms == 24
     assert deep_ep.Buffer.get_combine_config(2).num_sms == 24
-    assert deep_ep.Buffer.get_dispatch_config(4).num_sms == 32
+    assert deep_ep.Buffer.get_dispatch_config(4).num_sms == 24
     assert deep_ep.Buffer.get_combine_config(4).num_sms == 24
     assert deep_ep.Buffer.get_dispatch_config(8).num_sms == 20
 

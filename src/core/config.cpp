@@ -23,13 +23,13 @@ int64_t Config::get_rdma_buffer_size_hint(int64_t hidden_bytes, int32_t num_rank
 }
 
 // SM counts measured with epcomm_bench at 4096 tokens (docs/perf.md, "Default Configs"). With
-// one peer (2 x H200, 181ffb7) both ops are fastest at 24 SMs. With three (4 x H200, 6728642) the
-// dispatch keeps gaining up to 32 SMs (654 -> 615 us BF16) while the combine is fastest at 24
-// (595 us; 631 at 32). Other world sizes are not measured yet and keep DeepEP's default of 20.
+// one peer (2 x H200, 181ffb7) both ops are fastest at 24 SMs. With three (4 x H200, 52a7dc7
+// sweep) the dispatch is within 3 % from 24 to 32 SMs (BF16 573 / 557 us, FP8 319 / 329) and the
+// combine is fastest at 24 (597 us; 634 at 32), so both take 24 and leave 8 SMs to the
+// computation. Other world sizes are not measured yet and keep DeepEP's default of 20.
 Config default_dispatch_config(int32_t num_ranks) {
   Config c;
-  if (num_ranks == 2) c.num_sms = 24;
-  if (num_ranks == 4) c.num_sms = 32;
+  if (num_ranks == 2 || num_ranks == 4) c.num_sms = 24;
   return c;
 }
 

@@ -161,7 +161,7 @@ TEST(SizeHints, NormalHintHoldsTheWorstCaseRowsInBothAreas) {
 TEST(SizeHints, DefaultConfigsComeFromMeasurements) {
   EXPECT_EQ(default_dispatch_config(2).num_sms, 24);
   EXPECT_EQ(default_combine_config(2).num_sms, 24);
-  EXPECT_EQ(default_dispatch_config(4).num_sms, 32);
+  EXPECT_EQ(default_dispatch_config(4).num_sms, 24);
   EXPECT_EQ(default_combine_config(4).num_sms, 24);
   EXPECT_EQ(default_dispatch_config(8).num_sms, Config{}.num_sms);
 }
