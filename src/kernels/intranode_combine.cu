@@ -58,11 +58,13 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   __shared__ int32_t my_first_slot[kMaxCombineRanks];  // rank_prefix_matrix[me - 1][d]
   __shared__ int32_t send_base[kMaxCombineRanks];      // rows source s sent to ranks below me
   __shared__ bool skip, mismatch;
+  __shared__ uint32_t reduced;  // tokens this block has reduced (counted only when tracing)
 
   // ---- phase 0 ----
   if (threadIdx.x == 0) {
     skip = false;
     mismatch = false;
+    reduced = 0;
     int32_t base = 0;
     for (int32_t d = 0; d < R; ++d) {
       const int32_t above = me > 0 ? p.rank_prefix_matrix[(me - 1) * R + d] : 0;
@@ -136,8 +138,12 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       }
     }
     pending.flush(tag);
-    if (trace && lane == 0)
+    if (trace && lane == 0) {
       atomicMax(reinterpret_cast<unsigned long long*>(trace + 1), global_timer_ns());
+      // The count only grows, so the largest snapshot is the last sender warp's.
+      atomicMax(reinterpret_cast<unsigned long long*>(trace + 6),
+                static_cast<unsigned long long>(*static_cast<volatile uint32_t*>(&reduced)));
+    }
   } else {
     // ---- phase 2: reduce, concurrently with the sends ----
     const int rwarp = warp - send_warps;
@@ -276,6 +282,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
                          : warp_weights[rwarp][d][d == me ? lane * p.weights_stride_k : lane];
           p.combined_topk_weights[t * a.topk + lane] = w;
         }
+        if (trace && lane == 0) atomicAdd(&reduced, 1u);
         __syncwarp();
       }
     }
@@ -284,7 +291,10 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
     atomicMax(reinterpret_cast<unsigned long long*>(trace + 2), global_timer_ns());
   // ---- phase 3 ----
   const bool last = last_block_done(p.counters);
-  if (trace && threadIdx.x == 0) trace[3] = global_timer_ns();
+  if (trace && threadIdx.x == 0) {
+    trace[3] = global_timer_ns();
+    trace[7] = reduced;  // every warp passed the barrier in last_block_done
+  }
   if (last && threadIdx.x == 0) *p.epoch_counter = epoch;
   if (last && threadIdx.x < R) {
     // Release: our reads of the combine area are done; rank threadIdx.x may overwrite it.

@@ -47,11 +47,12 @@ struct CombineParams {
   WaitContext wait;
   // Null, or [gridDim.x][kCombineTraceSlots] (EPCOMM_TRACE=1, runtime/trace.h): per block, the
   // global-timer ns of the start, the last sender warp done, the last reducer warp done, the end,
-  // and the reducers' summed wait ns and number of waits. Zeroed by the launcher's caller.
+  // the reducers' summed wait ns and number of waits, the tokens the block had reduced when its
+  // last sender warp finished, and the tokens it reduced in all. Zeroed by the launcher's caller.
   uint64_t* trace;
 };
 
-constexpr int kCombineTraceSlots = 6;
+constexpr int kCombineTraceSlots = 8;
 
 cudaError_t launch_intranode_combine(const CombineParams& params, int num_sms, cudaStream_t stream);
 

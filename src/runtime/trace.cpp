@@ -95,18 +95,23 @@ void report_combine_trace(BufferTraceState& state, int32_t rank) {
   uint64_t start = 0;
   const std::vector<uint64_t> t = collect(state, &start);
   if (t.empty()) return;
-  uint64_t wait_ns = 0, waits = 0;
+  uint64_t wait_ns = 0, waits = 0, during_sends = 0, reduced = 0;
   for (int b = 0; b < state.blocks; ++b) {
     wait_ns += t[size_t(b) * state.slots + 4];
     waits += t[size_t(b) * state.slots + 5];
+    during_sends += t[size_t(b) * state.slots + 6];
+    reduced += t[size_t(b) * state.slots + 7];
   }
   std::fprintf(stderr,
                "[epcomm trace] combine rank %d, %d blocks, us after the first block's start "
                "(min/median/max over blocks): senders done %s, reducers done %s, end %s; "
-               "reducer waits %llu, %.1f us each on average\n",
+               "reducer waits %llu, %.1f us each on average; tokens reduced before the block's "
+               "sends ended %llu of %llu\n",
                rank, state.blocks, spread(state, t, start, 1).c_str(),
                spread(state, t, start, 2).c_str(), spread(state, t, start, 3).c_str(),
-               static_cast<unsigned long long>(waits), waits ? wait_ns / 1e3 / waits : 0.0);
+               static_cast<unsigned long long>(waits), waits ? wait_ns / 1e3 / waits : 0.0,
+               static_cast<unsigned long long>(during_sends),
+               static_cast<unsigned long long>(reduced));
 }
 
 void report_low_latency_trace(BufferTraceState& state, int32_t rank, const char* op) {
