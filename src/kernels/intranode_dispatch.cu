@@ -121,8 +121,14 @@ __device__ __forceinline__ bool receive_row(const DispatchParams& p, const uint8
   if (lane == 0 && ld_acquire_sys_u32(tags + i) != tag) {
     int32_t src = 0;  // the rank this row comes from, for the error message
     while (src < R - 1 && p.rank_prefix_matrix[src * R + me] <= i) ++src;
+    const uint64_t t0 = p.trace ? global_timer_ns() : 0;
     arrived = bounded_wait(p.wait, src, core::WaitStage::kDataArrival,
                            [&] { return ld_acquire_sys_u32(tags + i) == tag; });
+    if (p.trace) {
+      uint64_t* const trace = p.trace + blockIdx.x * kDispatchTraceSlots;
+      atomicAdd(reinterpret_cast<unsigned long long*>(trace + 4), global_timer_ns() - t0);
+      atomicAdd(reinterpret_cast<unsigned long long*>(trace + 5), 1ull);
+    }
   }
   if (!__shfl_sync(0xffffffffu, arrived, 0)) return false;
   __syncwarp();
@@ -184,11 +190,15 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
   const core::NormalArea& a = p.area;
   __shared__ bool skip, mismatch;
   __shared__ int64_t prefix_me[64];  // rank_prefix_matrix[s][me]: rows up to source s (R <= 64)
+  __shared__ uint32_t copied;        // rows this block copied out (counted only when tracing)
+  uint64_t* const trace = p.trace ? p.trace + blockIdx.x * kDispatchTraceSlots : nullptr;
+  if (trace && threadIdx.x == 0) trace[0] = global_timer_ns();
 
   // ---- phase 0 ----
   if (threadIdx.x == 0) {
     skip = false;
     mismatch = false;
+    copied = 0;
     for (int32_t d = 0; d < R; ++d) {
       const int64_t need = p.rank_prefix_matrix[(R - 1) * R + d];
       if (need > a.capacity) {
@@ -250,6 +260,12 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
       }
     }
     pending.flush(tag);
+    if (trace && lane == 0) {
+      atomicMax(reinterpret_cast<unsigned long long*>(trace + 1), global_timer_ns());
+      // The count only grows, so the largest snapshot is the last sender warp's.
+      atomicMax(reinterpret_cast<unsigned long long*>(trace + 6),
+                static_cast<unsigned long long>(*static_cast<volatile uint32_t*>(&copied)));
+    }
   } else {
     // ---- phase 2: receive, concurrently with the sends ----
     const int rwarp = warp - send_warps;
@@ -272,6 +288,7 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
         for (int64_t i = first; i < rows; i += receivers) {
           if (i >= self_begin && i < self_end) continue;  // written directly by our sender warps
           if (!receive_row(p, area, tags, i, tag, row_vec, lane)) break;
+          if (trace && lane == 0) atomicAdd(&copied, 1u);
         }
       } else {
         // Interleaved over the other sources, as the combine's senders (v9): the k-th row of
@@ -289,6 +306,7 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
           const int64_t i = (s > 0 ? prefix_me[s - 1] : 0) + n / others;
           if (s == me || i >= prefix_me[s] || i >= rows) continue;  // ours, or past s's rows
           if (!receive_row(p, area, tags, i, tag, row_vec, lane)) break;
+          if (trace && lane == 0) atomicAdd(&copied, 1u);
         }
       }
       // Padding rows of worst-case outputs: no expert, zero weight, no source.
@@ -304,9 +322,15 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
         if (lane == 0 && p.recv_src_idx) p.recv_src_idx[i] = -1;
       }
     }
+    if (trace && lane == 0)
+      atomicMax(reinterpret_cast<unsigned long long*>(trace + 2), global_timer_ns());
   }
   // ---- phase 3 ----
   const bool last = last_block_done(p.counters);
+  if (trace && threadIdx.x == 0) {
+    trace[3] = global_timer_ns();
+    trace[7] = copied;  // every warp passed the barrier in last_block_done
+  }
   if (last && threadIdx.x == 0) *p.epoch_counter = epoch;
   if (last && threadIdx.x < R) {
     // Release: our reads of the area are done; source threadIdx.x may overwrite it.

@@ -258,6 +258,7 @@ Error Buffer::Impl::release() {
     if (notify_host)
       keep(cuda_error(cudaFreeHost(notify_host), "cudaFreeHost of the notify counts"));
     if (epochs) keep(cuda_error(cudaFree(epochs), "cudaFree of epoch counters"));
+    runtime::free_trace(dispatch_trace);
     runtime::free_trace(combine_trace);
     runtime::free_trace(ll_dispatch_trace);
     runtime::free_trace(ll_combine_trace);
@@ -446,6 +447,7 @@ Error Buffer::synchronize(StreamHandle stream) {
     }
     std::this_thread::sleep_for(std::chrono::microseconds(waited < 0.01 ? 5 : 200));
   }
+  runtime::report_dispatch_trace(impl_->dispatch_trace, impl_->topo.rank);
   runtime::report_combine_trace(impl_->combine_trace, impl_->topo.rank);
   runtime::report_low_latency_trace(impl_->ll_dispatch_trace, impl_->topo.rank,
                                     "low_latency_dispatch");

@@ -57,8 +57,8 @@ struct Buffer::Impl {
   };
   PendingHook pending[kHookSlots];
   int64_t next_hook_id = 0;
-  uint64_t ll_shape_key = 0;       // (N_max, hidden, E) of the last LL call; 0 before the first
-  BufferTraceState combine_trace;  // EPCOMM_TRACE=1 only
+  uint64_t ll_shape_key = 0;  // (N_max, hidden, E) of the last LL call; 0 before the first
+  BufferTraceState dispatch_trace, combine_trace;        // EPCOMM_TRACE=1 only
   BufferTraceState ll_dispatch_trace, ll_combine_trace;  // EPCOMM_TRACE=1 only
   Error failure;  // set once the Buffer failed; every later op returns it
   bool destroyed = false;

@@ -213,6 +213,9 @@ Error Buffer::dispatch(const DispatchArgs& args, StreamHandle stream) {
   p.num_ranks = R;
   p.rank = impl_->topo.rank;
   p.wait = impl_->wait_context(core::OpId::kDispatch);
+  if (auto e = runtime::arm_dispatch_trace(impl_->dispatch_trace, args.config.num_sms, s, &p.trace);
+      !e.ok())
+    return e;
   return cuda_error(kernels::launch_intranode_dispatch(p, args.config.num_sms, s),
                     "dispatch kernel launch");
 }

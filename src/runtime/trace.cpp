@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/intranode_combine.h"
+#include "kernels/intranode_dispatch.h"
 #include "kernels/low_latency.h"
 #include "runtime/cuda_check.h"
 
@@ -80,7 +81,36 @@ std::string spread(const BufferTraceState& state, const std::vector<uint64_t>& t
   return buf;
 }
 
+// One line for a normal op's trace: slots 0-7 as in kernels/intranode_{dispatch,combine}.h,
+// the receiving warps called `receivers` and what they do per row `done`.
+void report_normal(BufferTraceState& state, int32_t rank, const char* op, const char* receivers,
+                   const char* done) {
+  uint64_t start = 0;
+  const std::vector<uint64_t> t = collect(state, &start);
+  if (t.empty()) return;
+  uint64_t wait_ns = 0, waits = 0, during_sends = 0, total = 0;
+  for (int b = 0; b < state.blocks; ++b) {
+    wait_ns += t[size_t(b) * state.slots + 4];
+    waits += t[size_t(b) * state.slots + 5];
+    during_sends += t[size_t(b) * state.slots + 6];
+    total += t[size_t(b) * state.slots + 7];
+  }
+  std::fprintf(stderr,
+               "[epcomm trace] %s rank %d, %d blocks, us after the first block's start "
+               "(min/median/max over blocks): senders done %s, %s done %s, end %s; %s waits "
+               "%llu, %.1f us each on average; %s before the block's sends ended %llu of %llu\n",
+               op, rank, state.blocks, spread(state, t, start, 1).c_str(), receivers,
+               spread(state, t, start, 2).c_str(), spread(state, t, start, 3).c_str(), receivers,
+               static_cast<unsigned long long>(waits), waits ? wait_ns / 1e3 / waits : 0.0, done,
+               static_cast<unsigned long long>(during_sends),
+               static_cast<unsigned long long>(total));
+}
+
 }  // namespace
+
+Error arm_dispatch_trace(BufferTraceState& state, int blocks, cudaStream_t stream, uint64_t** out) {
+  return arm(state, blocks, kernels::kDispatchTraceSlots, stream, out);
+}
 
 Error arm_combine_trace(BufferTraceState& state, int blocks, cudaStream_t stream, uint64_t** out) {
   return arm(state, blocks, kernels::kCombineTraceSlots, stream, out);
@@ -91,27 +121,12 @@ Error arm_low_latency_trace(BufferTraceState& state, int blocks, cudaStream_t st
   return arm(state, blocks, kernels::kLlTraceSlots, stream, out);
 }
 
+void report_dispatch_trace(BufferTraceState& state, int32_t rank) {
+  report_normal(state, rank, "dispatch", "receivers", "rows copied out");
+}
+
 void report_combine_trace(BufferTraceState& state, int32_t rank) {
-  uint64_t start = 0;
-  const std::vector<uint64_t> t = collect(state, &start);
-  if (t.empty()) return;
-  uint64_t wait_ns = 0, waits = 0, during_sends = 0, reduced = 0;
-  for (int b = 0; b < state.blocks; ++b) {
-    wait_ns += t[size_t(b) * state.slots + 4];
-    waits += t[size_t(b) * state.slots + 5];
-    during_sends += t[size_t(b) * state.slots + 6];
-    reduced += t[size_t(b) * state.slots + 7];
-  }
-  std::fprintf(stderr,
-               "[epcomm trace] combine rank %d, %d blocks, us after the first block's start "
-               "(min/median/max over blocks): senders done %s, reducers done %s, end %s; "
-               "reducer waits %llu, %.1f us each on average; tokens reduced before the block's "
-               "sends ended %llu of %llu\n",
-               rank, state.blocks, spread(state, t, start, 1).c_str(),
-               spread(state, t, start, 2).c_str(), spread(state, t, start, 3).c_str(),
-               static_cast<unsigned long long>(waits), waits ? wait_ns / 1e3 / waits : 0.0,
-               static_cast<unsigned long long>(during_sends),
-               static_cast<unsigned long long>(reduced));
+  report_normal(state, rank, "combine", "reducers", "tokens reduced");
 }
 
 void report_low_latency_trace(BufferTraceState& state, int32_t rank, const char* op) {
