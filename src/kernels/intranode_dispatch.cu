@@ -85,6 +85,9 @@ __device__ __forceinline__ void send_token(const DispatchParams& p, int64_t t, i
       continue;
     }
     remote = true;
+#ifdef EPCOMM_DIAGNOSTICS
+    if (p.diag & 1u) continue;
+#endif
     uint8_t* area = p.peer_bases[dst_rank[i]] + p.area_offset;
     const int64_t slot = dst_slot[i];
     store_scales(p, m, t, reinterpret_cast<float*>(area + a.scales_offset) + slot * a.num_scales,
@@ -131,6 +134,9 @@ __device__ __forceinline__ bool receive_row(const DispatchParams& p, const uint8
     }
   }
   if (!__shfl_sync(0xffffffffu, arrived, 0)) return false;
+#ifdef EPCOMM_DIAGNOSTICS
+  if (p.diag & 2u) return true;
+#endif
   __syncwarp();
   // The plain loads below must not move above the acquire (compiler barrier).
   asm volatile("" ::: "memory");
@@ -382,6 +388,10 @@ cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cuda
   static const bool force_slot = env_is("EPCOMM_DISPATCH_RECV_ORDER", "slot");
   static const bool force_interleaved = env_is("EPCOMM_DISPATCH_RECV_ORDER", "interleaved");
   q.recv_interleaved = force_interleaved || (!force_slot && p.num_ranks > 2);
+#ifdef EPCOMM_DIAGNOSTICS
+  static const int diag = env_override("EPCOMM_DIAG_DISPATCH");
+  q.diag = static_cast<uint32_t>(diag);
+#endif
   intranode_dispatch_kernel<<<num_sms, kDispatchThreads, 0, stream>>>(q);
   return cudaGetLastError();
 }

@@ -55,6 +55,10 @@ struct DispatchParams {
   // end, the receivers' summed wait ns and number of waits, the rows the block had copied out
   // when its last sender warp finished, and the rows it copied out in all. Zeroed by the caller.
   uint64_t* trace;
+  // Diagnostic builds only (EPCOMM_DIAGNOSTICS, EPCOMM_DIAG_DISPATCH): bit 0 skips the remote
+  // metadata stores (scales, top-k, weights, source index), bit 1 the receivers' copy-out. Zero
+  // otherwise; either bit makes the results wrong.
+  uint32_t diag;
 };
 
 constexpr int kDispatchTraceSlots = 8;
