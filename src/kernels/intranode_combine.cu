@@ -7,6 +7,7 @@
 #include "kernels/device/started_check.cuh"
 #include "kernels/intranode_combine.h"
 #include "kernels/launch_knobs.h"
+#include "kernels/normal_trace.h"
 
 #include <cuda_bf16.h>
 
@@ -51,8 +52,8 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   const uint32_t tag = static_cast<uint32_t>(epoch);
   uint8_t* const my_signals = p.peer_bases[me] + p.signal_offset;
   const core::NormalArea& a = p.area;
-  uint64_t* const trace = p.trace ? p.trace + blockIdx.x * kCombineTraceSlots : nullptr;
-  if (trace && threadIdx.x == 0) trace[0] = global_timer_ns();
+  const NormalTrace trace = NormalTrace::of(p.trace);
+  trace.start();
   __shared__ int32_t prefix_me[kMaxCombineRanks];      // rank_prefix_matrix[s][me]
   __shared__ int32_t my_base[kMaxCombineRanks];        // where rows from rank d start in my area
   __shared__ int32_t my_first_slot[kMaxCombineRanks];  // rank_prefix_matrix[me - 1][d]
@@ -138,12 +139,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       }
     }
     pending.flush(tag);
-    if (trace && lane == 0) {
-      atomicMax(reinterpret_cast<unsigned long long*>(trace + 1), global_timer_ns());
-      // The count only grows, so the largest snapshot is the last sender warp's.
-      atomicMax(reinterpret_cast<unsigned long long*>(trace + 6),
-                static_cast<unsigned long long>(*static_cast<volatile uint32_t*>(&reduced)));
-    }
+    trace.sends_done(reduced, lane);
   } else {
     // ---- phase 2: reduce, concurrently with the sends ----
     const int rwarp = warp - send_warps;
@@ -196,15 +192,12 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
           if (warp_tags[rwarp][d] == nullptr) continue;
           const uint32_t* row_tag = warp_tags[rwarp][d];
           if (ld_acquire_sys_u32(row_tag) == tag) continue;
-          const uint64_t t0 = trace ? global_timer_ns() : 0;
+          const uint64_t t0 = trace.wait_begin();
           // Acquire: rank d's row is visible once its tag shows this epoch.
           if (!bounded_wait(p.wait, d, core::WaitStage::kDataArrival,
                             [&] { return ld_acquire_sys_u32(row_tag) == tag; }))
             warp_failed[rwarp] = true;
-          if (trace) {
-            atomicAdd(reinterpret_cast<unsigned long long*>(trace + 4), global_timer_ns() - t0);
-            atomicAdd(reinterpret_cast<unsigned long long*>(trace + 5), 1ull);
-          }
+          trace.wait_end(t0);
         }
         __syncwarp();
         if (warp_failed[rwarp]) break;
@@ -282,19 +275,15 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
                          : warp_weights[rwarp][d][d == me ? lane * p.weights_stride_k : lane];
           p.combined_topk_weights[t * a.topk + lane] = w;
         }
-        if (trace && lane == 0) atomicAdd(&reduced, 1u);
+        trace.row_done(reduced, lane);
         __syncwarp();
       }
     }
   }
-  if (trace && warp >= send_warps && lane == 0)
-    atomicMax(reinterpret_cast<unsigned long long*>(trace + 2), global_timer_ns());
+  if (warp >= send_warps) trace.receivers_done(lane);
   // ---- phase 3 ----
   const bool last = last_block_done(p.counters);
-  if (trace && threadIdx.x == 0) {
-    trace[3] = global_timer_ns();
-    trace[7] = reduced;  // every warp passed the barrier in last_block_done
-  }
+  trace.end(reduced);  // every warp passed the barrier in last_block_done
   if (last && threadIdx.x == 0) *p.epoch_counter = epoch;
   if (last && threadIdx.x < R) {
     // Release: our reads of the combine area are done; rank threadIdx.x may overwrite it.

@@ -45,14 +45,8 @@ struct CombineParams {
   int32_t row_batch;   // rows a sender warp sends before releasing their tags (launcher)
   bool prefetch_next;  // reducers prefetch the next token's rows to L2 (launcher; v13)
   WaitContext wait;
-  // Null, or [gridDim.x][kCombineTraceSlots] (EPCOMM_TRACE=1, runtime/trace.h): per block, the
-  // global-timer ns of the start, the last sender warp done, the last reducer warp done, the end,
-  // the reducers' summed wait ns and number of waits, the tokens the block had reduced when its
-  // last sender warp finished, and the tokens it reduced in all. Zeroed by the launcher's caller.
-  uint64_t* trace;
+  uint64_t* trace;  // null, or [gridDim.x][kNormalTraceSlots] (kernels/normal_trace.h)
 };
-
-constexpr int kCombineTraceSlots = 8;
 
 cudaError_t launch_intranode_combine(const CombineParams& params, int num_sms, cudaStream_t stream);
 

@@ -7,6 +7,7 @@
 #include "kernels/device/started_check.cuh"
 #include "kernels/intranode_dispatch.h"
 #include "kernels/launch_knobs.h"
+#include "kernels/normal_trace.h"
 
 namespace epcomm::kernels {
 namespace {
@@ -124,14 +125,11 @@ __device__ __forceinline__ bool receive_row(const DispatchParams& p, const uint8
   if (lane == 0 && ld_acquire_sys_u32(tags + i) != tag) {
     int32_t src = 0;  // the rank this row comes from, for the error message
     while (src < R - 1 && p.rank_prefix_matrix[src * R + me] <= i) ++src;
-    const uint64_t t0 = p.trace ? global_timer_ns() : 0;
+    const NormalTrace trace = NormalTrace::of(p.trace);
+    const uint64_t t0 = trace.wait_begin();
     arrived = bounded_wait(p.wait, src, core::WaitStage::kDataArrival,
                            [&] { return ld_acquire_sys_u32(tags + i) == tag; });
-    if (p.trace) {
-      uint64_t* const trace = p.trace + blockIdx.x * kDispatchTraceSlots;
-      atomicAdd(reinterpret_cast<unsigned long long*>(trace + 4), global_timer_ns() - t0);
-      atomicAdd(reinterpret_cast<unsigned long long*>(trace + 5), 1ull);
-    }
+    trace.wait_end(t0);
   }
   if (!__shfl_sync(0xffffffffu, arrived, 0)) return false;
 #ifdef EPCOMM_DIAGNOSTICS
@@ -197,8 +195,8 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
   __shared__ bool skip, mismatch;
   __shared__ int64_t prefix_me[64];  // rank_prefix_matrix[s][me]: rows up to source s (R <= 64)
   __shared__ uint32_t copied;        // rows this block copied out (counted only when tracing)
-  uint64_t* const trace = p.trace ? p.trace + blockIdx.x * kDispatchTraceSlots : nullptr;
-  if (trace && threadIdx.x == 0) trace[0] = global_timer_ns();
+  const NormalTrace trace = NormalTrace::of(p.trace);
+  trace.start();
 
   // ---- phase 0 ----
   if (threadIdx.x == 0) {
@@ -266,12 +264,7 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
       }
     }
     pending.flush(tag);
-    if (trace && lane == 0) {
-      atomicMax(reinterpret_cast<unsigned long long*>(trace + 1), global_timer_ns());
-      // The count only grows, so the largest snapshot is the last sender warp's.
-      atomicMax(reinterpret_cast<unsigned long long*>(trace + 6),
-                static_cast<unsigned long long>(*static_cast<volatile uint32_t*>(&copied)));
-    }
+    trace.sends_done(copied, lane);
   } else {
     // ---- phase 2: receive, concurrently with the sends ----
     const int rwarp = warp - send_warps;
@@ -294,7 +287,7 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
         for (int64_t i = first; i < rows; i += receivers) {
           if (i >= self_begin && i < self_end) continue;  // written directly by our sender warps
           if (!receive_row(p, area, tags, i, tag, row_vec, lane)) break;
-          if (trace && lane == 0) atomicAdd(&copied, 1u);
+          trace.row_done(copied, lane);
         }
       } else {
         // Interleaved over the other sources, as the combine's senders (v9): the k-th row of
@@ -312,7 +305,7 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
           const int64_t i = (s > 0 ? prefix_me[s - 1] : 0) + n / others;
           if (s == me || i >= prefix_me[s] || i >= rows) continue;  // ours, or past s's rows
           if (!receive_row(p, area, tags, i, tag, row_vec, lane)) break;
-          if (trace && lane == 0) atomicAdd(&copied, 1u);
+          trace.row_done(copied, lane);
         }
       }
       // Padding rows of worst-case outputs: no expert, zero weight, no source.
@@ -328,15 +321,11 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
         if (lane == 0 && p.recv_src_idx) p.recv_src_idx[i] = -1;
       }
     }
-    if (trace && lane == 0)
-      atomicMax(reinterpret_cast<unsigned long long*>(trace + 2), global_timer_ns());
+    trace.receivers_done(lane);
   }
   // ---- phase 3 ----
   const bool last = last_block_done(p.counters);
-  if (trace && threadIdx.x == 0) {
-    trace[3] = global_timer_ns();
-    trace[7] = copied;  // every warp passed the barrier in last_block_done
-  }
+  trace.end(copied);  // every warp passed the barrier in last_block_done
   if (last && threadIdx.x == 0) *p.epoch_counter = epoch;
   if (last && threadIdx.x < R) {
     // Release: our reads of the area are done; source threadIdx.x may overwrite it.

@@ -50,18 +50,12 @@ struct DispatchParams {
   int32_t token_batch;    // tokens a sender warp sends before releasing their tags (launcher)
   bool recv_interleaved;  // receivers take the sources' rows interleaved (launcher; v11)
   WaitContext wait;
-  // Null, or [gridDim.x][kDispatchTraceSlots] (EPCOMM_TRACE=1, runtime/trace.h): per block, the
-  // global-timer ns of the start, the last sender warp done, the last receiver warp done, the
-  // end, the receivers' summed wait ns and number of waits, the rows the block had copied out
-  // when its last sender warp finished, and the rows it copied out in all. Zeroed by the caller.
-  uint64_t* trace;
+  uint64_t* trace;  // null, or [gridDim.x][kNormalTraceSlots] (kernels/normal_trace.h)
   // Diagnostic builds only (EPCOMM_DIAGNOSTICS, EPCOMM_DIAG_DISPATCH): bit 0 skips the remote
   // metadata stores (scales, top-k, weights, source index), bit 1 the receivers' copy-out. Zero
   // otherwise; either bit makes the results wrong.
   uint32_t diag;
 };
-
-constexpr int kDispatchTraceSlots = 8;
 
 // grid = num_sms blocks (each must be co-resident: num_sms <= multiprocessor count).
 cudaError_t launch_intranode_dispatch(const DispatchParams& params, int num_sms,

@@ -7,9 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "kernels/intranode_combine.h"
-#include "kernels/intranode_dispatch.h"
 #include "kernels/low_latency.h"
+#include "kernels/normal_trace.h"
 #include "runtime/cuda_check.h"
 
 namespace epcomm::runtime {
@@ -81,7 +80,7 @@ std::string spread(const BufferTraceState& state, const std::vector<uint64_t>& t
   return buf;
 }
 
-// One line for a normal op's trace: slots 0-7 as in kernels/intranode_{dispatch,combine}.h,
+// One line for a normal op's trace: slots 0-7 as in kernels/normal_trace.h,
 // the receiving warps called `receivers` and what they do per row `done`.
 void report_normal(BufferTraceState& state, int32_t rank, const char* op, const char* receivers,
                    const char* done) {
@@ -109,11 +108,11 @@ void report_normal(BufferTraceState& state, int32_t rank, const char* op, const 
 }  // namespace
 
 Error arm_dispatch_trace(BufferTraceState& state, int blocks, cudaStream_t stream, uint64_t** out) {
-  return arm(state, blocks, kernels::kDispatchTraceSlots, stream, out);
+  return arm(state, blocks, kernels::kNormalTraceSlots, stream, out);
 }
 
 Error arm_combine_trace(BufferTraceState& state, int blocks, cudaStream_t stream, uint64_t** out) {
-  return arm(state, blocks, kernels::kCombineTraceSlots, stream, out);
+  return arm(state, blocks, kernels::kNormalTraceSlots, stream, out);
 }
 
 Error arm_low_latency_trace(BufferTraceState& state, int blocks, cudaStream_t stream,
