@@ -9,6 +9,7 @@
 #include "kernels/device/grid_sync.cuh"
 #include "kernels/device/indices.cuh"
 #include "kernels/device/report.cuh"
+#include "kernels/device/started_check.cuh"
 #include "kernels/low_latency.h"
 
 namespace epcomm::kernels {
@@ -115,22 +116,11 @@ __device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p
   __shared__ bool failed;
   if (threadIdx.x == 0) failed = false;
   __syncthreads();
-  for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
-    const auto* started = signal_at<const uint64_t>(c, me, epoch, d, core::kLlStarted);
-    // Acquire: rank d's signature for this call is visible after this.
-    if (!bounded_wait(c.wait, d, core::WaitStage::kDataArrival,
-                      [&] { return ld_acquire_sys(started) >= epoch; })) {
+  for (int32_t d = threadIdx.x; d < R; d += blockDim.x)
+    if (!source_started(c.wait, signal_at<const uint64_t>(c, me, epoch, d, core::kLlStarted),
+                        signal_at<const volatile uint64_t>(c, me, epoch, d, core::kLlSignature),
+                        c.signature, epoch, d))
       failed = true;
-      continue;
-    }
-    const uint64_t theirs =
-        *signal_at<const volatile uint64_t>(c, me, epoch, d, core::kLlSignature);
-    if (theirs != c.signature) {
-      record_input_error(c.wait, core::WaitStage::kArgumentMismatch, d,
-                         static_cast<int64_t>(theirs), static_cast<int64_t>(c.signature));
-      failed = true;
-    }
-  }
   __syncthreads();
   if (failed) return;
   trace_mark(c, 4);

@@ -6,6 +6,7 @@
 #include "kernels/device/grid_sync.cuh"
 #include "kernels/device/indices.cuh"
 #include "kernels/device/report.cuh"
+#include "kernels/device/started_check.cuh"
 #include "kernels/low_latency.h"
 
 namespace epcomm::kernels {
@@ -221,23 +222,16 @@ __device__ __forceinline__ void ll_dispatch_recv(const LowLatencyDispatchParams&
   if (threadIdx.x == 0) failed = false;
   __syncthreads();
   for (int32_t s = threadIdx.x; s < R; s += blockDim.x) {
-    const auto* started = signal_at<const uint64_t>(c, me, epoch, s, core::kLlStarted);
     const uint64_t t0 = global_timer_ns();
-    // Acquire: source s's counts, token count and signature are visible after this.
-    if (!bounded_wait(c.wait, s, core::WaitStage::kDataArrival,
-                      [&] { return ld_acquire_sys(started) >= epoch; })) {
+    // Source s's counts and token count were published before "started", as its signature.
+    if (!source_started(c.wait, signal_at<const uint64_t>(c, me, epoch, s, core::kLlStarted),
+                        signal_at<const volatile uint64_t>(c, me, epoch, s, core::kLlSignature),
+                        c.signature, epoch, s)) {
       failed = true;
       continue;
     }
     if (blockIdx.x == 0 && p.wait_stats)
       atomicAdd(reinterpret_cast<unsigned long long*>(p.wait_stats + s), global_timer_ns() - t0);
-    const uint64_t theirs =
-        *signal_at<const volatile uint64_t>(c, me, epoch, s, core::kLlSignature);
-    if (theirs != c.signature) {
-      record_input_error(c.wait, core::WaitStage::kArgumentMismatch, s,
-                         static_cast<int64_t>(theirs), static_cast<int64_t>(c.signature));
-      failed = true;
-    }
     tokens[s] = *signal_at<const volatile int64_t>(c, me, epoch, s, core::kLlTokens);
   }
   __syncthreads();

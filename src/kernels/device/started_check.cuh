@@ -1,8 +1,8 @@
-// The start of a normal-kernel call, shared by dispatch and combine. Sending side: wait until a
-// rank consumed what we wrote into its area in the previous call, then publish this call's
-// signature and "started" epoch. Receiving side: every rank's "started" flag for this epoch and
-// the signature next to it, so that a rank called with other shapes is reported before anyone
-// waits on row tags.
+// The start of a call. Normal kernels (dispatch and combine), sending side: wait until a rank
+// consumed what we wrote into its area in the previous call, then publish this call's signature
+// and "started" epoch. Receiving side (normal and low-latency kernels): every rank's "started"
+// flag for this epoch and the signature next to it, so that a rank called with other shapes is
+// reported before anyone waits on row tags.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +38,23 @@ __device__ __forceinline__ void publish_start(const Params& p, int32_t signature
   st_release_sys(reinterpret_cast<uint64_t*>(peer_signals + sig.flag(started_flag, p.rank)), epoch);
 }
 
+// One thread per source s: waits until `started` shows `epoch` (s published its signature for
+// this call), then compares that signature with `expected`. False after a failed wait or a
+// mismatch, both recorded in `wait`.
+__device__ __forceinline__ bool source_started(const WaitContext& wait, const uint64_t* started,
+                                               const volatile uint64_t* signature,
+                                               uint64_t expected, uint64_t epoch, int32_t s) {
+  // Acquire: what source s published before "started" (its signature) is visible after this.
+  if (!bounded_wait(wait, s, core::WaitStage::kDataArrival,
+                    [&] { return ld_acquire_sys(started) >= epoch; }))
+    return false;
+  const uint64_t theirs = *signature;
+  if (theirs == expected) return true;
+  record_input_error(wait, core::WaitStage::kArgumentMismatch, s, static_cast<int64_t>(theirs),
+                     static_cast<int64_t>(expected));
+  return false;
+}
+
 // Called by the lanes of one warp. Params: DispatchParams or CombineParams (wait, signature,
 // num_ranks). True in a lane when one of its ranks published another signature or its wait
 // failed (both recorded).
@@ -49,19 +66,9 @@ __device__ __forceinline__ bool start_mismatch(const Params& p, const uint8_t* m
   bool mismatch = false;
   for (int32_t s = lane; s < p.num_ranks; s += 32) {
     const auto* started = reinterpret_cast<const uint64_t*>(my_signals + sig.flag(started_flag, s));
-    // Acquire: rank s's signature for this epoch is visible after this.
-    if (!bounded_wait(p.wait, s, core::WaitStage::kDataArrival,
-                      [&] { return ld_acquire_sys(started) >= epoch; })) {
-      mismatch = true;
-      continue;
-    }
-    const uint64_t theirs =
-        *reinterpret_cast<const volatile uint64_t*>(my_signals + sig.flag(signature_flag, s));
-    if (theirs != p.signature) {
-      record_input_error(p.wait, core::WaitStage::kArgumentMismatch, s,
-                         static_cast<int64_t>(theirs), static_cast<int64_t>(p.signature));
-      mismatch = true;
-    }
+    const auto* signature =
+        reinterpret_cast<const volatile uint64_t*>(my_signals + sig.flag(signature_flag, s));
+    if (!source_started(p.wait, started, signature, p.signature, epoch, s)) mismatch = true;
   }
   return mismatch;
 }
