@@ -159,6 +159,10 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       __shared__ const uint32_t* warp_tags[kWarps][kMaxCombineRanks];
       __shared__ bool warp_failed[kWarps];
       const int64_t reducers = int64_t{gridDim.x} * reduce_warps;
+      // Our combine area's row for the token whose receive slot on rank d (not us) is `slot`.
+      const auto area_row = [&](int32_t d, int32_t slot) {
+        return int64_t{my_base[d]} + (slot - my_first_slot[d]);
+      };
       // Lane d's slot (d < 32) of the warp's next token loads while this one is reduced.
       int32_t next_slot = token_slot(p, int64_t{rwarp} * gridDim.x + blockIdx.x, lane);
       for (int64_t t = int64_t{rwarp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += reducers) {
@@ -173,7 +177,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
             row = reinterpret_cast<const int4*>(p.x + slot * p.x_stride);
             if (a.topk > 0) w = p.topk_weights + slot * p.weights_stride;
           } else if (slot >= 0) {
-            const int64_t r = my_base[d] + (slot - my_first_slot[d]);
+            const int64_t r = area_row(d, slot);
             row_tag = tags + r;
             row = reinterpret_cast<const int4*>(area + a.x_offset + r * a.row_bytes);
             if (a.topk > 0)
@@ -208,10 +212,8 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
           for (int32_t d = 0; d < R && d < 32; ++d) {
             const int32_t slot = __shfl_sync(0xffffffffu, next_slot, d);
             if (slot < 0) continue;
-            const uint8_t* row =
-                d == me
-                    ? reinterpret_cast<const uint8_t*>(p.x + slot * p.x_stride)
-                    : area + a.x_offset + (my_base[d] + (slot - my_first_slot[d])) * a.row_bytes;
+            const uint8_t* row = d == me ? reinterpret_cast<const uint8_t*>(p.x + slot * p.x_stride)
+                                         : area + a.x_offset + area_row(d, slot) * a.row_bytes;
             for (int64_t off = int64_t{lane} * 128; off < a.row_bytes; off += 32 * 128)
               prefetch_l2(row + off);
           }
