@@ -5,6 +5,7 @@
 #include "kernels/device/pending_tags.cuh"
 #include "kernels/device/report.cuh"
 #include "kernels/device/started_check.cuh"
+#include "kernels/device/work_queue.cuh"
 #include "kernels/intranode_combine.h"
 #include "kernels/launch_knobs.h"
 #include "kernels/normal_trace.h"
@@ -39,7 +40,7 @@ __device__ __forceinline__ void add_bf16x8(float* acc, const int4& v) {
 // (3) last block: advance the epoch, tell every rank its rows were consumed.
 // The reduce is latency-bound (docs/perf.md, v9): each lane loads kChunks 16-byte chunks of
 // kRankBatch ranks, all in flight together, before adding any (as many as fit in registers).
-template <int kRankBatch, int kChunks, int kSendUnroll>
+template <int kRankBatch, int kChunks>
 __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(CombineParams p) {
   // Warps [0, send_warps) send, the rest reduce (the split is chosen per world size).
   const int send_warps = p.send_warps;
@@ -59,13 +60,17 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   __shared__ int32_t my_first_slot[kMaxCombineRanks];  // rank_prefix_matrix[me - 1][d]
   __shared__ int32_t send_base[kMaxCombineRanks];      // rows source s sent to ranks below me
   __shared__ bool skip, mismatch;
-  __shared__ uint32_t reduced;  // tokens this block has reduced (counted only when tracing)
+  __shared__ uint32_t reduced;      // tokens this block has reduced (counted only when tracing)
+  __shared__ uint32_t reduce_next;  // the block's next token to reduce, when taken (join_reduce)
+  __shared__ volatile bool reduce_open;  // the reducers checked every signature: senders may join
 
   // ---- phase 0 ----
   if (threadIdx.x == 0) {
     skip = false;
     mismatch = false;
     reduced = 0;
+    reduce_next = 0;
+    reduce_open = false;
     int32_t base = 0;
     for (int32_t d = 0; d < R; ++d) {
       const int32_t above = me > 0 ? p.rank_prefix_matrix[(me - 1) * R + d] : 0;
@@ -102,6 +107,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   publish_start(p, core::kCombineSignature, core::kCombineStarted, epoch);
   const int64_t row_vec = a.row_bytes / 16;
 
+  bool reduce_too;  // this warp reduces (phase 2)
   if (warp < send_warps) {
     // ---- phase 1: send row i back to its source s, at s's base for me + (i - first row of s) ----
     // Interleaved order over the R - 1 other sources, starting after our own rank: the k-th row
@@ -113,180 +119,215 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       const int64_t count = prefix_me[s] - (s > 0 ? prefix_me[s - 1] : 0);
       most = count > most ? count : most;
     }
-    // A warp sends p.row_batch rows, then releases their tags together (docs/perf.md, v10).
-    const int64_t senders = int64_t{gridDim.x} * send_warps;
     PendingTags pending;
-    int batched = 0;
-    for (int64_t n = int64_t{warp} * gridDim.x + blockIdx.x; n < most * others; n += senders) {
+    // Interleaved position n; false where it holds no row (a source with fewer rows, or ours).
+    const auto send = [&](int64_t n) {
       const auto s = static_cast<int32_t>((me + 1 + n % others) % R);
       const int64_t first = s > 0 ? prefix_me[s - 1] : 0;
       const int64_t i = first + n / others;  // our receive row
-      if (i >= prefix_me[s]) continue;       // source s sent us fewer rows
-      if (s == me) continue;                 // our own rows: the reducers read them from x directly
+      if (i >= prefix_me[s]) return false;   // source s sent us fewer rows
+      if (s == me) return false;             // our own rows: the reducers read them from x directly
       const int64_t row = send_base[s] + (i - first);
       uint8_t* area = p.peer_bases[s] + p.area_offset;
       auto* dst = reinterpret_cast<int4*>(area + a.x_offset + row * a.row_bytes);
       const auto* src = reinterpret_cast<const int4*>(p.x + i * p.x_stride);
-      warp_copy<false, kSendUnroll>(dst, src, row_vec, lane);
+      warp_copy<false>(dst, src, row_vec, lane);
       if (lane < a.topk)
         reinterpret_cast<float*>(area + a.topk_weights_offset)[row * a.topk + lane] =
             p.topk_weights[i * p.weights_stride + lane * p.weights_stride_k];
       // The tag goes out with the warp's next flush (no per-row fence: docs/perf.md, v8).
       pending.add(reinterpret_cast<uint32_t*>(area + a.tag_offset) + row, tag, lane);
-      if (++batched == p.row_batch) {
+      return true;
+    };
+    const int64_t positions = most * others;
+    if (p.dynamic_senders) {
+      // Chunks of p.row_batch positions from the grid's counter (v16), tags released per chunk.
+      const int64_t batch = p.row_batch;
+      int64_t begin = take_chunk(p.counters + 1, lane) * batch;
+      while (begin < positions) {
+        // Taken now, so the atomic's latency hides under this chunk's rows.
+        const int64_t after = take_chunk(p.counters + 1, lane) * batch;
+        const int64_t end = begin + batch < positions ? begin + batch : positions;
+        for (int64_t n = begin; n < end; ++n) send(n);
         pending.flush(tag);
-        batched = 0;
+        begin = after;
+      }
+    } else {
+      // Every senders-th position; p.row_batch rows, then their tags together (v10).
+      const int64_t senders = int64_t{gridDim.x} * send_warps;
+      int batched = 0;
+      for (int64_t n = int64_t{warp} * gridDim.x + blockIdx.x; n < positions; n += senders) {
+        if (send(n) && ++batched == p.row_batch) {
+          pending.flush(tag);
+          batched = 0;
+        }
       }
     }
     pending.flush(tag);
     trace.sends_done(reduced, lane);
+    // Then reduce with the reducers when they take tokens from the block's counter (v16).
+    reduce_too = p.join_reduce && reduce_open;
   } else {
-    // ---- phase 2: reduce, concurrently with the sends ----
     const int rwarp = warp - send_warps;
     if (rwarp == 0 &&
         start_mismatch(p, my_signals, core::kCombineStarted, core::kCombineSignature, epoch, lane))
       mismatch = true;
     // Reducer warps only (named barrier 1): the sender warps never wait for this.
     asm volatile("bar.sync 1, %0;" ::"r"(reduce_warps * 32));
-    if (!mismatch) {
-      const uint8_t* area = p.peer_bases[me] + p.area_offset;
-      const auto* tags = reinterpret_cast<const uint32_t*>(area + a.tag_offset);
-      const int32_t chunks = p.hidden / 8;  // 16-byte chunks of a bf16 row
-      // Row (and weights) of the warp's token from each rank, or null: rows from other ranks are
-      // in our combine area, our own rows are still in x (row = our receive slot of the token).
-      __shared__ const int4* warp_rows[kWarps][kMaxCombineRanks];
-      __shared__ const float* warp_weights[kWarps][kMaxCombineRanks];
-      __shared__ const uint32_t* warp_tags[kWarps][kMaxCombineRanks];
-      __shared__ bool warp_failed[kWarps];
-      const int64_t reducers = int64_t{gridDim.x} * reduce_warps;
-      // Our combine area's row for the token whose receive slot on rank d (not us) is `slot`.
-      const auto area_row = [&](int32_t d, int32_t slot) {
-        return int64_t{my_base[d]} + (slot - my_first_slot[d]);
-      };
-      // Lane d's slot (d < 32) of the warp's next token loads while this one is reduced.
-      int32_t next_slot = token_slot(p, int64_t{rwarp} * gridDim.x + blockIdx.x, lane);
-      for (int64_t t = int64_t{rwarp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += reducers) {
-        const int32_t first_slot = next_slot;
-        next_slot = token_slot(p, t + reducers, lane);
-        for (int32_t d = lane; d < R; d += 32) {
-          const int32_t slot = d < 32 ? first_slot : token_slot(p, t, d);
-          const int4* row = nullptr;
-          const float* w = nullptr;
-          const uint32_t* row_tag = nullptr;
-          if (slot >= 0 && d == me) {
-            row = reinterpret_cast<const int4*>(p.x + slot * p.x_stride);
-            if (a.topk > 0) w = p.topk_weights + slot * p.weights_stride;
-          } else if (slot >= 0) {
-            const int64_t r = area_row(d, slot);
-            row_tag = tags + r;
-            row = reinterpret_cast<const int4*>(area + a.x_offset + r * a.row_bytes);
-            if (a.topk > 0)
-              w = reinterpret_cast<const float*>(area + a.topk_weights_offset) + r * a.topk;
-          }
-          warp_rows[rwarp][d] = row;
-          warp_weights[rwarp][d] = w;
-          warp_tags[rwarp][d] = row_tag;
+    if (rwarp == 0 && lane == 0 && !mismatch) reduce_open = true;
+    reduce_too = !mismatch;
+  }
+  if (reduce_too) {
+    // ---- phase 2: reduce, concurrently with the sends ----
+    const uint8_t* area = p.peer_bases[me] + p.area_offset;
+    const auto* tags = reinterpret_cast<const uint32_t*>(area + a.tag_offset);
+    const int32_t chunks = p.hidden / 8;  // 16-byte chunks of a bf16 row
+    // Row (and weights) of the warp's token from each rank, or null: rows from other ranks are
+    // in our combine area, our own rows are still in x (row = our receive slot of the token).
+    __shared__ const int4* warp_rows[kWarps][kMaxCombineRanks];
+    __shared__ const float* warp_weights[kWarps][kMaxCombineRanks];
+    __shared__ const uint32_t* warp_tags[kWarps][kMaxCombineRanks];
+    __shared__ bool warp_failed[kWarps];
+    // Our combine area's row for the token whose receive slot on rank d (not us) is `slot`.
+    const auto area_row = [&](int32_t d, int32_t slot) {
+      return int64_t{my_base[d]} + (slot - my_first_slot[d]);
+    };
+    // The block's tokens are blockIdx.x + k * gridDim.x. With join_reduce the warps take k in
+    // order from the block's counter; otherwise reducer warp r takes every reduce_warps-th k.
+    const int64_t reducers = int64_t{gridDim.x} * reduce_warps;
+    const auto next_token = [&](int64_t t) {
+      return p.join_reduce ? blockIdx.x + int64_t{gridDim.x} * take_chunk(&reduce_next, lane)
+                           : t + reducers;
+    };
+    int64_t t = p.join_reduce ? next_token(0) : int64_t{warp - send_warps} * gridDim.x + blockIdx.x;
+    // Lane d's slot (d < 32) of the warp's next token loads while this one is reduced.
+    int32_t next_slot = token_slot(p, t, lane);
+    for (; t < p.num_tokens;) {
+      const int64_t t_next = next_token(t);
+      const int32_t first_slot = next_slot;
+      next_slot = token_slot(p, t_next, lane);
+      for (int32_t d = lane; d < R; d += 32) {
+        const int32_t slot = d < 32 ? first_slot : token_slot(p, t, d);
+        const int4* row = nullptr;
+        const float* w = nullptr;
+        const uint32_t* row_tag = nullptr;
+        if (slot >= 0 && d == me) {
+          row = reinterpret_cast<const int4*>(p.x + slot * p.x_stride);
+          if (a.topk > 0) w = p.topk_weights + slot * p.weights_stride;
+        } else if (slot >= 0) {
+          const int64_t r = area_row(d, slot);
+          row_tag = tags + r;
+          row = reinterpret_cast<const int4*>(area + a.x_offset + r * a.row_bytes);
+          if (a.topk > 0)
+            w = reinterpret_cast<const float*>(area + a.topk_weights_offset) + r * a.topk;
         }
-        __syncwarp();
-        // Lane d waits for rank d's row. (One lane waiting for every rank in turn measured 1.7x
-        // slower on 2 x H200: docs/perf.md, v8.)
-        if (lane == 0) warp_failed[rwarp] = false;
-        __syncwarp();
-        for (int32_t d = lane; d < R; d += 32) {
-          if (warp_tags[rwarp][d] == nullptr) continue;
-          const uint32_t* row_tag = warp_tags[rwarp][d];
-          if (ld_acquire_sys_u32(row_tag) == tag) continue;
-          const uint64_t t0 = trace.wait_begin();
-          // Acquire: rank d's row is visible once its tag shows this epoch.
-          if (!bounded_wait(p.wait, d, core::WaitStage::kDataArrival,
-                            [&] { return ld_acquire_sys_u32(row_tag) == tag; }))
-            warp_failed[rwarp] = true;
-          trace.wait_end(t0);
-        }
-        __syncwarp();
-        if (warp_failed[rwarp]) break;
-        if (p.prefetch_next) {
-          // The next token's rows on their way to L2 while this one is reduced (v13): rows that
-          // arrived long before their reduce have left L2, our own rows in x never were in it.
-          // Only a hint: the rows are read after their tags' acquire, as for this token.
-          for (int32_t d = 0; d < R && d < 32; ++d) {
-            const int32_t slot = __shfl_sync(0xffffffffu, next_slot, d);
-            if (slot < 0) continue;
-            const uint8_t* row = d == me ? reinterpret_cast<const uint8_t*>(p.x + slot * p.x_stride)
-                                         : area + a.x_offset + area_row(d, slot) * a.row_bytes;
-            for (int64_t off = int64_t{lane} * 128; off < a.row_bytes; off += 32 * 128)
-              prefetch_l2(row + off);
-          }
-        }
-        // The first two ranks' top-k weights load before the reduce, so their latency hides
-        // under it (summed after it, in the same order as the rest).
-        const bool sum_weights = p.combined_topk_weights != nullptr && lane < a.topk;
-        float early_w[2] = {0.0f, 0.0f};
-#pragma unroll
-        for (int32_t d = 0; d < 2; ++d)
-          if (sum_weights && d < R && warp_weights[rwarp][d] != nullptr)
-            early_w[d] = warp_weights[rwarp][d][d == me ? lane * p.weights_stride_k : lane];
-        // kChunks chunks of kRankBatch ranks per lane at once: their loads are in flight
-        // together, then they are added in ascending rank order (bitwise reproducible).
-        for (int32_t c0 = lane; c0 < chunks; c0 += 32 * kChunks) {
-          float acc[kChunks][8];
-#pragma unroll
-          for (int u = 0; u < kChunks; ++u)
-#pragma unroll
-            for (int i = 0; i < 8; ++i) acc[u][i] = 0.0f;
-          for (int32_t d0 = 0; d0 < R; d0 += kRankBatch) {
-            int4 v[kRankBatch][kChunks];
-#pragma unroll
-            for (int b = 0; b < kRankBatch; ++b) {
-              const int4* row = d0 + b < R ? warp_rows[rwarp][d0 + b] : nullptr;
-#pragma unroll
-              for (int u = 0; u < kChunks; ++u)
-                if (row != nullptr && c0 + 32 * u < chunks) v[b][u] = ld_na_v4(row + c0 + 32 * u);
-            }
-#pragma unroll
-            for (int b = 0; b < kRankBatch; ++b) {
-              const int4* row = d0 + b < R ? warp_rows[rwarp][d0 + b] : nullptr;
-#pragma unroll
-              for (int u = 0; u < kChunks; ++u)
-                if (row != nullptr && c0 + 32 * u < chunks) add_bf16x8(acc[u], v[b][u]);
-            }
-          }
-#pragma unroll
-          for (int u = 0; u < kChunks; ++u) {
-            const int32_t c = c0 + 32 * u;
-            if (c >= chunks) continue;
-            if (p.bias0)
-              add_bf16x8(acc[u],
-                         ld_nc_v4(reinterpret_cast<const int4*>(p.bias0 + t * p.bias0_stride) + c));
-            if (p.bias1)
-              add_bf16x8(acc[u],
-                         ld_nc_v4(reinterpret_cast<const int4*>(p.bias1 + t * p.bias1_stride) + c));
-            int4 out;
-            auto* h = reinterpret_cast<__nv_bfloat162*>(&out);
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-              h[i] = __floats2bfloat162_rn(acc[u][2 * i], acc[u][2 * i + 1]);
-            reinterpret_cast<int4*>(p.combined_x + t * p.combined_stride)[c] = out;
-          }
-        }
-        if (sum_weights) {
-          float w = 0.0f;
-          for (int32_t d = 0; d < R; ++d)
-            if (warp_weights[rwarp][d] != nullptr)
-              w += d < 2 ? early_w[d]
-                         : warp_weights[rwarp][d][d == me ? lane * p.weights_stride_k : lane];
-          p.combined_topk_weights[t * a.topk + lane] = w;
-        }
-        trace.row_done(reduced, lane);
-        __syncwarp();
+        warp_rows[warp][d] = row;
+        warp_weights[warp][d] = w;
+        warp_tags[warp][d] = row_tag;
       }
+      __syncwarp();
+      // Lane d waits for rank d's row. (One lane waiting for every rank in turn measured 1.7x
+      // slower on 2 x H200: docs/perf.md, v8.)
+      if (lane == 0) warp_failed[warp] = false;
+      __syncwarp();
+      for (int32_t d = lane; d < R; d += 32) {
+        if (warp_tags[warp][d] == nullptr) continue;
+        const uint32_t* row_tag = warp_tags[warp][d];
+        if (ld_acquire_sys_u32(row_tag) == tag) continue;
+        const uint64_t t0 = trace.wait_begin();
+        // Acquire: rank d's row is visible once its tag shows this epoch.
+        if (!bounded_wait(p.wait, d, core::WaitStage::kDataArrival,
+                          [&] { return ld_acquire_sys_u32(row_tag) == tag; }))
+          warp_failed[warp] = true;
+        trace.wait_end(t0);
+      }
+      __syncwarp();
+      if (warp_failed[warp]) break;
+      if (p.prefetch_next) {
+        // The next token's rows on their way to L2 while this one is reduced (v13): rows that
+        // arrived long before their reduce have left L2, our own rows in x never were in it.
+        // Only a hint: the rows are read after their tags' acquire, as for this token.
+        for (int32_t d = 0; d < R && d < 32; ++d) {
+          const int32_t slot = __shfl_sync(0xffffffffu, next_slot, d);
+          if (slot < 0) continue;
+          const uint8_t* row = d == me ? reinterpret_cast<const uint8_t*>(p.x + slot * p.x_stride)
+                                       : area + a.x_offset + area_row(d, slot) * a.row_bytes;
+          for (int64_t off = int64_t{lane} * 128; off < a.row_bytes; off += 32 * 128)
+            prefetch_l2(row + off);
+        }
+      }
+      // The first two ranks' top-k weights load before the reduce, so their latency hides
+      // under it (summed after it, in the same order as the rest).
+      const bool sum_weights = p.combined_topk_weights != nullptr && lane < a.topk;
+      float early_w[2] = {0.0f, 0.0f};
+#pragma unroll
+      for (int32_t d = 0; d < 2; ++d)
+        if (sum_weights && d < R && warp_weights[warp][d] != nullptr)
+          early_w[d] = warp_weights[warp][d][d == me ? lane * p.weights_stride_k : lane];
+      // kChunks chunks of kRankBatch ranks per lane at once: their loads are in flight
+      // together, then they are added in ascending rank order (bitwise reproducible).
+      for (int32_t c0 = lane; c0 < chunks; c0 += 32 * kChunks) {
+        float acc[kChunks][8];
+#pragma unroll
+        for (int u = 0; u < kChunks; ++u)
+#pragma unroll
+          for (int i = 0; i < 8; ++i) acc[u][i] = 0.0f;
+        for (int32_t d0 = 0; d0 < R; d0 += kRankBatch) {
+          int4 v[kRankBatch][kChunks];
+#pragma unroll
+          for (int b = 0; b < kRankBatch; ++b) {
+            const int4* row = d0 + b < R ? warp_rows[warp][d0 + b] : nullptr;
+#pragma unroll
+            for (int u = 0; u < kChunks; ++u)
+              if (row != nullptr && c0 + 32 * u < chunks) v[b][u] = ld_na_v4(row + c0 + 32 * u);
+          }
+#pragma unroll
+          for (int b = 0; b < kRankBatch; ++b) {
+            const int4* row = d0 + b < R ? warp_rows[warp][d0 + b] : nullptr;
+#pragma unroll
+            for (int u = 0; u < kChunks; ++u)
+              if (row != nullptr && c0 + 32 * u < chunks) add_bf16x8(acc[u], v[b][u]);
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < kChunks; ++u) {
+          const int32_t c = c0 + 32 * u;
+          if (c >= chunks) continue;
+          if (p.bias0)
+            add_bf16x8(acc[u],
+                       ld_nc_v4(reinterpret_cast<const int4*>(p.bias0 + t * p.bias0_stride) + c));
+          if (p.bias1)
+            add_bf16x8(acc[u],
+                       ld_nc_v4(reinterpret_cast<const int4*>(p.bias1 + t * p.bias1_stride) + c));
+          int4 out;
+          auto* h = reinterpret_cast<__nv_bfloat162*>(&out);
+#pragma unroll
+          for (int i = 0; i < 4; ++i)
+            h[i] = __floats2bfloat162_rn(acc[u][2 * i], acc[u][2 * i + 1]);
+          reinterpret_cast<int4*>(p.combined_x + t * p.combined_stride)[c] = out;
+        }
+      }
+      if (sum_weights) {
+        float w = 0.0f;
+        for (int32_t d = 0; d < R; ++d)
+          if (warp_weights[warp][d] != nullptr)
+            w += d < 2 ? early_w[d]
+                       : warp_weights[warp][d][d == me ? lane * p.weights_stride_k : lane];
+        p.combined_topk_weights[t * a.topk + lane] = w;
+      }
+      trace.row_done(reduced, lane);
+      __syncwarp();
+      t = t_next;
     }
   }
-  if (warp >= send_warps) trace.receivers_done(lane);
+  if (reduce_too || warp >= send_warps) trace.receivers_done(lane);
   // ---- phase 3 ----
   const bool last = last_block_done(p.counters);
   trace.end(reduced);  // every warp passed the barrier in last_block_done
-  if (last && threadIdx.x == 0) *p.epoch_counter = epoch;
+  if (last && threadIdx.x == 0) {
+    *p.epoch_counter = epoch;
+    p.counters[1] = 0;  // every block is done taking chunks; the next launch starts at zero
+  }
   if (last && threadIdx.x < R) {
     // Release: our reads of the combine area are done; rank threadIdx.x may overwrite it.
     st_release_sys(reinterpret_cast<uint64_t*>(p.peer_bases[threadIdx.x] + p.signal_offset +
@@ -323,20 +364,16 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
   // 2 ranks -4.5 % / -3.8 %). EPCOMM_COMBINE_PREFETCH=0 turns it off.
   static const bool prefetch_next = !env_is("EPCOMM_COMBINE_PREFETCH", "0");
   q.prefetch_next = prefetch_next;
-  // EPCOMM_COMBINE_SEND_UNROLL=16: 16 loads in flight per sender lane instead of kCopyUnroll
-  // (v14, an experiment, off until measured).
-  static const bool wide = env_is("EPCOMM_COMBINE_SEND_UNROLL", "16");
+  // EPCOMM_COMBINE_DYNAMIC=1: senders take chunks of rows from a counter; =2: also, senders
+  // reduce once their rows are sent; =3: both (v16, off until measured).
+  static const int dynamic = env_override("EPCOMM_COMBINE_DYNAMIC");
+  q.dynamic_senders = (dynamic & 1) != 0;
+  q.join_reduce = (dynamic & 2) != 0;
   // Loads in flight per lane are split over the ranks a token can have rows from.
   if (p.num_ranks <= 2) {
-    if (wide) {
-      intranode_combine_kernel<2, 6, 16><<<num_sms, kCombineThreads, 0, stream>>>(q);
-    } else {
-      intranode_combine_kernel<2, 6, kCopyUnroll><<<num_sms, kCombineThreads, 0, stream>>>(q);
-    }
-  } else if (wide) {
-    intranode_combine_kernel<4, 4, 16><<<num_sms, kCombineThreads, 0, stream>>>(q);
+    intranode_combine_kernel<2, 6><<<num_sms, kCombineThreads, 0, stream>>>(q);
   } else {
-    intranode_combine_kernel<4, 4, kCopyUnroll><<<num_sms, kCombineThreads, 0, stream>>>(q);
+    intranode_combine_kernel<4, 4><<<num_sms, kCombineThreads, 0, stream>>>(q);
   }
   return cudaGetLastError();
 }

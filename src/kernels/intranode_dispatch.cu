@@ -5,6 +5,7 @@
 #include "kernels/device/pending_tags.cuh"
 #include "kernels/device/report.cuh"
 #include "kernels/device/started_check.cuh"
+#include "kernels/device/work_queue.cuh"
 #include "kernels/intranode_dispatch.h"
 #include "kernels/launch_knobs.h"
 #include "kernels/normal_trace.h"
@@ -227,22 +228,17 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
 
   if (warp < send_warps) {
     // ---- phase 1: send ----
-    // Round-robin tokens: at any moment the sender warps write a window of consecutive tokens,
-    // whose destination rows are consecutive too (slots grow with t).
-    // A warp sends p.token_batch tokens (a window apart), then releases their tags together.
-    const int64_t senders = int64_t{gridDim.x} * send_warps;
+    // At any moment the sender warps write a window of consecutive tokens, whose destination
+    // rows are consecutive too (slots grow with t). A warp releases the tags of p.token_batch
+    // tokens together.
     PendingTags pending;
-    int batched = 0;
-    // The first 32 destinations' slots of the warp's next token load while this one is sent.
-    int32_t next_slots = token_slot(p, int64_t{warp} * gridDim.x + blockIdx.x, lane);
-    for (int64_t t = int64_t{warp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += senders) {
-      const int32_t first_slots = next_slots;
-      next_slots = token_slot(p, t + senders, lane);
+    // Token t to every destination; `slots`: lane d's slot of t on rank d (d < 32).
+    const auto send = [&](int64_t t, int32_t slots) {
       int4* dst[kDstBatch];
       int32_t dst_rank[kDstBatch];
       int32_t dst_slot[kDstBatch];
       int num_dst = 0;
-      int32_t lane_slots = first_slots;
+      int32_t lane_slots = slots;
       for (int32_t d = 0; d < R; ++d) {
         if (d % 32 == 0 && d > 0) lane_slots = token_slot(p, t, d + lane);
         const int32_t slot = __shfl_sync(0xffffffffu, lane_slots, d % 32);
@@ -258,9 +254,40 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
           num_dst = 0;
         }
       }
-      if (++batched == p.token_batch) {
+    };
+    if (p.dynamic_senders) {
+      // Chunks of p.token_batch consecutive tokens from the grid's counter (v16): a warp whose
+      // stores drain fast takes more, so the senders end together.
+      const int64_t batch = p.token_batch;
+      int64_t begin = take_chunk(p.counters + 1, lane) * batch;
+      int32_t next_slots = token_slot(p, begin, lane);
+      while (begin < p.num_tokens) {
+        // The next chunk is taken now, so the atomic's latency hides under this chunk's sends.
+        const int64_t after = take_chunk(p.counters + 1, lane) * batch;
+        const int64_t end = begin + batch < p.num_tokens ? begin + batch : p.num_tokens;
+        for (int64_t t = begin; t < end; ++t) {
+          const int32_t slots = next_slots;
+          next_slots = token_slot(p, t + 1 < end ? t + 1 : after, lane);
+          send(t, slots);
+        }
         pending.flush(tag);
-        batched = 0;
+        begin = after;
+      }
+    } else {
+      // Round-robin tokens over all sender warps of the grid; a warp sends p.token_batch
+      // tokens (a window apart), then releases their tags together.
+      const int64_t senders = int64_t{gridDim.x} * send_warps;
+      int batched = 0;
+      // The first 32 destinations' slots of the warp's next token load while this one is sent.
+      int32_t next_slots = token_slot(p, int64_t{warp} * gridDim.x + blockIdx.x, lane);
+      for (int64_t t = int64_t{warp} * gridDim.x + blockIdx.x; t < p.num_tokens; t += senders) {
+        const int32_t slots = next_slots;
+        next_slots = token_slot(p, t + senders, lane);
+        send(t, slots);
+        if (++batched == p.token_batch) {
+          pending.flush(tag);
+          batched = 0;
+        }
       }
     }
     pending.flush(tag);
@@ -326,7 +353,10 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
   // ---- phase 3 ----
   const bool last = last_block_done(p.counters);
   trace.end(copied);  // every warp passed the barrier in last_block_done
-  if (last && threadIdx.x == 0) *p.epoch_counter = epoch;
+  if (last && threadIdx.x == 0) {
+    *p.epoch_counter = epoch;
+    p.counters[1] = 0;  // every block is done taking chunks; the next launch starts at zero
+  }
   if (last && threadIdx.x < R) {
     // Release: our reads of the area are done; source threadIdx.x may overwrite it.
     st_release_sys(reinterpret_cast<uint64_t*>(p.peer_bases[threadIdx.x] + p.signal_offset +
@@ -377,6 +407,10 @@ cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cuda
   static const bool force_slot = env_is("EPCOMM_DISPATCH_RECV_ORDER", "slot");
   static const bool force_interleaved = env_is("EPCOMM_DISPATCH_RECV_ORDER", "interleaved");
   q.recv_interleaved = force_interleaved || (!force_slot && p.num_ranks > 2);
+  // EPCOMM_DISPATCH_DYNAMIC=1: senders take chunks of tokens from a counter (v16, off until
+  // measured).
+  static const bool dynamic_senders = env_is("EPCOMM_DISPATCH_DYNAMIC", "1");
+  q.dynamic_senders = dynamic_senders;
 #ifdef EPCOMM_DIAGNOSTICS
   static const int diag = env_override("EPCOMM_DIAG_DISPATCH");
   q.diag = static_cast<uint32_t>(diag);

@@ -42,13 +42,15 @@ struct DispatchParams {
   int64_t area_offset;  // offset of the dispatch area in every buffer
   core::NormalArea area;
   int64_t signal_offset;
-  uint32_t* counters;       // local uint32 block counter (device), reset by the last block
+  uint32_t* counters;       // [2] local uint32 (device): blocks done, sender chunks taken (reset by
+                            // the last block)
   uint64_t* epoch_counter;  // device: last completed call (advanced by the last block)
   uint64_t signature;
   int32_t num_ranks, rank;
   int32_t send_warps;     // warps per block that send (set by the launcher); the rest copy out
   int32_t token_batch;    // tokens a sender warp sends before releasing their tags (launcher)
   bool recv_interleaved;  // receivers take the sources' rows interleaved (launcher; v11)
+  bool dynamic_senders;   // sender warps take token_batch tokens at a time from counters[1] (v16)
   WaitContext wait;
   uint64_t* trace;  // null, or [gridDim.x][kNormalTraceSlots] (kernels/normal_trace.h)
   // Diagnostic builds only (EPCOMM_DIAGNOSTICS, EPCOMM_DIAG_DISPATCH): bit 0 skips the remote
