@@ -139,28 +139,14 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       pending.add(reinterpret_cast<uint32_t*>(area + a.tag_offset) + row, tag, lane);
       return true;
     };
-    const int64_t positions = most * others;
-    if (p.dynamic_senders) {
-      // Chunks of p.row_batch positions from the grid's counter (v16), tags released per chunk.
-      const int64_t batch = p.row_batch;
-      int64_t begin = take_chunk(p.counters + 1, lane) * batch;
-      while (begin < positions) {
-        // Taken now, so the atomic's latency hides under this chunk's rows.
-        const int64_t after = take_chunk(p.counters + 1, lane) * batch;
-        const int64_t end = begin + batch < positions ? begin + batch : positions;
-        for (int64_t n = begin; n < end; ++n) send(n);
+    // Every senders-th position; p.row_batch rows, then their tags together (v10). (Positions
+    // taken from a counter instead measured slower: v16.)
+    const int64_t senders = int64_t{gridDim.x} * send_warps;
+    int batched = 0;
+    for (int64_t n = int64_t{warp} * gridDim.x + blockIdx.x; n < most * others; n += senders) {
+      if (send(n) && ++batched == p.row_batch) {
         pending.flush(tag);
-        begin = after;
-      }
-    } else {
-      // Every senders-th position; p.row_batch rows, then their tags together (v10).
-      const int64_t senders = int64_t{gridDim.x} * send_warps;
-      int batched = 0;
-      for (int64_t n = int64_t{warp} * gridDim.x + blockIdx.x; n < positions; n += senders) {
-        if (send(n) && ++batched == p.row_batch) {
-          pending.flush(tag);
-          batched = 0;
-        }
+        batched = 0;
       }
     }
     pending.flush(tag);
@@ -324,10 +310,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   // ---- phase 3 ----
   const bool last = last_block_done(p.counters);
   trace.end(reduced);  // every warp passed the barrier in last_block_done
-  if (last && threadIdx.x == 0) {
-    *p.epoch_counter = epoch;
-    p.counters[1] = 0;  // every block is done taking chunks; the next launch starts at zero
-  }
+  if (last && threadIdx.x == 0) *p.epoch_counter = epoch;
   if (last && threadIdx.x < R) {
     // Release: our reads of the combine area are done; rank threadIdx.x may overwrite it.
     st_release_sys(reinterpret_cast<uint64_t*>(p.peer_bases[threadIdx.x] + p.signal_offset +
@@ -364,11 +347,12 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
   // 2 ranks -4.5 % / -3.8 %). EPCOMM_COMBINE_PREFETCH=0 turns it off.
   static const bool prefetch_next = !env_is("EPCOMM_COMBINE_PREFETCH", "0");
   q.prefetch_next = prefetch_next;
-  // EPCOMM_COMBINE_DYNAMIC=1: senders take chunks of rows from a counter; =2: also, senders
-  // reduce once their rows are sent; =3: both (v16, off until measured).
-  static const int dynamic = env_override("EPCOMM_COMBINE_DYNAMIC");
-  q.dynamic_senders = (dynamic & 1) != 0;
-  q.join_reduce = (dynamic & 2) != 0;
+  // Sender warps reduce too once their rows are sent, with three or more peers below 20 SMs
+  // (v16, 4 x H200, 12 SMs: 846 -> 815 us; at 24 SMs 577 -> 582 us, at 2 ranks 233 -> 236 us).
+  // EPCOMM_COMBINE_JOIN=0|1 overrides the choice.
+  static const bool join_off = env_is("EPCOMM_COMBINE_JOIN", "0");
+  static const bool join_on = env_is("EPCOMM_COMBINE_JOIN", "1");
+  q.join_reduce = join_on || (!join_off && p.num_ranks > 2 && num_sms < 20);
   // Loads in flight per lane are split over the ranks a token can have rows from.
   if (p.num_ranks <= 2) {
     intranode_combine_kernel<2, 6><<<num_sms, kCombineThreads, 0, stream>>>(q);

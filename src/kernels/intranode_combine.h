@@ -42,11 +42,10 @@ struct CombineParams {
   uint64_t* epoch_counter;  // device: last completed call (advanced by the last block)
   uint64_t signature;
   int32_t num_ranks, rank;
-  int32_t send_warps;    // warps per block that send (set by the launcher); the rest reduce
-  int32_t row_batch;     // rows a sender warp sends before releasing their tags (launcher)
-  bool prefetch_next;    // reducers prefetch the next token's rows to L2 (launcher; v13)
-  bool dynamic_senders;  // sender warps take row_batch rows at a time from counters[1] (v16)
-  bool join_reduce;      // sender warps reduce too once their rows are sent (v16)
+  int32_t send_warps;  // warps per block that send (set by the launcher); the rest reduce
+  int32_t row_batch;   // rows a sender warp sends before releasing their tags (launcher)
+  bool prefetch_next;  // reducers prefetch the next token's rows to L2 (launcher; v13)
+  bool join_reduce;    // sender warps reduce too once their rows are sent (launcher; v16)
   WaitContext wait;
   uint64_t* trace;  // null, or [gridDim.x][kNormalTraceSlots] (kernels/normal_trace.h)
 };

@@ -50,7 +50,6 @@ struct DispatchParams {
   int32_t send_warps;     // warps per block that send (set by the launcher); the rest copy out
   int32_t token_batch;    // tokens a sender warp sends before releasing their tags (launcher)
   bool recv_interleaved;  // receivers take the sources' rows interleaved (launcher; v11)
-  bool dynamic_senders;   // sender warps take token_batch tokens at a time from counters[1] (v16)
   WaitContext wait;
   uint64_t* trace;  // null, or [gridDim.x][kNormalTraceSlots] (kernels/normal_trace.h)
   // Diagnostic builds only (EPCOMM_DIAGNOSTICS, EPCOMM_DIAG_DISPATCH): bit 0 skips the remote
