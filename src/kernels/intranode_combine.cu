@@ -335,9 +335,10 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
     // senders unbatched, 654.6 / 662.6 for 10 senders with 2 / 3).
     measured = {6, 3};
   } else {
-    // Three or more peers, fewer SMs: 10 senders, 1 row per release (v10d, 12 SMs: 860.0 us;
-    // batch 2 857.5, batch 3 864.2, 6 senders with 3 951.9).
-    measured = {10, 1};
+    // Three or more peers, fewer SMs, where the senders join the reduce (below): 8 senders,
+    // 3 rows per release (v16, 4 x H200, 12 SMs: 782 us against 810 us for 10 with 1, and 886
+    // for 12). Before the join: 10 with 1 (v10d: 860.0 us; 6 with 3 951.9).
+    measured = {8, 3};
   }
   const SenderSplit split =
       with_overrides(measured, send_warps_override, row_batch_override, kWarps);

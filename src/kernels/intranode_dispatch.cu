@@ -384,9 +384,11 @@ cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cuda
     measured = {num_sms >= 20 ? 9 : 11, 4};
   } else if (num_sms >= 20 && num_sms < 28) {
     // Two or more peers, 20-27 SMs, with the receivers interleaved (v12, 4 x H200, 24 SMs, three
-    // runs in two calls): 4 senders, 4 tokens per release, BF16 561-571 us, FP8 319-321 us,
-    // against 593-609 us and 332-338 us for the splits below.
-    measured = {4, 4};
+    // runs in two calls: 4 senders, 4 tokens per release, BF16 561-571 us, FP8 319-321 us,
+    // against 593-609 us and 332-338 us for the splits below). With senders taking tokens from
+    // a counter (BF16-sized rows, v16): 5 senders, 4 tokens per chunk, 508 us against 523 us
+    // for 4. FP8 rows: 4 senders, 8 tokens per release, 311 us against 317 us for 4 (v16).
+    measured = p.area.row_bytes > 8192 ? SenderSplit{5, 4} : SenderSplit{4, 8};
   } else if (num_sms >= 20 && p.area.row_bytes > 8192) {
     // Two or more peers, BF16-sized rows, 28+ SMs: most rows arrive from others and the
     // copy-out needs the warps: 6 senders, 1 token per release (v10d; v12, 4 x H200, 32 SMs:
