@@ -337,7 +337,8 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
   } else {
     // Three or more peers, fewer SMs, where the senders join the reduce (below): 8 senders,
     // 3 rows per release (v16, 4 x H200, 12 SMs: 782 us against 810 us for 10 with 1, and 886
-    // for 12). Before the join: 10 with 1 (v10d: 860.0 us; 6 with 3 951.9).
+    // for 12; against 10 with 1 and no join: 766 / 804 us at 12 SMs, 624 / 727 at 16, 1093 /
+    // 1259 at 8). Before the join: 10 with 1 (v10d: 860.0 us; 6 with 3 951.9).
     measured = {8, 3};
   }
   const SenderSplit split =

@@ -416,12 +416,15 @@ cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cuda
   static const int diag = env_override("EPCOMM_DIAG_DISPATCH");
   q.diag = static_cast<uint32_t>(diag);
 #endif
-  // Senders take chunks of tokens from a counter for BF16-sized rows (v16, 4 x H200, 24 SMs:
-  // 578 -> 517 us; 12 SMs the same; 2 ranks 216 -> 213 us); FP8 rows keep every n-th token
-  // (24 SMs 318 -> 323 us, 2 ranks 127 -> 132 us). EPCOMM_DISPATCH_DYNAMIC=0|1 overrides.
+  // Senders take chunks of tokens from a counter for BF16-sized rows (v16, 4 x H200, 4 ranks:
+  // 578 -> 517 us at 24 SMs, 554 -> 507 at 32, 567 -> 546 at 16, 1001 -> 990 at 8, 12 the
+  // same; 2 ranks 216 -> 213 us at 24 SMs), except with one peer below 20 SMs (2 ranks, 12 SMs:
+  // 342 -> 347 us). FP8 rows keep every n-th token (24 SMs 318 -> 323 us, 2 ranks 127 -> 132).
+  // EPCOMM_DISPATCH_DYNAMIC=0|1 overrides.
   static const bool dynamic_off = env_is("EPCOMM_DISPATCH_DYNAMIC", "0");
   static const bool dynamic_on = env_is("EPCOMM_DISPATCH_DYNAMIC", "1");
-  if (dynamic_on || (!dynamic_off && p.area.row_bytes > 8192)) {
+  const bool one_peer_few_sms = p.num_ranks <= 2 && num_sms < 20;
+  if (dynamic_on || (!dynamic_off && p.area.row_bytes > 8192 && !one_peer_few_sms)) {
     intranode_dispatch_kernel<true><<<num_sms, kDispatchThreads, 0, stream>>>(q);
   } else {
     intranode_dispatch_kernel<false><<<num_sms, kDispatchThreads, 0, stream>>>(q);
