@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh release
 # The diagnostic kernel variants (EPCOMM_DIAGNOSTICS) must keep compiling too.
-bash scripts/diagnose-dispatch-bound.sh --build
+bash scripts/diagnose-bound.sh --build
 (cd build/release && ctest -L cpu --output-on-failure -j "$(nproc)")
 bash scripts/check-example.sh
 # Python layer over the C ABI (torch-free parts; GPU tests of the package need GPUs).

@@ -131,7 +131,10 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       uint8_t* area = p.peer_bases[s] + p.area_offset;
       auto* dst = reinterpret_cast<int4*>(area + a.x_offset + row * a.row_bytes);
       const auto* src = reinterpret_cast<const int4*>(p.x + i * p.x_stride);
-      warp_copy<false>(dst, src, row_vec, lane);
+#ifdef EPCOMM_DIAGNOSTICS
+      if ((p.diag & 1u) == 0)  // bit 0: the row stays behind (weights and tag still go)
+#endif
+        warp_copy<false>(dst, src, row_vec, lane);
       if (lane < a.topk)
         reinterpret_cast<float*>(area + a.topk_weights_offset)[row * a.topk + lane] =
             p.topk_weights[i * p.weights_stride + lane * p.weights_stride_k];
@@ -229,6 +232,14 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       }
       __syncwarp();
       if (warp_failed[warp]) break;
+#ifdef EPCOMM_DIAGNOSTICS
+      if (p.diag & 2u) {  // the rows arrived; no loads, sums or stores
+        trace.row_done(reduced, lane);
+        __syncwarp();
+        t = t_next;
+        continue;
+      }
+#endif
       if (p.prefetch_next) {
         // The next token's rows on their way to L2 while this one is reduced (v13): rows that
         // arrived long before their reduce have left L2, our own rows in x never were in it.
@@ -355,6 +366,10 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
   static const bool join_off = env_is("EPCOMM_COMBINE_JOIN", "0");
   static const bool join_on = env_is("EPCOMM_COMBINE_JOIN", "1");
   q.join_reduce = join_on || (!join_off && p.num_ranks > 2 && num_sms < 20);
+#ifdef EPCOMM_DIAGNOSTICS
+  static const int diag = env_override("EPCOMM_DIAG_COMBINE");
+  q.diag = static_cast<uint32_t>(diag);
+#endif
   // Loads in flight per lane are split over the ranks a token can have rows from.
   if (p.num_ranks <= 2) {
     intranode_combine_kernel<2, 6><<<num_sms, kCombineThreads, 0, stream>>>(q);

@@ -48,6 +48,10 @@ struct CombineParams {
   bool join_reduce;    // sender warps reduce too once their rows are sent (launcher; v16)
   WaitContext wait;
   uint64_t* trace;  // null, or [gridDim.x][kNormalTraceSlots] (kernels/normal_trace.h)
+  // Diagnostic builds only (EPCOMM_DIAGNOSTICS, EPCOMM_DIAG_COMBINE): bit 0 sends no rows (only
+  // their weights and tags), bit 1 reduces nothing (the reducers still wait for every row). Zero
+  // otherwise; either bit makes the results wrong.
+  uint32_t diag;
 };
 
 cudaError_t launch_intranode_combine(const CombineParams& params, int num_sms, cudaStream_t stream);
