@@ -72,14 +72,15 @@ __device__ __forceinline__ void write_self_metadata(const DispatchParams& p, con
 
 // One warp sends token t to num_dst destinations: the row (read once), scales, remapped top-k,
 // weights and source index; the row's arrival tag per remote destination joins `pending`.
+template <int kUnroll>
 __device__ __forceinline__ void send_token(const DispatchParams& p, int64_t t, int4* const* dst,
                                            const int32_t* dst_rank, const int32_t* dst_slot,
                                            int num_dst, int64_t row_vec, uint32_t tag,
                                            PendingTags& pending, int lane) {
   const core::NormalArea& a = p.area;
   const TokenMeta m = load_token_meta(p, t, lane);
-  warp_multicast_copy<false>(dst, num_dst, reinterpret_cast<const int4*>(p.x + t * p.x_stride),
-                             row_vec, lane);
+  warp_multicast_copy<false, kUnroll>(
+      dst, num_dst, reinterpret_cast<const int4*>(p.x + t * p.x_stride), row_vec, lane);
   bool remote = false;
   for (int i = 0; i < num_dst; ++i) {
     if (dst_rank[i] == p.rank) {
@@ -181,7 +182,8 @@ __device__ __forceinline__ bool receive_row(const DispatchParams& p, const uint8
 //     receive area to the outputs once its tag shows this epoch.
 // (3) last block: advance the epoch, tell every source its rows were consumed.
 // kDynamic: sender warps take chunks of tokens from a counter instead of every n-th token (v16).
-template <bool kDynamic>
+// kSendUnroll: loads in flight per sender lane (v18).
+template <bool kDynamic, int kSendUnroll>
 __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(DispatchParams p) {
   const core::NormalSignalLayout sig{p.num_ranks};
   const int32_t R = p.num_ranks, me = p.rank;
@@ -252,7 +254,8 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
           dst_slot[num_dst++] = slot;
         }
         if (num_dst == kDstBatch || (d == R - 1 && num_dst > 0)) {
-          send_token(p, t, dst, dst_rank, dst_slot, num_dst, row_vec, tag, pending, lane);
+          send_token<kSendUnroll>(p, t, dst, dst_rank, dst_slot, num_dst, row_vec, tag, pending,
+                                  lane);
           num_dst = 0;
         }
       }
@@ -424,10 +427,16 @@ cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cuda
   static const bool dynamic_off = env_is("EPCOMM_DISPATCH_DYNAMIC", "0");
   static const bool dynamic_on = env_is("EPCOMM_DISPATCH_DYNAMIC", "1");
   const bool one_peer_few_sms = p.num_ranks <= 2 && num_sms < 20;
+  // EPCOMM_DISPATCH_SEND_UNROLL=14: senders taking every n-th token keep 14 loads per lane in
+  // flight, so an FP8 row of hidden 7168 goes in one pass instead of two (v18, an experiment,
+  // off until measured; ptxas: 28 bytes of spill stores in that instantiation only).
+  static const bool wide_sends = env_is("EPCOMM_DISPATCH_SEND_UNROLL", "14");
   if (dynamic_on || (!dynamic_off && p.area.row_bytes > 8192 && !one_peer_few_sms)) {
-    intranode_dispatch_kernel<true><<<num_sms, kDispatchThreads, 0, stream>>>(q);
+    intranode_dispatch_kernel<true, kCopyUnroll><<<num_sms, kDispatchThreads, 0, stream>>>(q);
+  } else if (wide_sends) {
+    intranode_dispatch_kernel<false, 14><<<num_sms, kDispatchThreads, 0, stream>>>(q);
   } else {
-    intranode_dispatch_kernel<false><<<num_sms, kDispatchThreads, 0, stream>>>(q);
+    intranode_dispatch_kernel<false, kCopyUnroll><<<num_sms, kDispatchThreads, 0, stream>>>(q);
   }
   return cudaGetLastError();
 }

@@ -57,18 +57,18 @@ __device__ __forceinline__ void warp_copy(int4* dst, const int4* src, int64_t nu
 }
 
 // Warp copies one row to `num_dst` destinations, reading it once (loads as in warp_copy).
-template <bool kCoherent>
+template <bool kCoherent, int kUnroll = kCopyUnroll>
 __device__ __forceinline__ void warp_multicast_copy(int4* const* dst, int num_dst, const int4* src,
                                                     int64_t num_vec, int lane) {
-  for (int64_t i = lane; i < num_vec; i += kCopyUnroll * 32) {
-    int4 v[kCopyUnroll];
+  for (int64_t i = lane; i < num_vec; i += kUnroll * 32) {
+    int4 v[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kCopyUnroll; ++u)
+    for (int u = 0; u < kUnroll; ++u)
       if (i + u * 32 < num_vec)
         v[u] = kCoherent ? ld_na_v4(src + i + u * 32) : ld_nc_v4(src + i + u * 32);
     for (int d = 0; d < num_dst; ++d)
 #pragma unroll
-      for (int u = 0; u < kCopyUnroll; ++u)
+      for (int u = 0; u < kUnroll; ++u)
         if (i + u * 32 < num_vec) st_na_v4(dst[d] + i + u * 32, v[u]);
   }
 }
