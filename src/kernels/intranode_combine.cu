@@ -8,6 +8,7 @@
 #include "kernels/device/work_queue.cuh"
 #include "kernels/intranode_combine.h"
 #include "kernels/launch_knobs.h"
+#include "kernels/normal_launch_policy.h"
 #include "kernels/normal_trace.h"
 
 #include <cuda_bf16.h>
@@ -333,39 +334,14 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
 }  // namespace
 
 cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaStream_t stream) {
+  // The measured choices and their measurements: kernels/normal_launch_policy.h.
+  static const CombineKnobs knobs = combine_knobs_from_env();
+  const CombinePolicy policy = combine_policy(p.num_ranks, num_sms, knobs, kWarps);
   CombineParams q = p;
-  // Sender warps per block and rows per tag release, measured (docs/perf.md, v6, v9, v10,
-  // v10d). EPCOMM_COMBINE_SEND_WARPS and EPCOMM_COMBINE_ROW_BATCH override them.
-  static const int send_warps_override = env_override("EPCOMM_COMBINE_SEND_WARPS");
-  static const int row_batch_override = env_override("EPCOMM_COMBINE_ROW_BATCH");
-  SenderSplit measured;
-  if (p.num_ranks <= 2 || num_sms >= 20) {
-    // One peer: 6 senders of 16 (8: same, 10: -26 %), 3 rows per release (v10c, 2 x H200:
-    // 24 SMs 253.2 / 246.6 / 248.3 us for 2 / 3 / 4; 12 SMs 398.4 / 401.0 / 405.6). Three or
-    // more peers at 20+ SMs: the same (v10d, 4 x H200, 24 SMs: 593.7 us against 622.4 for 10
-    // senders unbatched, 654.6 / 662.6 for 10 senders with 2 / 3).
-    measured = {6, 3};
-  } else {
-    // Three or more peers, fewer SMs, where the senders join the reduce (below): 8 senders,
-    // 3 rows per release (v16, 4 x H200, 12 SMs: 782 us against 810 us for 10 with 1, and 886
-    // for 12; against 10 with 1 and no join: 766 / 804 us at 12 SMs, 624 / 727 at 16, 1093 /
-    // 1259 at 8). Before the join: 10 with 1 (v10d: 860.0 us; 6 with 3 951.9).
-    measured = {8, 3};
-  }
-  const SenderSplit split =
-      with_overrides(measured, send_warps_override, row_batch_override, kWarps);
-  q.send_warps = split.send_warps;
-  q.row_batch = split.batch;
-  // Reducers prefetch the next token's rows (v13, 4 x H200: -3.6 % at 24 SMs, -3.9 % at 12;
-  // 2 ranks -4.5 % / -3.8 %). EPCOMM_COMBINE_PREFETCH=0 turns it off.
-  static const bool prefetch_next = !env_is("EPCOMM_COMBINE_PREFETCH", "0");
-  q.prefetch_next = prefetch_next;
-  // Sender warps reduce too once their rows are sent, with three or more peers below 20 SMs
-  // (v16, 4 x H200, 12 SMs: 846 -> 815 us; at 24 SMs 577 -> 582 us, at 2 ranks 233 -> 236 us).
-  // EPCOMM_COMBINE_JOIN=0|1 overrides the choice.
-  static const bool join_off = env_is("EPCOMM_COMBINE_JOIN", "0");
-  static const bool join_on = env_is("EPCOMM_COMBINE_JOIN", "1");
-  q.join_reduce = join_on || (!join_off && p.num_ranks > 2 && num_sms < 20);
+  q.send_warps = policy.split.send_warps;
+  q.row_batch = policy.split.batch;
+  q.join_reduce = policy.join_reduce;
+  q.prefetch_next = policy.prefetch_next;
 #ifdef EPCOMM_DIAGNOSTICS
   static const int diag = env_override("EPCOMM_DIAG_COMBINE");
   q.diag = static_cast<uint32_t>(diag);

@@ -8,6 +8,7 @@
 #include "kernels/device/work_queue.cuh"
 #include "kernels/intranode_dispatch.h"
 #include "kernels/launch_knobs.h"
+#include "kernels/normal_launch_policy.h"
 #include "kernels/normal_trace.h"
 
 namespace epcomm::kernels {
@@ -374,66 +375,21 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
 }  // namespace
 
 cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cudaStream_t stream) {
+  // The measured choices and their measurements: kernels/normal_launch_policy.h.
+  static const DispatchKnobs knobs = dispatch_knobs_from_env();
+  const DispatchPolicy policy =
+      dispatch_policy(p.num_ranks, num_sms, p.area.row_bytes, knobs, kWarps);
   DispatchParams q = p;
-  // Sender warps per block and tokens per tag release, measured (docs/perf.md, v7, v9, v10,
-  // v10d). EPCOMM_DISPATCH_SEND_WARPS and EPCOMM_DISPATCH_TOKEN_BATCH override them.
-  static const int send_warps_override = env_override("EPCOMM_DISPATCH_SEND_WARPS");
-  static const int token_batch_override = env_override("EPCOMM_DISPATCH_TOKEN_BATCH");
-  SenderSplit measured;
-  if (p.num_ranks <= 2) {
-    // One peer: 4 tokens per release; 9 senders at 20 or more SMs (NVLink is near saturation,
-    // so more senders only contend), 11 below (v10c, 2 x H200: 24 SMs BF16 216.9 / 228.8 /
-    // 242.9 us for 9 / 10 / 11; 12 SMs 347.1 / 338.5 / 335.8).
-    measured = {num_sms >= 20 ? 9 : 11, 4};
-  } else if (num_sms >= 20 && num_sms < 28) {
-    // Two or more peers, 20-27 SMs, with the receivers interleaved (v12, 4 x H200, 24 SMs, three
-    // runs in two calls: 4 senders, 4 tokens per release, BF16 561-571 us, FP8 319-321 us,
-    // against 593-609 us and 332-338 us for the splits below). With senders taking tokens from
-    // a counter (BF16-sized rows, v16): 5 senders, 4 tokens per chunk, 508 us against 523 us
-    // for 4. FP8 rows: 4 senders, 8 tokens per release, 311 us against 317 us for 4 (v16).
-    measured = p.area.row_bytes > 8192 ? SenderSplit{5, 4} : SenderSplit{4, 8};
-  } else if (num_sms >= 20 && p.area.row_bytes > 8192) {
-    // Two or more peers, BF16-sized rows, 28+ SMs: most rows arrive from others and the
-    // copy-out needs the warps: 6 senders, 1 token per release (v10d; v12, 4 x H200, 32 SMs:
-    // 561 us against 588-631 us for 3-6 senders with 4 or 8 tokens per release).
-    measured = {6, 1};
-  } else {
-    // Two or more peers otherwise (FP8 rows at 28+ SMs, or fewer than 20 SMs): 8 senders,
-    // 4 tokens per release (v10d; v12, 4 x H200, interleaved receivers: 16 SMs BF16 574 us,
-    // FP8 325 us, against 600-837 and 351-573 for 3-6 senders; 12 SMs 687 / 405 us).
-    measured = {8, 4};
-  }
-  const SenderSplit split =
-      with_overrides(measured, send_warps_override, token_batch_override, kWarps);
-  q.send_warps = split.send_warps;
-  q.token_batch = split.batch;
-  // Receivers take the k-th row of every source before the (k+1)-th with two or more peers
-  // (docs/perf.md, v11, 4 x H200, 24 SMs: BF16 670 -> 589 us, FP8 379 -> 333 us; 12 SMs BF16
-  // 824 -> 685 us), and rows in slot order with one peer, where the orders are alike (2 ranks,
-  // 12 SMs, BF16: 339 us slot, 344 us interleaved). EPCOMM_DISPATCH_RECV_ORDER=slot|interleaved
-  // overrides the choice.
-  static const bool force_slot = env_is("EPCOMM_DISPATCH_RECV_ORDER", "slot");
-  static const bool force_interleaved = env_is("EPCOMM_DISPATCH_RECV_ORDER", "interleaved");
-  q.recv_interleaved = force_interleaved || (!force_slot && p.num_ranks > 2);
+  q.send_warps = policy.split.send_warps;
+  q.token_batch = policy.split.batch;
+  q.recv_interleaved = policy.recv_interleaved;
 #ifdef EPCOMM_DIAGNOSTICS
   static const int diag = env_override("EPCOMM_DIAG_DISPATCH");
   q.diag = static_cast<uint32_t>(diag);
 #endif
-  // Senders take chunks of tokens from a counter for BF16-sized rows (v16, 4 x H200, 4 ranks:
-  // 578 -> 517 us at 24 SMs, 554 -> 507 at 32, 567 -> 546 at 16, 1001 -> 990 at 8, 12 the
-  // same; 2 ranks 216 -> 213 us at 24 SMs), except with one peer below 20 SMs (2 ranks, 12 SMs:
-  // 342 -> 347 us). FP8 rows keep every n-th token (24 SMs 318 -> 323 us, 2 ranks 127 -> 132).
-  // EPCOMM_DISPATCH_DYNAMIC=0|1 overrides.
-  static const bool dynamic_off = env_is("EPCOMM_DISPATCH_DYNAMIC", "0");
-  static const bool dynamic_on = env_is("EPCOMM_DISPATCH_DYNAMIC", "1");
-  const bool one_peer_few_sms = p.num_ranks <= 2 && num_sms < 20;
-  // EPCOMM_DISPATCH_SEND_UNROLL=14: senders taking every n-th token keep 14 loads per lane in
-  // flight, so an FP8 row of hidden 7168 goes in one pass instead of two (v18, an experiment,
-  // off until measured; ptxas: 28 bytes of spill stores in that instantiation only).
-  static const bool wide_sends = env_is("EPCOMM_DISPATCH_SEND_UNROLL", "14");
-  if (dynamic_on || (!dynamic_off && p.area.row_bytes > 8192 && !one_peer_few_sms)) {
+  if (policy.dynamic_senders) {
     intranode_dispatch_kernel<true, kCopyUnroll><<<num_sms, kDispatchThreads, 0, stream>>>(q);
-  } else if (wide_sends) {
+  } else if (policy.wide_sends) {
     intranode_dispatch_kernel<false, 14><<<num_sms, kDispatchThreads, 0, stream>>>(q);
   } else {
     intranode_dispatch_kernel<false, kCopyUnroll><<<num_sms, kDispatchThreads, 0, stream>>>(q);

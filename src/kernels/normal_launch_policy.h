@@ -1,0 +1,150 @@
+// How the normal dispatch and combine launchers configure a launch from the world size, the SM
+// count and the row size, each choice with the measurement behind it (docs/perf.md). Pure
+// functions of their arguments (no CUDA, no environment), so the CPU tests pin the table; the
+// launchers read the environment's knobs once and pass them in.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/launch_knobs.h"
+
+namespace epcomm::kernels {
+
+// A knob from the environment that forces a measured on/off choice either way.
+enum class Force { kMeasured, kOff, kOn };
+
+inline bool choose(Force force, bool measured) {
+  return force == Force::kOn || (force != Force::kOff && measured);
+}
+
+struct DispatchKnobs {
+  int send_warps = 0;                         // EPCOMM_DISPATCH_SEND_WARPS (0: measured)
+  int token_batch = 0;                        // EPCOMM_DISPATCH_TOKEN_BATCH (0: measured)
+  Force dynamic = Force::kMeasured;           // EPCOMM_DISPATCH_DYNAMIC=0|1
+  Force recv_interleaved = Force::kMeasured;  // EPCOMM_DISPATCH_RECV_ORDER=slot|interleaved
+  bool wide_sends = false;                    // EPCOMM_DISPATCH_SEND_UNROLL=14
+};
+
+struct DispatchPolicy {
+  SenderSplit split;      // sender warps of warps_per_block, tokens per tag release (or chunk)
+  bool dynamic_senders;   // senders take chunks of tokens from a counter (v16)
+  bool recv_interleaved;  // receivers take the sources' rows interleaved (v11)
+  bool wide_sends;        // static-order senders keep 14 loads per lane in flight (v18)
+};
+
+inline DispatchPolicy dispatch_policy(int32_t num_ranks, int num_sms, int64_t row_bytes,
+                                      const DispatchKnobs& knobs, int warps_per_block) {
+  const bool bf16_sized = row_bytes > 8192;
+  SenderSplit measured;
+  if (num_ranks <= 2) {
+    // One peer: 4 tokens per release; 9 senders at 20 or more SMs (NVLink is near saturation,
+    // so more senders only contend), 11 below (v10c, 2 x H200: 24 SMs BF16 216.9 / 228.8 /
+    // 242.9 us for 9 / 10 / 11; 12 SMs 347.1 / 338.5 / 335.8).
+    measured = {num_sms >= 20 ? 9 : 11, 4};
+  } else if (num_sms >= 20 && num_sms < 28) {
+    // Two or more peers, 20-27 SMs, with the receivers interleaved (v12, 4 x H200, 24 SMs, three
+    // runs in two calls: 4 senders, 4 tokens per release, BF16 561-571 us, FP8 319-321 us,
+    // against 593-609 us and 332-338 us for the splits below). With senders taking tokens from
+    // a counter (BF16-sized rows, v16): 5 senders, 4 tokens per chunk, 508 us against 523 us
+    // for 4. FP8 rows: 4 senders, 8 tokens per release, 311 us against 317 us for 4 (v16).
+    measured = bf16_sized ? SenderSplit{5, 4} : SenderSplit{4, 8};
+  } else if (num_sms >= 20 && bf16_sized) {
+    // Two or more peers, BF16-sized rows, 28+ SMs: most rows arrive from others and the
+    // copy-out needs the warps: 6 senders, 1 token per release (v10d; v12, 4 x H200, 32 SMs:
+    // 561 us against 588-631 us for 3-6 senders with 4 or 8 tokens per release; v16 with
+    // chunks from the counter: 507 us against 548 / 570 us for 5 / 6 senders with 4).
+    measured = {6, 1};
+  } else {
+    // Two or more peers otherwise (FP8 rows at 28+ SMs, or fewer than 20 SMs): 8 senders,
+    // 4 tokens per release (v10d; v12, 4 x H200, interleaved receivers: 16 SMs BF16 574 us,
+    // FP8 325 us, against 600-837 and 351-573 for 3-6 senders; 12 SMs 687 / 405 us; v16 at
+    // 16 SMs with chunks from the counter: 546 us against 583 us for 6 senders).
+    measured = {8, 4};
+  }
+  DispatchPolicy policy;
+  policy.split = with_overrides(measured, knobs.send_warps, knobs.token_batch, warps_per_block);
+  // Senders take chunks of tokens from a counter for BF16-sized rows (v16, 4 x H200, 4 ranks:
+  // 578 -> 517 us at 24 SMs, 554 -> 507 at 32, 567 -> 546 at 16, 1001 -> 990 at 8, 12 the
+  // same; 2 ranks 216 -> 213 us at 24 SMs), except with one peer below 20 SMs (2 ranks, 12 SMs:
+  // 342 -> 347 us). FP8 rows keep every n-th token (24 SMs 318 -> 323 us, 2 ranks 127 -> 132).
+  const bool one_peer_few_sms = num_ranks <= 2 && num_sms < 20;
+  policy.dynamic_senders = choose(knobs.dynamic, bf16_sized && !one_peer_few_sms);
+  // Receivers take the k-th row of every source before the (k+1)-th with two or more peers
+  // (v11, 4 x H200, 24 SMs: BF16 670 -> 589 us, FP8 379 -> 333 us; 12 SMs BF16 824 -> 685 us),
+  // and rows in slot order with one peer, where the orders are alike (2 ranks, 12 SMs, BF16:
+  // 339 us slot, 344 us interleaved).
+  policy.recv_interleaved = choose(knobs.recv_interleaved, num_ranks > 2);
+  // An experiment, off until measured (v18); only the static-order senders have it.
+  policy.wide_sends = knobs.wide_sends && !policy.dynamic_senders;
+  return policy;
+}
+
+struct CombineKnobs {
+  int send_warps = 0;             // EPCOMM_COMBINE_SEND_WARPS (0: measured)
+  int row_batch = 0;              // EPCOMM_COMBINE_ROW_BATCH (0: measured)
+  Force join = Force::kMeasured;  // EPCOMM_COMBINE_JOIN=0|1
+  bool prefetch_off = false;      // EPCOMM_COMBINE_PREFETCH=0
+};
+
+struct CombinePolicy {
+  SenderSplit split;   // sender warps of warps_per_block, rows per tag release
+  bool join_reduce;    // senders reduce too once their rows are sent (v16)
+  bool prefetch_next;  // reducers prefetch the next token's rows to L2 (v13)
+};
+
+inline CombinePolicy combine_policy(int32_t num_ranks, int num_sms, const CombineKnobs& knobs,
+                                    int warps_per_block) {
+  SenderSplit measured;
+  if (num_ranks <= 2 || num_sms >= 20) {
+    // One peer: 6 senders of 16 (8: same, 10: -26 %), 3 rows per release (v10c, 2 x H200:
+    // 24 SMs 253.2 / 246.6 / 248.3 us for 2 / 3 / 4; 12 SMs 398.4 / 401.0 / 405.6). Three or
+    // more peers at 20+ SMs: the same (v10d, 4 x H200, 24 SMs: 593.7 us against 622.4 for 10
+    // senders unbatched, 654.6 / 662.6 for 10 senders with 2 / 3; v16: 7 senders 608.9 us
+    // against 579.7).
+    measured = {6, 3};
+  } else {
+    // Three or more peers, fewer SMs, where the senders join the reduce (below): 8 senders,
+    // 3 rows per release (v16, 4 x H200, 12 SMs: 782 us against 810 us for 10 with 1, and 886
+    // for 12; against 10 with 1 and no join: 766 / 804 us at 12 SMs, 624 / 727 at 16, 1093 /
+    // 1259 at 8). Before the join: 10 with 1 (v10d: 860.0 us; 6 with 3 951.9).
+    measured = {8, 3};
+  }
+  CombinePolicy policy;
+  policy.split = with_overrides(measured, knobs.send_warps, knobs.row_batch, warps_per_block);
+  // Sender warps reduce too once their rows are sent, with three or more peers below 20 SMs
+  // (v16, 4 x H200, 12 SMs: 846 -> 815 us; at 24 SMs 577 -> 582 us, at 2 ranks 233 -> 236 us).
+  policy.join_reduce = choose(knobs.join, num_ranks > 2 && num_sms < 20);
+  // Reducers prefetch the next token's rows (v13, 4 x H200: -3.6 % at 24 SMs, -3.9 % at 12;
+  // 2 ranks -4.5 % / -3.8 %).
+  policy.prefetch_next = !knobs.prefetch_off;
+  return policy;
+}
+
+// A Force from an environment variable: `off_value` -> kOff, `on_value` -> kOn, else measured.
+inline Force env_force(const char* name, const char* off_value, const char* on_value) {
+  if (env_is(name, off_value)) return Force::kOff;
+  if (env_is(name, on_value)) return Force::kOn;
+  return Force::kMeasured;
+}
+
+// The knobs, read once per process by the launchers.
+inline DispatchKnobs dispatch_knobs_from_env() {
+  DispatchKnobs k;
+  k.send_warps = env_override("EPCOMM_DISPATCH_SEND_WARPS");
+  k.token_batch = env_override("EPCOMM_DISPATCH_TOKEN_BATCH");
+  k.dynamic = env_force("EPCOMM_DISPATCH_DYNAMIC", "0", "1");
+  k.recv_interleaved = env_force("EPCOMM_DISPATCH_RECV_ORDER", "slot", "interleaved");
+  k.wide_sends = env_is("EPCOMM_DISPATCH_SEND_UNROLL", "14");
+  return k;
+}
+
+inline CombineKnobs combine_knobs_from_env() {
+  CombineKnobs k;
+  k.send_warps = env_override("EPCOMM_COMBINE_SEND_WARPS");
+  k.row_batch = env_override("EPCOMM_COMBINE_ROW_BATCH");
+  k.join = env_force("EPCOMM_COMBINE_JOIN", "0", "1");
+  k.prefetch_off = env_is("EPCOMM_COMBINE_PREFETCH", "0");
+  return k;
+}
+
+}  // namespace epcomm::kernels
