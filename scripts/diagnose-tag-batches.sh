@@ -2,7 +2,8 @@
 # Times the cached dispatch and the combine alone with the senders' tag releases batched over
 # 1, 2 or 4 rows (EPCOMM_DISPATCH_TOKEN_BATCH, EPCOMM_COMBINE_ROW_BATCH; docs/perf.md, v10) and
 # a few sender/receiver splits, at 24 and 12 SMs. Needs a release build.
-#   scripts/diagnose-tag-batches.sh [LOGFILE]    (env RANKS="2", SMS="24 12", ITERS=10, BENCH=binary)
+#   scripts/diagnose-tag-batches.sh [LOGFILE]    (env RANKS="2", SMS="24 12", TOKENS=4096, ITERS=10,
+#                                                 BENCH=binary)
 set -u
 cd "$(dirname "$0")/.."
 log=${1:-/dev/stdout}
@@ -27,8 +28,8 @@ for ranks in ${RANKS:-2}; do
     for v in "${variants[@]}"; do
       op=${v%%:*} rest=${v#*:}
       name=${rest%%:*} envs=${rest#*:}
-      echo "=== ranks $ranks sms $sms $op variant $name ($envs)" >>"$log"
-      env $envs EPCOMM_BENCH_ONLY=$op timeout 120 "$bench" --ranks "$ranks" --tokens 4096 \
+      echo "=== ranks $ranks sms $sms tokens ${TOKENS:-4096} $op variant $name ($envs)" >>"$log"
+      env $envs EPCOMM_BENCH_ONLY=$op timeout 120 "$bench" --ranks "$ranks" --tokens "${TOKENS:-4096}" \
         --hidden 7168 --topk 8 --experts 256 --sms "$sms" --warmup 2 --iters "${ITERS:-10}" >>"$log" 2>&1
       echo "rc $?" >>"$log"
     done
