@@ -120,14 +120,17 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       const int64_t count = prefix_me[s] - (s > 0 ? prefix_me[s - 1] : 0);
       most = count > most ? count : most;
     }
+    // A warp sends p.row_batch rows, then releases their tags together (docs/perf.md, v10).
+    // (Positions taken from a counter instead measured slower: v16.)
+    const int64_t senders = int64_t{gridDim.x} * send_warps;
     PendingTags pending;
-    // Interleaved position n; false where it holds no row (a source with fewer rows, or ours).
-    const auto send = [&](int64_t n) {
+    int batched = 0;
+    for (int64_t n = int64_t{warp} * gridDim.x + blockIdx.x; n < most * others; n += senders) {
       const auto s = static_cast<int32_t>((me + 1 + n % others) % R);
       const int64_t first = s > 0 ? prefix_me[s - 1] : 0;
       const int64_t i = first + n / others;  // our receive row
-      if (i >= prefix_me[s]) return false;   // source s sent us fewer rows
-      if (s == me) return false;             // our own rows: the reducers read them from x directly
+      if (i >= prefix_me[s]) continue;       // source s sent us fewer rows
+      if (s == me) continue;                 // our own rows: the reducers read them from x directly
       const int64_t row = send_base[s] + (i - first);
       uint8_t* area = p.peer_bases[s] + p.area_offset;
       auto* dst = reinterpret_cast<int4*>(area + a.x_offset + row * a.row_bytes);
@@ -141,14 +144,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
             p.topk_weights[i * p.weights_stride + lane * p.weights_stride_k];
       // The tag goes out with the warp's next flush (no per-row fence: docs/perf.md, v8).
       pending.add(reinterpret_cast<uint32_t*>(area + a.tag_offset) + row, tag, lane);
-      return true;
-    };
-    // Every senders-th position; p.row_batch rows, then their tags together (v10). (Positions
-    // taken from a counter instead measured slower: v16.)
-    const int64_t senders = int64_t{gridDim.x} * send_warps;
-    int batched = 0;
-    for (int64_t n = int64_t{warp} * gridDim.x + blockIdx.x; n < most * others; n += senders) {
-      if (send(n) && ++batched == p.row_batch) {
+      if (++batched == p.row_batch) {
         pending.flush(tag);
         batched = 0;
       }
