@@ -73,15 +73,14 @@ __device__ __forceinline__ void write_self_metadata(const DispatchParams& p, con
 
 // One warp sends token t to num_dst destinations: the row (read once), scales, remapped top-k,
 // weights and source index; the row's arrival tag per remote destination joins `pending`.
-template <int kUnroll>
 __device__ __forceinline__ void send_token(const DispatchParams& p, int64_t t, int4* const* dst,
                                            const int32_t* dst_rank, const int32_t* dst_slot,
                                            int num_dst, int64_t row_vec, uint32_t tag,
                                            PendingTags& pending, int lane) {
   const core::NormalArea& a = p.area;
   const TokenMeta m = load_token_meta(p, t, lane);
-  warp_multicast_copy<false, kUnroll>(
-      dst, num_dst, reinterpret_cast<const int4*>(p.x + t * p.x_stride), row_vec, lane);
+  warp_multicast_copy<false>(dst, num_dst, reinterpret_cast<const int4*>(p.x + t * p.x_stride),
+                             row_vec, lane);
   bool remote = false;
   for (int i = 0; i < num_dst; ++i) {
     if (dst_rank[i] == p.rank) {
@@ -183,8 +182,7 @@ __device__ __forceinline__ bool receive_row(const DispatchParams& p, const uint8
 //     receive area to the outputs once its tag shows this epoch.
 // (3) last block: advance the epoch, tell every source its rows were consumed.
 // kDynamic: sender warps take chunks of tokens from a counter instead of every n-th token (v16).
-// kSendUnroll: loads in flight per sender lane (v18).
-template <bool kDynamic, int kSendUnroll>
+template <bool kDynamic>
 __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(DispatchParams p) {
   const core::NormalSignalLayout sig{p.num_ranks};
   const int32_t R = p.num_ranks, me = p.rank;
@@ -255,8 +253,7 @@ __global__ void __launch_bounds__(kDispatchThreads) intranode_dispatch_kernel(Di
           dst_slot[num_dst++] = slot;
         }
         if (num_dst == kDstBatch || (d == R - 1 && num_dst > 0)) {
-          send_token<kSendUnroll>(p, t, dst, dst_rank, dst_slot, num_dst, row_vec, tag, pending,
-                                  lane);
+          send_token(p, t, dst, dst_rank, dst_slot, num_dst, row_vec, tag, pending, lane);
           num_dst = 0;
         }
       }
@@ -378,7 +375,7 @@ cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cuda
   // The measured choices and their measurements: kernels/normal_launch_policy.h.
   static const DispatchKnobs knobs = dispatch_knobs_from_env();
   const DispatchPolicy policy =
-      dispatch_policy(p.num_ranks, num_sms, p.area.row_bytes, knobs, kWarps);
+      dispatch_policy(p.num_ranks, num_sms, p.area.row_bytes, p.num_tokens, knobs, kWarps);
   DispatchParams q = p;
   q.send_warps = policy.split.send_warps;
   q.token_batch = policy.split.batch;
@@ -388,11 +385,9 @@ cudaError_t launch_intranode_dispatch(const DispatchParams& p, int num_sms, cuda
   q.diag = static_cast<uint32_t>(diag);
 #endif
   if (policy.dynamic_senders) {
-    intranode_dispatch_kernel<true, kCopyUnroll><<<num_sms, kDispatchThreads, 0, stream>>>(q);
-  } else if (policy.wide_sends) {
-    intranode_dispatch_kernel<false, 14><<<num_sms, kDispatchThreads, 0, stream>>>(q);
+    intranode_dispatch_kernel<true><<<num_sms, kDispatchThreads, 0, stream>>>(q);
   } else {
-    intranode_dispatch_kernel<false, kCopyUnroll><<<num_sms, kDispatchThreads, 0, stream>>>(q);
+    intranode_dispatch_kernel<false><<<num_sms, kDispatchThreads, 0, stream>>>(q);
   }
   return cudaGetLastError();
 }

@@ -22,18 +22,18 @@ struct DispatchKnobs {
   int token_batch = 0;                        // EPCOMM_DISPATCH_TOKEN_BATCH (0: measured)
   Force dynamic = Force::kMeasured;           // EPCOMM_DISPATCH_DYNAMIC=0|1
   Force recv_interleaved = Force::kMeasured;  // EPCOMM_DISPATCH_RECV_ORDER=slot|interleaved
-  bool wide_sends = false;                    // EPCOMM_DISPATCH_SEND_UNROLL=14
 };
 
 struct DispatchPolicy {
   SenderSplit split;      // sender warps of warps_per_block, tokens per tag release (or chunk)
   bool dynamic_senders;   // senders take chunks of tokens from a counter (v16)
   bool recv_interleaved;  // receivers take the sources' rows interleaved (v11)
-  bool wide_sends;        // static-order senders keep 14 loads per lane in flight (v18)
 };
 
+// num_tokens: the tokens this rank sends (its x rows).
 inline DispatchPolicy dispatch_policy(int32_t num_ranks, int num_sms, int64_t row_bytes,
-                                      const DispatchKnobs& knobs, int warps_per_block) {
+                                      int64_t num_tokens, const DispatchKnobs& knobs,
+                                      int warps_per_block) {
   const bool bf16_sized = row_bytes > 8192;
   SenderSplit measured;
   if (num_ranks <= 2) {
@@ -61,6 +61,20 @@ inline DispatchPolicy dispatch_policy(int32_t num_ranks, int num_sms, int64_t ro
     // 16 SMs with chunks from the counter: 546 us against 583 us for 6 senders).
     measured = {8, 4};
   }
+  if (num_ranks > 2 && bf16_sized && num_sms < 28) {
+    // Few tokens per SM (two or more peers, BF16-sized rows): each sender warp has only a few
+    // chunks, sent one after another, so the per-warp chain sets the time (v19). Below 64 tokens
+    // per SM: 8 senders, 1 token per chunk (4 x H200, 24 SMs: 512 tokens 89-92 us against 117-121
+    // for 5 with 4, 1024 tokens 150-153 against 174-177; 12 SMs, 512 tokens: 111 against 137).
+    // Below 128 per SM: at most 2 per chunk (12 SMs, 1024 tokens: 193 against 207 us; 24 SMs,
+    // 2048 tokens: 276 against 279).
+    const int64_t tokens_per_sm = num_tokens / num_sms;
+    if (tokens_per_sm < 64) {
+      measured = {measured.send_warps > 8 ? measured.send_warps : 8, 1};
+    } else if (tokens_per_sm < 128 && measured.batch > 2) {
+      measured.batch = 2;
+    }
+  }
   DispatchPolicy policy;
   policy.split = with_overrides(measured, knobs.send_warps, knobs.token_batch, warps_per_block);
   // Senders take chunks of tokens from a counter for BF16-sized rows (v16, 4 x H200, 4 ranks:
@@ -74,8 +88,6 @@ inline DispatchPolicy dispatch_policy(int32_t num_ranks, int num_sms, int64_t ro
   // and rows in slot order with one peer, where the orders are alike (2 ranks, 12 SMs, BF16:
   // 339 us slot, 344 us interleaved).
   policy.recv_interleaved = choose(knobs.recv_interleaved, num_ranks > 2);
-  // An experiment, off until measured (v18); only the static-order senders have it.
-  policy.wide_sends = knobs.wide_sends && !policy.dynamic_senders;
   return policy;
 }
 
@@ -134,7 +146,6 @@ inline DispatchKnobs dispatch_knobs_from_env() {
   k.token_batch = env_override("EPCOMM_DISPATCH_TOKEN_BATCH");
   k.dynamic = env_force("EPCOMM_DISPATCH_DYNAMIC", "0", "1");
   k.recv_interleaved = env_force("EPCOMM_DISPATCH_RECV_ORDER", "slot", "interleaved");
-  k.wide_sends = env_is("EPCOMM_DISPATCH_SEND_UNROLL", "14");
   return k;
 }
 

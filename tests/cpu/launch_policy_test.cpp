@@ -1,5 +1,5 @@
 // The normal kernels' launch choices (kernels/normal_launch_policy.h): the measured table of
-// docs/perf.md (v10c-v18) and the environment knobs that override it.
+// docs/perf.md (v10c-v19) and the environment knobs that override it.
 #include <gtest/gtest.h>
 
 #include "kernels/normal_launch_policy.h"
@@ -10,16 +10,17 @@ namespace {
 constexpr int kWarps = 16;
 constexpr int64_t kBf16Row = 7168 * 2;
 constexpr int64_t kFp8Row = 7168;
+constexpr int64_t kTokens = 4096;  // the standard setting's tokens per rank
 
 void expect_dispatch(int32_t ranks, int sms, int64_t row, SenderSplit split, bool dynamic,
-                     bool interleaved) {
-  SCOPED_TRACE(testing::Message() << ranks << " ranks, " << sms << " SMs, row " << row);
-  const DispatchPolicy p = dispatch_policy(ranks, sms, row, DispatchKnobs{}, kWarps);
+                     bool interleaved, int64_t tokens = kTokens) {
+  SCOPED_TRACE(testing::Message() << ranks << " ranks, " << sms << " SMs, row " << row << ", "
+                                  << tokens << " tokens");
+  const DispatchPolicy p = dispatch_policy(ranks, sms, row, tokens, DispatchKnobs{}, kWarps);
   EXPECT_EQ(p.split.send_warps, split.send_warps);
   EXPECT_EQ(p.split.batch, split.batch);
   EXPECT_EQ(p.dynamic_senders, dynamic);
   EXPECT_EQ(p.recv_interleaved, interleaved);
-  EXPECT_FALSE(p.wide_sends);
 }
 
 TEST(LaunchPolicy, DispatchMeasuredTable) {
@@ -38,13 +39,37 @@ TEST(LaunchPolicy, DispatchMeasuredTable) {
   expect_dispatch(4, 24, 8192, {4, 8}, false, true);
 }
 
+TEST(LaunchPolicy, DispatchFewTokensPerSm) {
+  // Two or more peers, BF16-sized rows, below 28 SMs (v19): below 64 tokens per SM 8 senders
+  // with 1 token per chunk, below 128 at most 2 per chunk.
+  expect_dispatch(4, 24, kBf16Row, {8, 1}, true, true, 512);
+  expect_dispatch(4, 24, kBf16Row, {8, 1}, true, true, 1024);
+  expect_dispatch(4, 24, kBf16Row, {5, 2}, true, true, 2048);
+  expect_dispatch(4, 24, kBf16Row, {5, 4}, true, true, 3072);
+  expect_dispatch(4, 12, kBf16Row, {8, 1}, true, true, 512);
+  expect_dispatch(4, 12, kBf16Row, {8, 2}, true, true, 1024);
+  expect_dispatch(4, 12, kBf16Row, {8, 4}, true, true, 2048);
+  expect_dispatch(3, 16, kBf16Row, {8, 1}, true, true, 0);  // a rank with no tokens
+  // Unchanged: FP8 rows, one peer, 28 SMs or more.
+  expect_dispatch(4, 24, kFp8Row, {4, 8}, false, true, 512);
+  expect_dispatch(2, 24, kBf16Row, {9, 4}, true, false, 512);
+  expect_dispatch(4, 32, kBf16Row, {6, 1}, true, true, 512);
+  // The environment's knobs still win.
+  DispatchKnobs k;
+  k.send_warps = 5;
+  k.token_batch = 4;
+  const DispatchPolicy p = dispatch_policy(4, 24, kBf16Row, 512, k, kWarps);
+  EXPECT_EQ(p.split.send_warps, 5);
+  EXPECT_EQ(p.split.batch, 4);
+}
+
 TEST(LaunchPolicy, DispatchKnobsOverrideTheTable) {
   DispatchKnobs k;
   k.dynamic = Force::kOff;
   k.recv_interleaved = Force::kOff;
   k.send_warps = 3;
   k.token_batch = 2;
-  DispatchPolicy p = dispatch_policy(4, 24, kBf16Row, k, kWarps);
+  DispatchPolicy p = dispatch_policy(4, 24, kBf16Row, kTokens, k, kWarps);
   EXPECT_FALSE(p.dynamic_senders);
   EXPECT_FALSE(p.recv_interleaved);
   EXPECT_EQ(p.split.send_warps, 3);
@@ -54,15 +79,10 @@ TEST(LaunchPolicy, DispatchKnobsOverrideTheTable) {
   k.send_warps = kWarps;
   k.dynamic = Force::kOn;
   k.recv_interleaved = Force::kOn;
-  p = dispatch_policy(2, 12, kFp8Row, k, kWarps);
+  p = dispatch_policy(2, 12, kFp8Row, kTokens, k, kWarps);
   EXPECT_EQ(p.split.send_warps, 11);
   EXPECT_TRUE(p.dynamic_senders);
   EXPECT_TRUE(p.recv_interleaved);
-  // The wide senders exist only in the static-order instantiation.
-  k = DispatchKnobs{};
-  k.wide_sends = true;
-  EXPECT_TRUE(dispatch_policy(4, 24, kFp8Row, k, kWarps).wide_sends);
-  EXPECT_FALSE(dispatch_policy(4, 24, kBf16Row, k, kWarps).wide_sends);
 }
 
 TEST(LaunchPolicy, CombineMeasuredTableAndKnobs) {

@@ -42,33 +42,33 @@ constexpr int kCopyUnroll = 8;  // 128 bytes in flight per lane
 // during this kernel (use coherent loads); otherwise src is read-only for the kernel. Every pass
 // issues its kCopyUnroll loads (predicated at the end of the row) before any store, so a row's
 // tail costs one memory latency, not one per vector.
-template <bool kCoherent, int kUnroll = kCopyUnroll>
+template <bool kCoherent>
 __device__ __forceinline__ void warp_copy(int4* dst, const int4* src, int64_t num_vec, int lane) {
-  for (int64_t i = lane; i < num_vec; i += kUnroll * 32) {
-    int4 v[kUnroll];
+  for (int64_t i = lane; i < num_vec; i += kCopyUnroll * 32) {
+    int4 v[kCopyUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
+    for (int u = 0; u < kCopyUnroll; ++u)
       if (i + u * 32 < num_vec)
         v[u] = kCoherent ? ld_na_v4(src + i + u * 32) : ld_nc_v4(src + i + u * 32);
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
+    for (int u = 0; u < kCopyUnroll; ++u)
       if (i + u * 32 < num_vec) st_na_v4(dst + i + u * 32, v[u]);
   }
 }
 
 // Warp copies one row to `num_dst` destinations, reading it once (loads as in warp_copy).
-template <bool kCoherent, int kUnroll = kCopyUnroll>
+template <bool kCoherent>
 __device__ __forceinline__ void warp_multicast_copy(int4* const* dst, int num_dst, const int4* src,
                                                     int64_t num_vec, int lane) {
-  for (int64_t i = lane; i < num_vec; i += kUnroll * 32) {
-    int4 v[kUnroll];
+  for (int64_t i = lane; i < num_vec; i += kCopyUnroll * 32) {
+    int4 v[kCopyUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
+    for (int u = 0; u < kCopyUnroll; ++u)
       if (i + u * 32 < num_vec)
         v[u] = kCoherent ? ld_na_v4(src + i + u * 32) : ld_nc_v4(src + i + u * 32);
     for (int d = 0; d < num_dst; ++d)
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u)
+      for (int u = 0; u < kCopyUnroll; ++u)
         if (i + u * 32 < num_vec) st_na_v4(dst[d] + i + u * 32, v[u]);
   }
 }
