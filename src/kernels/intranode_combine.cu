@@ -135,13 +135,16 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       uint8_t* area = p.peer_bases[s] + p.area_offset;
       auto* dst = reinterpret_cast<int4*>(area + a.x_offset + row * a.row_bytes);
       const auto* src = reinterpret_cast<const int4*>(p.x + i * p.x_stride);
+      // The row's top-k weights load with its first pass, not one latency after its last (v20).
+      float weight = 0.0f;
+      if (lane < a.topk)
+        weight = ld_nc_f32(p.topk_weights + i * p.weights_stride + lane * p.weights_stride_k);
 #ifdef EPCOMM_DIAGNOSTICS
       if ((p.diag & 1u) == 0)  // bit 0: the row stays behind (weights and tag still go)
 #endif
         warp_copy<false>(dst, src, row_vec, lane);
       if (lane < a.topk)
-        reinterpret_cast<float*>(area + a.topk_weights_offset)[row * a.topk + lane] =
-            p.topk_weights[i * p.weights_stride + lane * p.weights_stride_k];
+        reinterpret_cast<float*>(area + a.topk_weights_offset)[row * a.topk + lane] = weight;
       // The tag goes out with the warp's next flush (no per-row fence: docs/perf.md, v8).
       pending.add(reinterpret_cast<uint32_t*>(area + a.tag_offset) + row, tag, lane);
       if (++batched == p.row_batch) {

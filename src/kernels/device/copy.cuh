@@ -14,6 +14,13 @@ __device__ __forceinline__ int4 ld_nc_v4(const int4* ptr) {
   return v;
 }
 
+// Read-only scalar, issued as written (volatile), so it stays ahead of the copies that follow.
+__device__ __forceinline__ float ld_nc_f32(const float* ptr) {
+  float v;
+  asm volatile("ld.global.nc.f32 %0, [%1];" : "=f"(v) : "l"(ptr));
+  return v;
+}
+
 // Coherent load (data written by peers during this kernel, after an acquire), not kept in L1.
 __device__ __forceinline__ int4 ld_na_v4(const int4* ptr) {
   int4 v;
