@@ -5,7 +5,8 @@
 #   OP=dispatch (EPCOMM_DIAG_DISPATCH): 1 skips the remote metadata stores, 2 the receivers'
 #     copy-out, 3 both.
 #   OP=combine (EPCOMM_DIAG_COMBINE): 1 sends no rows (weights and tags only, so the reduce reads
-#     stale rows), 2 reduces nothing (the reducers still wait for every row), 3 both.
+#     stale rows), 2 reduces nothing (the reducers still wait for every row), 3 both; 4 (not in
+#     the default list, DIAGS="0 4 6") sends zeros without loading the rows, 6 that without reduce.
 # The skipping variants' results are wrong by design; only their times mean anything.
 #   scripts/diagnose-bound.sh --build     configure and build build/diag (no GPU needed)
 #   scripts/diagnose-bound.sh [LOGFILE]   (env OP=dispatch|combine, RANKS="4 2", SMS="24 12", ITERS=20)
@@ -28,7 +29,7 @@ esac
 export NCCL_NVLS_ENABLE=0
 for ranks in ${RANKS:-4 2}; do
   for sms in ${SMS:-24 12}; do
-    for v in release diag0 diag1 diag2 diag3 release; do
+    for v in release $(for d in ${DIAGS:-0 1 2 3}; do echo diag$d; done) release; do
       bench=build/release/apps/epcomm_bench diag=0
       case "$v" in diag*) bench=build/diag/apps/epcomm_bench diag=${v#diag} ;; esac
       echo "=== $op ranks $ranks sms $sms $v" >>"$log"

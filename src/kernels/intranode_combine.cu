@@ -1,4 +1,5 @@
 #include "kernels/device/bounded_wait.cuh"
+#include "kernels/device/bulk_copy.cuh"
 #include "kernels/device/copy.cuh"
 #include "kernels/device/grid_sync.cuh"
 #include "kernels/device/indices.cuh"
@@ -19,6 +20,11 @@ namespace {
 constexpr int kCombineThreads = 512;
 constexpr int kWarps = kCombineThreads / 32;
 constexpr int kMaxCombineRanks = 64;
+
+// A stage holds one row, 128-byte aligned.
+__host__ __device__ constexpr int64_t staged_row_bytes(int64_t row_bytes) {
+  return (row_bytes + 127) / 128 * 128;
+}
 
 __device__ __forceinline__ void add_bf16x8(float* acc, const int4& v) {
   const auto* h = reinterpret_cast<const __nv_bfloat162*>(&v);
@@ -41,7 +47,9 @@ __device__ __forceinline__ void add_bf16x8(float* acc, const int4& v) {
 // (3) last block: advance the epoch, tell every rank its rows were consumed.
 // The reduce is latency-bound (docs/perf.md, v9): each lane loads kChunks 16-byte chunks of
 // kRankBatch ranks, all in flight together, before adding any (as many as fit in registers).
-template <int kRankBatch, int kChunks>
+// kStagedSends: the senders' rows pass through shared memory by bulk copies (v21; the launcher
+// gives 2 * send_warps * staged_row_bytes(row_bytes) bytes of dynamic shared memory).
+template <int kRankBatch, int kChunks, bool kStagedSends>
 __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(CombineParams p) {
   // Warps [0, send_warps) send, the rest reduce (the split is chosen per world size).
   const int send_warps = p.send_warps;
@@ -64,6 +72,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   __shared__ uint32_t reduced;      // tokens this block has reduced (counted only when tracing)
   __shared__ uint32_t reduce_next;  // the block's next token to reduce, when taken (join_reduce)
   __shared__ volatile bool reduce_open;  // the reducers checked every signature: senders may join
+  __shared__ __align__(8) uint64_t stage_bars[kStagedSends ? kWarps : 1][2];  // v21's stages
 
   // ---- phase 0 ----
   if (threadIdx.x == 0) {
@@ -123,33 +132,108 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
     // A warp sends p.row_batch rows, then releases their tags together (docs/perf.md, v10).
     // (Positions taken from a counter instead measured slower: v16.)
     const int64_t senders = int64_t{gridDim.x} * send_warps;
+    const int64_t positions = most * others;
     PendingTags pending;
     int batched = 0;
-    for (int64_t n = int64_t{warp} * gridDim.x + blockIdx.x; n < most * others; n += senders) {
-      const auto s = static_cast<int32_t>((me + 1 + n % others) % R);
-      const int64_t first = s > 0 ? prefix_me[s - 1] : 0;
-      const int64_t i = first + n / others;  // our receive row
-      if (i >= prefix_me[s]) continue;       // source s sent us fewer rows
-      if (s == me) continue;                 // our own rows: the reducers read them from x directly
-      const int64_t row = send_base[s] + (i - first);
-      uint8_t* area = p.peer_bases[s] + p.area_offset;
-      auto* dst = reinterpret_cast<int4*>(area + a.x_offset + row * a.row_bytes);
-      const auto* src = reinterpret_cast<const int4*>(p.x + i * p.x_stride);
-      // The row's top-k weights load with its first pass, not one latency after its last (v20).
-      float weight = 0.0f;
+    // The warp's next row at or after position n (n moves past it); false at the end.
+    struct SendRow {
+      int64_t i;    // our receive row
+      int32_t s;    // its source
+      int64_t row;  // its row in s's combine area
+    };
+    int64_t n = int64_t{warp} * gridDim.x + blockIdx.x;
+    const auto next_row = [&](SendRow& r) {
+      for (; n < positions; n += senders) {
+        const auto s = static_cast<int32_t>((me + 1 + n % others) % R);
+        const int64_t first = s > 0 ? prefix_me[s - 1] : 0;
+        const int64_t i = first + n / others;
+        if (i >= prefix_me[s]) continue;  // source s sent us fewer rows
+        if (s == me) continue;            // our own rows: the reducers read them from x directly
+        r = SendRow{i, s, send_base[s] + (i - first)};
+        n += senders;
+        return true;
+      }
+      return false;
+    };
+    // The row's top-k weights load with its first pass, not one latency after its last (v20).
+    const auto load_weight = [&](const SendRow& r) {
+      return lane < a.topk
+                 ? ld_nc_f32(p.topk_weights + r.i * p.weights_stride + lane * p.weights_stride_k)
+                 : 0.0f;
+    };
+    // After the row's data: its weights, and its tag with the warp's next flush (no per-row
+    // fence: docs/perf.md, v8).
+    const auto finish_row = [&](const SendRow& r, float weight) {
+      uint8_t* area = p.peer_bases[r.s] + p.area_offset;
       if (lane < a.topk)
-        weight = ld_nc_f32(p.topk_weights + i * p.weights_stride + lane * p.weights_stride_k);
-#ifdef EPCOMM_DIAGNOSTICS
-      if ((p.diag & 1u) == 0)  // bit 0: the row stays behind (weights and tag still go)
-#endif
-        warp_copy<false>(dst, src, row_vec, lane);
-      if (lane < a.topk)
-        reinterpret_cast<float*>(area + a.topk_weights_offset)[row * a.topk + lane] = weight;
-      // The tag goes out with the warp's next flush (no per-row fence: docs/perf.md, v8).
-      pending.add(reinterpret_cast<uint32_t*>(area + a.tag_offset) + row, tag, lane);
+        reinterpret_cast<float*>(area + a.topk_weights_offset)[r.row * a.topk + lane] = weight;
+      pending.add(reinterpret_cast<uint32_t*>(area + a.tag_offset) + r.row, tag, lane);
       if (++batched == p.row_batch) {
         pending.flush(tag);
         batched = 0;
+      }
+    };
+    const auto row_dst = [&](const SendRow& r) {
+      return reinterpret_cast<int4*>(p.peer_bases[r.s] + p.area_offset + a.x_offset +
+                                     r.row * a.row_bytes);
+    };
+    SendRow cur;
+    if constexpr (kStagedSends) {
+      // v21: each row comes into one of the warp's two shared-memory stages by a bulk copy,
+      // issued one row ahead, and goes out from there with the warp's stores.
+      extern __shared__ __align__(128) uint8_t stages_smem[];
+      const int64_t stage_bytes = staged_row_bytes(a.row_bytes);
+      // Stage k of this warp (k = 0, 1).
+      const auto stage = [&](int k) { return stages_smem + (2 * warp + k) * stage_bytes; };
+      uint64_t* const bar = stage_bars[warp];
+      if (lane == 0) {
+        mbarrier_init(&bar[0], 1);
+        mbarrier_init(&bar[1], 1);
+        fence_mbarrier_init();
+      }
+      __syncwarp();
+      const auto load_row = [&](const SendRow& r, int k) {
+        if (lane == 0)
+          bulk_load_to_shared(stage(k), p.x + r.i * p.x_stride, static_cast<uint32_t>(a.row_bytes),
+                              &bar[k]);
+      };
+      uint32_t parity = 0;  // bit k: the parity of stage k's next completion
+      int k = 0;
+      bool have = next_row(cur);
+      if (have) load_row(cur, 0);
+      while (have) {
+        SendRow nxt;
+        const bool more = next_row(nxt);
+        // Stage k ^ 1 was last read in the previous row, which every lane finished (__syncwarp).
+        if (more) load_row(nxt, k ^ 1);
+        const float weight = load_weight(cur);
+        // Acquire (every lane): the row's bytes in stage k are visible once its phase completed.
+        if (!bounded_wait(p.wait, me, core::WaitStage::kDataArrival,
+                          [&] { return mbarrier_try_wait(&bar[k], (parity >> k) & 1u); }))
+          break;
+        parity ^= 1u << k;
+        const auto* src = reinterpret_cast<const int4*>(stage(k));
+        int4* dst = row_dst(cur);
+#pragma unroll 4
+        for (int64_t v = lane; v < row_vec; v += 32) st_na_v4(dst + v, src[v]);
+        finish_row(cur, weight);
+        __syncwarp();  // every lane's reads of stage k are done before it is loaded again
+        cur = nxt;
+        k ^= 1;
+        have = more;
+      }
+    } else {
+      while (next_row(cur)) {
+        const float weight = load_weight(cur);
+        int4* dst = row_dst(cur);
+        const auto* src = reinterpret_cast<const int4*>(p.x + cur.i * p.x_stride);
+#ifdef EPCOMM_DIAGNOSTICS
+        if (p.diag & 4u) {  // bit 2: stores of zeros, no loads (the send path's store side)
+          for (int64_t v = lane; v < row_vec; v += 32) st_na_v4(dst + v, make_int4(0, 0, 0, 0));
+        } else if ((p.diag & 1u) == 0)  // bit 0: the row stays behind (weights and tag still go)
+#endif
+          warp_copy<false>(dst, src, row_vec, lane);
+        finish_row(cur, weight);
       }
     }
     pending.flush(tag);
@@ -332,6 +416,49 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
 
 }  // namespace
 
+namespace {
+
+// Launches one instantiation; with staged sends, only where the stages fit next to the kernel's
+// static shared memory (false: not launched, the caller takes the register path).
+template <int kRankBatch, int kChunks, bool kStagedSends>
+bool launch_combine(const CombineParams& q, int num_sms, cudaStream_t stream) {
+  const auto kernel = intranode_combine_kernel<kRankBatch, kChunks, kStagedSends>;
+  size_t dynamic_bytes = 0;
+  if (kStagedSends) {
+    dynamic_bytes = size_t{2} * q.send_warps * staged_row_bytes(q.area.row_bytes);
+    // Read once per instantiation: the kernel's static shared memory and the device's opt-in
+    // limit per block (the same on every GPU of one node).
+    static const size_t static_bytes = [&] {
+      cudaFuncAttributes attr{};
+      return cudaFuncGetAttributes(&attr, kernel) == cudaSuccess ? attr.sharedSizeBytes : SIZE_MAX;
+    }();
+    static const size_t limit = [] {
+      int device = 0, bytes = 0;
+      cudaGetDevice(&device);
+      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+      return static_cast<size_t>(bytes);
+    }();
+    if (static_bytes == SIZE_MAX || static_bytes + dynamic_bytes > limit) return false;
+    static size_t allowed = 0;  // the largest dynamic size set so far
+    if (dynamic_bytes > allowed) {
+      if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(dynamic_bytes)) != cudaSuccess)
+        return false;
+      allowed = dynamic_bytes;
+    }
+  }
+  kernel<<<num_sms, kCombineThreads, dynamic_bytes, stream>>>(q);
+  return true;
+}
+
+template <int kRankBatch, int kChunks>
+void launch_combine_path(const CombineParams& q, int num_sms, bool staged, cudaStream_t stream) {
+  if (staged && launch_combine<kRankBatch, kChunks, true>(q, num_sms, stream)) return;
+  launch_combine<kRankBatch, kChunks, false>(q, num_sms, stream);
+}
+
+}  // namespace
+
 cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaStream_t stream) {
   // The measured choices and their measurements: kernels/normal_launch_policy.h.
   static const CombineKnobs knobs = combine_knobs_from_env();
@@ -347,9 +474,9 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
 #endif
   // Loads in flight per lane are split over the ranks a token can have rows from.
   if (p.num_ranks <= 2) {
-    intranode_combine_kernel<2, 6><<<num_sms, kCombineThreads, 0, stream>>>(q);
+    launch_combine_path<2, 6>(q, num_sms, policy.staged_sends, stream);
   } else {
-    intranode_combine_kernel<4, 4><<<num_sms, kCombineThreads, 0, stream>>>(q);
+    launch_combine_path<4, 4>(q, num_sms, policy.staged_sends, stream);
   }
   return cudaGetLastError();
 }

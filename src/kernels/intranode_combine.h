@@ -49,8 +49,9 @@ struct CombineParams {
   WaitContext wait;
   uint64_t* trace;  // null, or [gridDim.x][kNormalTraceSlots] (kernels/normal_trace.h)
   // Diagnostic builds only (EPCOMM_DIAGNOSTICS, EPCOMM_DIAG_COMBINE): bit 0 sends no rows (only
-  // their weights and tags), bit 1 reduces nothing (the reducers still wait for every row). Zero
-  // otherwise; either bit makes the results wrong.
+  // their weights and tags), bit 1 reduces nothing (the reducers still wait for every row), bit 2
+  // sends zeros without loading the rows (register-path senders only). Zero otherwise; any bit
+  // makes the results wrong.
   uint32_t diag;
 };
 

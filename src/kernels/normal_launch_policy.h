@@ -96,12 +96,14 @@ struct CombineKnobs {
   int row_batch = 0;              // EPCOMM_COMBINE_ROW_BATCH (0: measured)
   Force join = Force::kMeasured;  // EPCOMM_COMBINE_JOIN=0|1
   bool prefetch_off = false;      // EPCOMM_COMBINE_PREFETCH=0
+  bool staged_sends = false;      // EPCOMM_COMBINE_STAGED=1
 };
 
 struct CombinePolicy {
   SenderSplit split;   // sender warps of warps_per_block, rows per tag release
   bool join_reduce;    // senders reduce too once their rows are sent (v16)
   bool prefetch_next;  // reducers prefetch the next token's rows to L2 (v13)
+  bool staged_sends;   // senders' rows through shared memory by bulk copies (v21), where they fit
 };
 
 inline CombinePolicy combine_policy(int32_t num_ranks, int num_sms, const CombineKnobs& knobs,
@@ -129,6 +131,8 @@ inline CombinePolicy combine_policy(int32_t num_ranks, int num_sms, const Combin
   // Reducers prefetch the next token's rows (v13, 4 x H200: -3.6 % at 24 SMs, -3.9 % at 12;
   // 2 ranks -4.5 % / -3.8 %).
   policy.prefetch_next = !knobs.prefetch_off;
+  // An experiment, off until measured (v21).
+  policy.staged_sends = knobs.staged_sends;
   return policy;
 }
 
@@ -155,6 +159,7 @@ inline CombineKnobs combine_knobs_from_env() {
   k.row_batch = env_override("EPCOMM_COMBINE_ROW_BATCH");
   k.join = env_force("EPCOMM_COMBINE_JOIN", "0", "1");
   k.prefetch_off = env_is("EPCOMM_COMBINE_PREFETCH", "0");
+  k.staged_sends = env_is("EPCOMM_COMBINE_STAGED", "1");
   return k;
 }
 

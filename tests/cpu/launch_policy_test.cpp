@@ -91,6 +91,7 @@ TEST(LaunchPolicy, CombineMeasuredTableAndKnobs) {
   EXPECT_EQ(p.split.batch, 3);
   EXPECT_FALSE(p.join_reduce);
   EXPECT_TRUE(p.prefetch_next);
+  EXPECT_FALSE(p.staged_sends);  // v21: off until measured
   // Three or more peers below 20 SMs: 8 senders that join the reduce (v16).
   p = combine_policy(3, 12, CombineKnobs{}, kWarps);
   EXPECT_EQ(p.split.send_warps, 8);
@@ -111,6 +112,9 @@ TEST(LaunchPolicy, CombineMeasuredTableAndKnobs) {
   k = CombineKnobs{};
   k.join = Force::kOn;
   EXPECT_TRUE(combine_policy(2, 24, k, kWarps).join_reduce);
+  k = CombineKnobs{};
+  k.staged_sends = true;
+  EXPECT_TRUE(combine_policy(4, 24, k, kWarps).staged_sends);
 }
 
 }  // namespace
