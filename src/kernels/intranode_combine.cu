@@ -418,43 +418,54 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
 
 namespace {
 
-// Launches one instantiation; with staged sends, only where the stages fit next to the kernel's
-// static shared memory (false: not launched, the caller takes the register path).
-template <int kRankBatch, int kChunks, bool kStagedSends>
-bool launch_combine(const CombineParams& q, int num_sms, cudaStream_t stream) {
-  const auto kernel = intranode_combine_kernel<kRankBatch, kChunks, kStagedSends>;
-  size_t dynamic_bytes = 0;
-  if (kStagedSends) {
-    dynamic_bytes = size_t{2} * q.send_warps * staged_row_bytes(q.area.row_bytes);
-    // Read once per instantiation: the kernel's static shared memory and the device's opt-in
-    // limit per block (the same on every GPU of one node).
-    static const size_t static_bytes = [&] {
-      cudaFuncAttributes attr{};
-      return cudaFuncGetAttributes(&attr, kernel) == cudaSuccess ? attr.sharedSizeBytes : SIZE_MAX;
-    }();
-    static const size_t limit = [] {
-      int device = 0, bytes = 0;
-      cudaGetDevice(&device);
-      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-      return static_cast<size_t>(bytes);
-    }();
-    if (static_bytes == SIZE_MAX || static_bytes + dynamic_bytes > limit) return false;
-    static size_t allowed = 0;  // the largest dynamic size set so far
-    if (dynamic_bytes > allowed) {
-      if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(dynamic_bytes)) != cudaSuccess)
-        return false;
-      allowed = dynamic_bytes;
-    }
+// Whether the staged instantiation's shared memory (static, plus two row stages per sender warp)
+// fits the device's opt-in limit per block, and if so allows that much dynamic shared memory.
+template <int kRankBatch, int kChunks>
+bool prepare_staged(size_t dynamic_bytes) {
+  const auto kernel = intranode_combine_kernel<kRankBatch, kChunks, true>;
+  // Read once per instantiation: the kernel's static shared memory and the device's limit (the
+  // same on every GPU of one node).
+  static const size_t static_bytes = [kernel] {
+    cudaFuncAttributes attr{};
+    return cudaFuncGetAttributes(&attr, kernel) == cudaSuccess ? attr.sharedSizeBytes : SIZE_MAX;
+  }();
+  static const size_t limit = [] {
+    int device = 0, bytes = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
+            cudaSuccess)
+      return size_t{0};
+    return static_cast<size_t>(bytes);
+  }();
+  if (static_bytes == SIZE_MAX || static_bytes + dynamic_bytes > limit) return false;
+  static size_t allowed = 0;  // the largest dynamic size allowed so far
+  if (dynamic_bytes > allowed) {
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(dynamic_bytes)) != cudaSuccess)
+      return false;
+    allowed = dynamic_bytes;
   }
-  kernel<<<num_sms, kCombineThreads, dynamic_bytes, stream>>>(q);
   return true;
 }
 
+// Launches the policy's instantiation. A staged policy whose stages do not fit (rows too long
+// for two per sender warp) is replaced by the register path's policy.
 template <int kRankBatch, int kChunks>
-void launch_combine_path(const CombineParams& q, int num_sms, bool staged, cudaStream_t stream) {
-  if (staged && launch_combine<kRankBatch, kChunks, true>(q, num_sms, stream)) return;
-  launch_combine<kRankBatch, kChunks, false>(q, num_sms, stream);
+void launch_combine(CombineParams q, CombinePolicy policy, const CombineKnobs& knobs, int num_sms,
+                    cudaStream_t stream) {
+  if (policy.staged_sends) {
+    const auto kernel = intranode_combine_kernel<kRankBatch, kChunks, true>;
+    const size_t bytes = size_t{2} * policy.split.send_warps * staged_row_bytes(q.area.row_bytes);
+    if (prepare_staged<kRankBatch, kChunks>(bytes)) {
+      kernel<<<num_sms, kCombineThreads, bytes, stream>>>(q);
+      return;
+    }
+    policy = combine_policy(q.num_ranks, num_sms, knobs, kWarps, /*staged_possible=*/false);
+    q.send_warps = policy.split.send_warps;
+    q.row_batch = policy.split.batch;
+    q.join_reduce = policy.join_reduce;
+  }
+  intranode_combine_kernel<kRankBatch, kChunks, false><<<num_sms, kCombineThreads, 0, stream>>>(q);
 }
 
 }  // namespace
@@ -474,9 +485,9 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
 #endif
   // Loads in flight per lane are split over the ranks a token can have rows from.
   if (p.num_ranks <= 2) {
-    launch_combine_path<2, 6>(q, num_sms, policy.staged_sends, stream);
+    launch_combine<2, 6>(q, policy, knobs, num_sms, stream);
   } else {
-    launch_combine_path<4, 4>(q, num_sms, policy.staged_sends, stream);
+    launch_combine<4, 4>(q, policy, knobs, num_sms, stream);
   }
   return cudaGetLastError();
 }

@@ -48,6 +48,11 @@ inline DispatchPolicy dispatch_policy(int32_t num_ranks, int num_sms, int64_t ro
     // a counter (BF16-sized rows, v16): 5 senders, 4 tokens per chunk, 508 us against 523 us
     // for 4. FP8 rows: 4 senders, 8 tokens per release, 311 us against 317 us for 4 (v16).
     measured = bf16_sized ? SenderSplit{5, 4} : SenderSplit{4, 8};
+    // FP8 rows with 128 or more tokens per SM: 5 senders taking chunks of 8 tokens from the
+    // counter (v22, 4 x H200, 24 SMs, 4096 tokens: 299 us against 310 for the static 4 with 8;
+    // 4 senders with chunks of 8 or 16: 335 / 346 us). Fewer tokens: 8-token chunks would leave
+    // warps idle; not measured there.
+    if (!bf16_sized && num_tokens / num_sms >= 128) measured = {5, 8};
   } else if (num_sms >= 20 && bf16_sized) {
     // Two or more peers, BF16-sized rows, 28+ SMs: most rows arrive from others and the
     // copy-out needs the warps: 6 senders, 1 token per release (v10d; v12, 4 x H200, 32 SMs:
@@ -80,9 +85,13 @@ inline DispatchPolicy dispatch_policy(int32_t num_ranks, int num_sms, int64_t ro
   // Senders take chunks of tokens from a counter for BF16-sized rows (v16, 4 x H200, 4 ranks:
   // 578 -> 517 us at 24 SMs, 554 -> 507 at 32, 567 -> 546 at 16, 1001 -> 990 at 8, 12 the
   // same; 2 ranks 216 -> 213 us at 24 SMs), except with one peer below 20 SMs (2 ranks, 12 SMs:
-  // 342 -> 347 us). FP8 rows keep every n-th token (24 SMs 318 -> 323 us, 2 ranks 127 -> 132).
+  // 342 -> 347 us). FP8 rows keep every n-th token (with 4 tokens per chunk: 24 SMs 318 -> 323
+  // us, 2 ranks 127 -> 132), except with two or more peers at 20-27 SMs and 128 or more tokens
+  // per SM, in chunks of 8 (v22).
   const bool one_peer_few_sms = num_ranks <= 2 && num_sms < 20;
-  policy.dynamic_senders = choose(knobs.dynamic, bf16_sized && !one_peer_few_sms);
+  const bool fp8_counter = num_ranks > 2 && num_sms >= 20 && num_sms < 28 && !bf16_sized &&
+                           num_tokens / num_sms >= 128;  // v22, above
+  policy.dynamic_senders = choose(knobs.dynamic, (bf16_sized && !one_peer_few_sms) || fp8_counter);
   // Receivers take the k-th row of every source before the (k+1)-th with two or more peers
   // (v11, 4 x H200, 24 SMs: BF16 670 -> 589 us, FP8 379 -> 333 us; 12 SMs BF16 824 -> 685 us),
   // and rows in slot order with one peer, where the orders are alike (2 ranks, 12 SMs, BF16:
@@ -92,11 +101,11 @@ inline DispatchPolicy dispatch_policy(int32_t num_ranks, int num_sms, int64_t ro
 }
 
 struct CombineKnobs {
-  int send_warps = 0;             // EPCOMM_COMBINE_SEND_WARPS (0: measured)
-  int row_batch = 0;              // EPCOMM_COMBINE_ROW_BATCH (0: measured)
-  Force join = Force::kMeasured;  // EPCOMM_COMBINE_JOIN=0|1
-  bool prefetch_off = false;      // EPCOMM_COMBINE_PREFETCH=0
-  bool staged_sends = false;      // EPCOMM_COMBINE_STAGED=1
+  int send_warps = 0;               // EPCOMM_COMBINE_SEND_WARPS (0: measured)
+  int row_batch = 0;                // EPCOMM_COMBINE_ROW_BATCH (0: measured)
+  Force join = Force::kMeasured;    // EPCOMM_COMBINE_JOIN=0|1
+  bool prefetch_off = false;        // EPCOMM_COMBINE_PREFETCH=0
+  Force staged = Force::kMeasured;  // EPCOMM_COMBINE_STAGED=0|1
 };
 
 struct CombinePolicy {
@@ -106,10 +115,19 @@ struct CombinePolicy {
   bool staged_sends;   // senders' rows through shared memory by bulk copies (v21), where they fit
 };
 
+// staged_possible: the stages of the staged split fit in shared memory (the launcher asks again
+// with false when they do not, and gets the register path's split).
 inline CombinePolicy combine_policy(int32_t num_ranks, int num_sms, const CombineKnobs& knobs,
-                                    int warps_per_block) {
+                                    int warps_per_block, bool staged_possible = true) {
+  // Senders' rows through shared memory by bulk copies with two or more peers (v21, 4 x H200,
+  // 4 ranks: 24 SMs 577 -> 545 us with 5 senders, 556 with 4, 582-586 with 6, 635 with 7; 12 SMs
+  // 765 -> 648 us with 6 senders joining the reduce). Not with one peer: 237 -> 315 us.
+  const bool staged = staged_possible && choose(knobs.staged, num_ranks > 2);
   SenderSplit measured;
-  if (num_ranks <= 2 || num_sms >= 20) {
+  if (staged) {
+    // 5 senders at 20+ SMs, 6 below (they then join the reduce), 3 rows per release (v21).
+    measured = {num_sms >= 20 ? 5 : 6, 3};
+  } else if (num_ranks <= 2 || num_sms >= 20) {
     // One peer: 6 senders of 16 (8: same, 10: -26 %), 3 rows per release (v10c, 2 x H200:
     // 24 SMs 253.2 / 246.6 / 248.3 us for 2 / 3 / 4; 12 SMs 398.4 / 401.0 / 405.6). Three or
     // more peers at 20+ SMs: the same (v10d, 4 x H200, 24 SMs: 593.7 us against 622.4 for 10
@@ -131,8 +149,7 @@ inline CombinePolicy combine_policy(int32_t num_ranks, int num_sms, const Combin
   // Reducers prefetch the next token's rows (v13, 4 x H200: -3.6 % at 24 SMs, -3.9 % at 12;
   // 2 ranks -4.5 % / -3.8 %).
   policy.prefetch_next = !knobs.prefetch_off;
-  // An experiment, off until measured (v21).
-  policy.staged_sends = knobs.staged_sends;
+  policy.staged_sends = staged;
   return policy;
 }
 
@@ -159,7 +176,7 @@ inline CombineKnobs combine_knobs_from_env() {
   k.row_batch = env_override("EPCOMM_COMBINE_ROW_BATCH");
   k.join = env_force("EPCOMM_COMBINE_JOIN", "0", "1");
   k.prefetch_off = env_is("EPCOMM_COMBINE_PREFETCH", "0");
-  k.staged_sends = env_is("EPCOMM_COMBINE_STAGED", "1");
+  k.staged = env_force("EPCOMM_COMBINE_STAGED", "0", "1");
   return k;
 }
 

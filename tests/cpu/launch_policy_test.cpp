@@ -1,5 +1,5 @@
 // The normal kernels' launch choices (kernels/normal_launch_policy.h): the measured table of
-// docs/perf.md (v10c-v19) and the environment knobs that override it.
+// docs/perf.md (v10c-v22) and the environment knobs that override it.
 #include <gtest/gtest.h>
 
 #include "kernels/normal_launch_policy.h"
@@ -26,7 +26,10 @@ void expect_dispatch(int32_t ranks, int sms, int64_t row, SenderSplit split, boo
 TEST(LaunchPolicy, DispatchMeasuredTable) {
   // Three or more peers: counter-driven senders for BF16-sized rows at every SM count (v16).
   expect_dispatch(4, 24, kBf16Row, {5, 4}, true, true);
-  expect_dispatch(4, 24, kFp8Row, {4, 8}, false, true);
+  // FP8 rows at 20-27 SMs: 5 senders with 8-token chunks from the counter from 128 tokens per
+  // SM (v22), else the static 4 with 8.
+  expect_dispatch(4, 24, kFp8Row, {5, 8}, true, true);
+  expect_dispatch(4, 24, kFp8Row, {4, 8}, false, true, 2048);
   expect_dispatch(4, 32, kBf16Row, {6, 1}, true, true);
   expect_dispatch(4, 32, kFp8Row, {8, 4}, false, true);
   expect_dispatch(4, 12, kBf16Row, {8, 4}, true, true);
@@ -35,8 +38,9 @@ TEST(LaunchPolicy, DispatchMeasuredTable) {
   expect_dispatch(2, 24, kBf16Row, {9, 4}, true, false);
   expect_dispatch(2, 12, kBf16Row, {11, 4}, false, false);
   expect_dispatch(2, 24, kFp8Row, {9, 4}, false, false);
-  // 8 KB rows (hidden 4096 BF16) are not "BF16-sized": every n-th token.
-  expect_dispatch(4, 24, 8192, {4, 8}, false, true);
+  // 8 KB rows (hidden 4096 BF16) are not "BF16-sized": they follow the FP8 rows.
+  expect_dispatch(4, 24, 8192, {5, 8}, true, true);
+  expect_dispatch(4, 12, 8192, {8, 4}, false, true);
 }
 
 TEST(LaunchPolicy, DispatchFewTokensPerSm) {
@@ -87,18 +91,30 @@ TEST(LaunchPolicy, DispatchKnobsOverrideTheTable) {
 
 TEST(LaunchPolicy, CombineMeasuredTableAndKnobs) {
   CombinePolicy p = combine_policy(4, 24, CombineKnobs{}, kWarps);
-  EXPECT_EQ(p.split.send_warps, 6);
-  EXPECT_EQ(p.split.batch, 3);
   EXPECT_FALSE(p.join_reduce);
   EXPECT_TRUE(p.prefetch_next);
-  EXPECT_FALSE(p.staged_sends);  // v21: off until measured
-  // Three or more peers below 20 SMs: 8 senders that join the reduce (v16).
+  EXPECT_TRUE(p.staged_sends);
+  EXPECT_EQ(p.split.send_warps, 5);  // staged (v21): 5 senders at 20+ SMs
+  EXPECT_EQ(p.split.batch, 3);
+  // Three or more peers below 20 SMs: staged, 6 senders that join the reduce (v16, v21).
   p = combine_policy(3, 12, CombineKnobs{}, kWarps);
-  EXPECT_EQ(p.split.send_warps, 8);
+  EXPECT_TRUE(p.staged_sends);
+  EXPECT_EQ(p.split.send_warps, 6);
   EXPECT_EQ(p.split.batch, 3);
   EXPECT_TRUE(p.join_reduce);
-  // One peer: 6 senders, no join, at any SM count.
+  // Where the stages do not fit, the register path's split: 6 senders at 20+ SMs, 8 joining
+  // the reduce below.
+  p = combine_policy(4, 24, CombineKnobs{}, kWarps, /*staged_possible=*/false);
+  EXPECT_FALSE(p.staged_sends);
+  EXPECT_EQ(p.split.send_warps, 6);
+  EXPECT_FALSE(p.join_reduce);
+  p = combine_policy(4, 12, CombineKnobs{}, kWarps, /*staged_possible=*/false);
+  EXPECT_FALSE(p.staged_sends);
+  EXPECT_EQ(p.split.send_warps, 8);
+  EXPECT_TRUE(p.join_reduce);
+  // One peer: the register path, 6 senders, no join, at any SM count.
   p = combine_policy(2, 12, CombineKnobs{}, kWarps);
+  EXPECT_FALSE(p.staged_sends);
   EXPECT_EQ(p.split.send_warps, 6);
   EXPECT_FALSE(p.join_reduce);
   CombineKnobs k;
@@ -113,8 +129,12 @@ TEST(LaunchPolicy, CombineMeasuredTableAndKnobs) {
   k.join = Force::kOn;
   EXPECT_TRUE(combine_policy(2, 24, k, kWarps).join_reduce);
   k = CombineKnobs{};
-  k.staged_sends = true;
-  EXPECT_TRUE(combine_policy(4, 24, k, kWarps).staged_sends);
+  k.staged = Force::kOn;
+  EXPECT_TRUE(combine_policy(2, 24, k, kWarps).staged_sends);
+  k.staged = Force::kOff;
+  p = combine_policy(4, 24, k, kWarps);
+  EXPECT_FALSE(p.staged_sends);
+  EXPECT_EQ(p.split.send_warps, 6);
 }
 
 }  // namespace
