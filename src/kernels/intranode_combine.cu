@@ -14,6 +14,8 @@
 
 #include <cuda_bf16.h>
 
+#include <atomic>
+
 namespace epcomm::kernels {
 namespace {
 
@@ -419,33 +421,38 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
 namespace {
 
 // Whether the staged instantiation's shared memory (static, plus two row stages per sender warp)
-// fits the device's opt-in limit per block, and if so allows that much dynamic shared memory.
+// fits the current device's opt-in limit per block. The first call on a device allows the kernel
+// all the dynamic shared memory the limit leaves it there, so later launches need no setting.
+// Per device: a process may drive several GPUs, each with its own limit and its own copy of the
+// kernel's attributes; concurrent first calls set the same value.
 template <int kRankBatch, int kChunks>
 bool prepare_staged(size_t dynamic_bytes) {
+  constexpr int kMaxDevices = 64;
   const auto kernel = intranode_combine_kernel<kRankBatch, kChunks, true>;
-  // Read once per instantiation: the kernel's static shared memory and the device's limit (the
-  // same on every GPU of one node).
+  // The kernel's static shared memory, read once (the same compiled size on every device).
   static const size_t static_bytes = [kernel] {
     cudaFuncAttributes attr{};
     return cudaFuncGetAttributes(&attr, kernel) == cudaSuccess ? attr.sharedSizeBytes : SIZE_MAX;
   }();
-  static const size_t limit = [] {
-    int device = 0, bytes = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
-            cudaSuccess)
-      return size_t{0};
-    return static_cast<size_t>(bytes);
-  }();
-  if (static_bytes == SIZE_MAX || static_bytes + dynamic_bytes > limit) return false;
-  static size_t allowed = 0;  // the largest dynamic size allowed so far
-  if (dynamic_bytes > allowed) {
-    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(dynamic_bytes)) != cudaSuccess)
+  int device = 0;
+  if (static_bytes == SIZE_MAX || cudaGetDevice(&device) != cudaSuccess || device < 0 ||
+      device >= kMaxDevices)
+    return false;
+  static std::atomic<size_t> allowed[kMaxDevices];  // dynamic bytes allowed there; 0: not yet
+  size_t room = allowed[device].load(std::memory_order_relaxed);
+  if (room == 0) {
+    int limit = 0;
+    if (cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
+            cudaSuccess ||
+        static_cast<size_t>(limit) <= static_bytes)
       return false;
-    allowed = dynamic_bytes;
+    room = static_cast<size_t>(limit) - static_bytes;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(room)) != cudaSuccess)
+      return false;
+    allowed[device].store(room, std::memory_order_relaxed);
   }
-  return true;
+  return dynamic_bytes <= room;
 }
 
 // Launches the policy's instantiation. A staged policy whose stages do not fit (rows too long
