@@ -59,6 +59,12 @@ const std::vector<NormalCase>& bf16_cases(int32_t R) {
   c.num_sms = 24;
   c.biases = false;
   cases.push_back(c);
+  // 32 KB rows: two per combine sender do not fit in shared memory, so from two peers the
+  // combine takes the register path instead of the staged sends (docs/perf.md, v21).
+  c = base_case("bf16 hidden 16384, 24 SMs (combine register path)", 16384, R);
+  c.spec.num_tokens = 96;
+  c.num_sms = 24;
+  cases.push_back(c);
   return cases;
 }
 
