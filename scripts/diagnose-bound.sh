@@ -6,7 +6,9 @@
 #     copy-out, 3 both.
 #   OP=combine (EPCOMM_DIAG_COMBINE): 1 sends no rows (weights and tags only, so the reduce reads
 #     stale rows), 2 reduces nothing (the reducers still wait for every row), 3 both; 4 (not in
-#     the default list, DIAGS="0 4 6") sends zeros without loading the rows, 6 that without reduce.
+#     the default list, DIAGS="0 4 6") sends zeros without loading the rows, 6 that without reduce;
+#     4 and 6 act on the register-path senders only, so from 3 ranks (staged sends by default,
+#     docs/perf.md v21) run them with EPCOMM_COMBINE_STAGED=0.
 # The skipping variants' results are wrong by design; only their times mean anything.
 #   scripts/diagnose-bound.sh --build     configure and build build/diag (no GPU needed)
 #   scripts/diagnose-bound.sh [LOGFILE]   (env OP=dispatch|combine, RANKS="4 2", SMS="24 12", ITERS=20)
