@@ -35,6 +35,10 @@ inline DispatchPolicy dispatch_policy(int32_t num_ranks, int num_sms, int64_t ro
                                       int64_t num_tokens, const DispatchKnobs& knobs,
                                       int warps_per_block) {
   const bool bf16_sized = row_bytes > 8192;
+  const int64_t tokens_per_sm = num_sms > 0 ? num_tokens / num_sms : num_tokens;
+  // FP8 rows from two peers at 20-27 SMs with 128 or more tokens per SM: from the counter (v22).
+  const bool fp8_counter =
+      num_ranks > 2 && num_sms >= 20 && num_sms < 28 && !bf16_sized && tokens_per_sm >= 128;
   SenderSplit measured;
   if (num_ranks <= 2) {
     // One peer: 4 tokens per release; 9 senders at 20 or more SMs (NVLink is near saturation,
@@ -52,7 +56,7 @@ inline DispatchPolicy dispatch_policy(int32_t num_ranks, int num_sms, int64_t ro
     // counter (v22, 4 x H200, 24 SMs, 4096 tokens: 299 us against 310 for the static 4 with 8;
     // 4 senders with chunks of 8 or 16: 335 / 346 us). Fewer tokens: 8-token chunks would leave
     // warps idle; not measured there.
-    if (!bf16_sized && num_tokens / num_sms >= 128) measured = {5, 8};
+    if (fp8_counter) measured = {5, 8};
   } else if (num_sms >= 20 && bf16_sized) {
     // Two or more peers, BF16-sized rows, 28+ SMs: most rows arrive from others and the
     // copy-out needs the warps: 6 senders, 1 token per release (v10d; v12, 4 x H200, 32 SMs:
@@ -73,7 +77,6 @@ inline DispatchPolicy dispatch_policy(int32_t num_ranks, int num_sms, int64_t ro
     // for 5 with 4, 1024 tokens 150-153 against 174-177; 12 SMs, 512 tokens: 111 against 137).
     // Below 128 per SM: at most 2 per chunk (12 SMs, 1024 tokens: 193 against 207 us; 24 SMs,
     // 2048 tokens: 276 against 279).
-    const int64_t tokens_per_sm = num_tokens / num_sms;
     if (tokens_per_sm < 64) {
       measured = {measured.send_warps > 8 ? measured.send_warps : 8, 1};
     } else if (tokens_per_sm < 128 && measured.batch > 2) {
@@ -89,8 +92,6 @@ inline DispatchPolicy dispatch_policy(int32_t num_ranks, int num_sms, int64_t ro
   // us, 2 ranks 127 -> 132), except with two or more peers at 20-27 SMs and 128 or more tokens
   // per SM, in chunks of 8 (v22).
   const bool one_peer_few_sms = num_ranks <= 2 && num_sms < 20;
-  const bool fp8_counter = num_ranks > 2 && num_sms >= 20 && num_sms < 28 && !bf16_sized &&
-                           num_tokens / num_sms >= 128;  // v22, above
   policy.dynamic_senders = choose(knobs.dynamic, (bf16_sized && !one_peer_few_sms) || fp8_counter);
   // Receivers take the k-th row of every source before the (k+1)-th with two or more peers
   // (v11, 4 x H200, 24 SMs: BF16 670 -> 589 us, FP8 379 -> 333 us; 12 SMs BF16 824 -> 685 us),
