@@ -153,8 +153,20 @@ __device__ __forceinline__ void finish_send(const LowLatencyCommon& c, uint64_t 
   if (last) advance_epoch(c, epoch);
 }
 
-// The kernels of an LL op from its send and receive (Op: Params, and static device functions
-// send(p, epoch, kernel) -> bool and recv(p, epoch, kernel)).
+// An LL op as the kernels below take it: its Params and its send and receive device functions.
+template <class P, bool (*kSend)(const P&, uint64_t, LlKernel),
+          void (*kRecv)(const P&, uint64_t, LlKernel)>
+struct LlOp {
+  using Params = P;
+  static __device__ __forceinline__ bool send(const P& p, uint64_t epoch, LlKernel kernel) {
+    return kSend(p, epoch, kernel);
+  }
+  static __device__ __forceinline__ void recv(const P& p, uint64_t epoch, LlKernel kernel) {
+    kRecv(p, epoch, kernel);
+  }
+};
+
+// The kernels of an LL op from its send and receive (Op: an LlOp).
 // The send kernel, for a hook: the call's epoch is the counter's next value.
 template <class Op>
 __global__ void __launch_bounds__(kLowLatencyThreads) ll_send_kernel(typename Op::Params p) {

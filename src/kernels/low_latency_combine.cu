@@ -201,15 +201,7 @@ __device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p
   trace_mark(c, 7);
 }
 
-struct CombineOp {
-  using Params = LowLatencyCombineParams;
-  static __device__ __forceinline__ bool send(const Params& p, uint64_t epoch, LlKernel kernel) {
-    return ll_combine_send(p, epoch, kernel);
-  }
-  static __device__ __forceinline__ void recv(const Params& p, uint64_t epoch, LlKernel kernel) {
-    ll_combine_recv(p, epoch, kernel);
-  }
-};
+using CombineOp = LlOp<LowLatencyCombineParams, ll_combine_send, ll_combine_recv>;
 
 }  // namespace
 

@@ -345,15 +345,7 @@ __device__ __forceinline__ void ll_dispatch_recv(const LowLatencyDispatchParams&
   trace_mark(c, 7);
 }
 
-struct DispatchOp {
-  using Params = LowLatencyDispatchParams;
-  static __device__ __forceinline__ bool send(const Params& p, uint64_t epoch, LlKernel kernel) {
-    return ll_dispatch_send(p, epoch, kernel);
-  }
-  static __device__ __forceinline__ void recv(const Params& p, uint64_t epoch, LlKernel kernel) {
-    ll_dispatch_recv(p, epoch, kernel);
-  }
-};
+using DispatchOp = LlOp<LowLatencyDispatchParams, ll_dispatch_send, ll_dispatch_recv>;
 
 }  // namespace
 
