@@ -52,11 +52,14 @@ RankBench bench_normal(harness::RankContext& ctx, Buffer& buffer, Nccl* nccl, Nc
       view(per_expert, DType::kInt32, {E}, dev), view(in_rank, DType::kBool, {T, R}, dev)};
   time_op("layout", "int64", 0, 0, [&] { check(buffer.get_dispatch_layout(la, s), "layout"); });
 
-  DispatchHandle h{view(rpm, DType::kInt32, {R, R}, dev),
-                   {},
-                   view(in_rank, DType::kBool, {T, R}, dev),
-                   view(slot, DType::kInt32, {T, R}, dev),
-                   0};
+  DispatchHandle h{
+      view(rpm, DType::kInt32, {R, R}, dev),  {}, view(in_rank, DType::kBool, {T, R}, dev),
+      view(slot, DType::kInt32, {T, R}, dev), 0,  {}};
+  // Host copy of rank_prefix_matrix (filled by dispatch_notify): lets the combine send its rows
+  // with the copy engines (EPCOMM_COMBINE_COPY; docs/perf.md v23).
+  std::vector<int32_t> rpm_host(static_cast<size_t>(R) * R);
+  h.rank_prefix_matrix_host =
+      TensorView::contiguous(rpm_host.data(), DType::kInt32, {R, R}, DeviceKind::kCpu);
   DispatchNotifyArgs na{
       la.num_tokens_per_rank, la.num_tokens_per_expert, la.is_token_in_rank, 1, Config{}, h};
   DispatchCounts counts;

@@ -19,6 +19,11 @@ struct DispatchHandle {
   TensorView is_token_in_rank;    // [T, R] bool: copy of the layout this dispatch used
   TensorView send_slot;           // [T, R] int32: row of token t on rank r, -1 if not sent
   int64_t num_recv_tokens = 0;    // N_recv (rows with data; outputs may be longer)
+  // Optional [R, R] int32 in host memory: the same matrix, filled by dispatch_notify when given
+  // (the host learns it there). With it, combine moves the rows with the copy engines instead of
+  // SM stores (docs/perf.md, v23); without it (num_worst_tokens, nobody waited on the host)
+  // combine uses SM stores.
+  TensorView rank_prefix_matrix_host;
 };
 
 // Counts learned by the count exchange (the only host wait of normal dispatch).

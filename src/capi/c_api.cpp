@@ -106,7 +106,7 @@ epcomm::Config to_config(const epcomm_config_t& c) {
 epcomm::DispatchHandle to_handle(const epcomm_dispatch_handle_t& h) {
   return epcomm::DispatchHandle{to_view(h.rank_prefix_matrix), to_view(h.recv_src_idx),
                                 to_view(h.is_token_in_rank), to_view(h.send_slot),
-                                h.num_recv_tokens};
+                                h.num_recv_tokens, epcomm::TensorView{}};
 }
 
 epcomm::LowLatencyHandle to_handle(const epcomm_low_latency_handle_t& h) {

@@ -44,6 +44,8 @@ const char* stage_name(WaitStage stage) {
       return "argument mismatch";
     case WaitStage::kTooManyTokens:
       return "more rows than num_worst_tokens";
+    case WaitStage::kHostMatrixMismatch:
+      return "host rank_prefix_matrix mismatch";
   }
   return "unknown stage";
 }

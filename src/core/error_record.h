@@ -24,10 +24,12 @@ enum class WaitStage : int32_t {
   kDataArrival = 3,    // waiting for a peer's rows
   kCompletion = 4,     // waiting for a peer to finish reading our rows
   // Not waits: input errors only the GPU can see (values in device memory).
-  kInvalidExpertId = 5,   // value = the id, limit = num_experts, peer = flat position
-  kBufferTooSmall = 6,    // value = rows needed on rank `peer`, limit = rows that fit
-  kArgumentMismatch = 7,  // rank `peer` called with a different shape (signature)
-  kTooManyTokens = 8,     // value = rows received, limit = num_worst_tokens
+  kInvalidExpertId = 5,     // value = the id, limit = num_experts, peer = flat position
+  kBufferTooSmall = 6,      // value = rows needed on rank `peer`, limit = rows that fit
+  kArgumentMismatch = 7,    // rank `peer` called with a different shape (signature)
+  kTooManyTokens = 8,       // value = rows received, limit = num_worst_tokens
+  kHostMatrixMismatch = 9,  // handle.rank_prefix_matrix_host differs from the device matrix:
+                            // value = rows for rank `peer` by the host copy, limit = by the device
 };
 
 enum RecordStatus : int32_t { kRecordEmpty = 0, kRecordWriting = 1, kRecordValid = 2 };

@@ -33,6 +33,13 @@ Error check_handle_routing(const char* op, const DispatchHandle& h, int64_t num_
   if (h.num_recv_tokens < 0)
     return invalid(op, "handle.num_recv_tokens",
                    "expected >= 0, got " + std::to_string(h.num_recv_tokens));
+  if (auto e = check_tensor(op, "handle.rank_prefix_matrix_host", h.rank_prefix_matrix_host,
+                            {DType::kInt32}, {{"R", R}, {"R", R}}, DeviceKind::kCpu,
+                            /*optional=*/true);
+      !e.ok())
+    return e;
+  if (h.rank_prefix_matrix_host.defined())
+    return check_contiguous(op, "handle.rank_prefix_matrix_host", h.rank_prefix_matrix_host);
   return Error::success();
 }
 

@@ -70,6 +70,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   __shared__ int32_t my_base[kMaxCombineRanks];        // where rows from rank d start in my area
   __shared__ int32_t my_first_slot[kMaxCombineRanks];  // rank_prefix_matrix[me - 1][d]
   __shared__ int32_t send_base[kMaxCombineRanks];      // rows source s sent to ranks below me
+  __shared__ int32_t chunk_rows[kMaxCombineRanks];     // copy_chunks: rows per chunk from rank d
   __shared__ bool skip, mismatch;
   __shared__ uint32_t reduced;      // tokens this block has reduced (counted only when tracing)
   __shared__ uint32_t reduce_next;  // the block's next token to reduce, when taken (join_reduce)
@@ -88,7 +89,10 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       const int32_t above = me > 0 ? p.rank_prefix_matrix[(me - 1) * R + d] : 0;
       my_first_slot[d] = above;
       my_base[d] = base;
-      base += p.rank_prefix_matrix[me * R + d] - above;
+      const int32_t rows = p.rank_prefix_matrix[me * R + d] - above;  // rows d returns to me
+      // The copy engines' chunking of those rows (runtime/combine_copy.cpp splits the same way).
+      chunk_rows[d] = p.copy_chunks > 0 ? (rows + p.copy_chunks - 1) / p.copy_chunks : 1;
+      base += rows;
     }
     for (int32_t s = 0; s < R; ++s) {
       prefix_me[s] = p.rank_prefix_matrix[s * R + me];
@@ -112,11 +116,13 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
     }
   }
   __syncthreads();
-  if (threadIdx.x < R && !consumed_by(p, my_signals, core::kCombineConsumed, threadIdx.x, epoch))
+  // With copy_chunks the copy-start kernel waited for "consumed" and published "started".
+  if (p.copy_chunks == 0 && threadIdx.x < R &&
+      !consumed_by(p, my_signals, core::kCombineConsumed, threadIdx.x, epoch))
     skip = true;
   __syncthreads();
   if (skip) return;
-  publish_start(p, core::kCombineSignature, core::kCombineStarted, epoch);
+  if (p.copy_chunks == 0) publish_start(p, core::kCombineSignature, core::kCombineStarted, epoch);
   const int64_t row_vec = a.row_bytes / 16;
 
   bool reduce_too;  // this warp reduces (phase 2)
@@ -291,7 +297,10 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
           if (a.topk > 0) w = p.topk_weights + slot * p.weights_stride;
         } else if (slot >= 0) {
           const int64_t r = area_row(d, slot);
-          row_tag = tags + r;
+          // Copied rows: the tag of the row's chunk (on the chunk's first row).
+          row_tag = tags + (p.copy_chunks == 0
+                                ? r
+                                : my_base[d] + (r - my_base[d]) / chunk_rows[d] * chunk_rows[d]);
           row = reinterpret_cast<const int4*>(area + a.x_offset + r * a.row_bytes);
           if (a.topk > 0)
             w = reinterpret_cast<const float*>(area + a.topk_weights_offset) + r * a.topk;
@@ -480,12 +489,17 @@ void launch_combine(CombineParams q, CombinePolicy policy, const CombineKnobs& k
 cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaStream_t stream) {
   // The measured choices and their measurements: kernels/normal_launch_policy.h.
   static const CombineKnobs knobs = combine_knobs_from_env();
-  const CombinePolicy policy = combine_policy(p.num_ranks, num_sms, knobs, kWarps);
+  CombinePolicy policy = combine_policy(p.num_ranks, num_sms, knobs, kWarps);
   CombineParams q = p;
   q.send_warps = policy.split.send_warps;
   q.row_batch = policy.split.batch;
   q.join_reduce = policy.join_reduce;
   q.prefetch_next = policy.prefetch_next;
+  if (p.copy_chunks > 0) {  // the copy engines sent the rows: every warp reduces
+    q.send_warps = 0;
+    q.join_reduce = false;
+    policy.staged_sends = false;
+  }
 #ifdef EPCOMM_DIAGNOSTICS
   static const int diag = env_override("EPCOMM_DIAG_COMBINE");
   q.diag = static_cast<uint32_t>(diag);

@@ -46,6 +46,10 @@ struct CombineParams {
   int32_t row_batch;   // rows a sender warp sends before releasing their tags (launcher)
   bool prefetch_next;  // reducers prefetch the next token's rows to L2 (launcher; v13)
   bool join_reduce;    // sender warps reduce too once their rows are sent (launcher; v16)
+  // > 0: the rows came by the copy engines (v23), each source's rows in this many chunks with
+  // one arrival tag on each chunk's first row; the kernel then only reduces (no sender warps) and
+  // the call's start (wait for "consumed", "started") was launch_combine_copy_start's.
+  int32_t copy_chunks;
   WaitContext wait;
   uint64_t* trace;  // null, or [gridDim.x][kNormalTraceSlots] (kernels/normal_trace.h)
   // Diagnostic builds only (EPCOMM_DIAGNOSTICS, EPCOMM_DIAG_COMBINE): bit 0 sends no rows (only

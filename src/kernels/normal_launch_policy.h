@@ -107,6 +107,8 @@ struct CombineKnobs {
   Force join = Force::kMeasured;    // EPCOMM_COMBINE_JOIN=0|1
   bool prefetch_off = false;        // EPCOMM_COMBINE_PREFETCH=0
   Force staged = Force::kMeasured;  // EPCOMM_COMBINE_STAGED=0|1
+  Force copy = Force::kMeasured;    // EPCOMM_COMBINE_COPY=0|1
+  int copy_chunks = 0;              // EPCOMM_COMBINE_COPY_CHUNKS (0: measured)
 };
 
 struct CombinePolicy {
@@ -154,6 +156,16 @@ inline CombinePolicy combine_policy(int32_t num_ranks, int num_sms, const Combin
   return policy;
 }
 
+// Chunks per source when the copy engines send the combine's rows (v23), or 0 for SM stores.
+// host_matrix: the handle carries the host copy of rank_prefix_matrix that the copies are sized
+// from; weights_unit_stride: the top-k weights' rows can go as one strided copy.
+inline int combine_copy_chunks(int32_t num_ranks, bool host_matrix, bool weights_unit_stride,
+                               const CombineKnobs& knobs) {
+  if (!host_matrix || !weights_unit_stride || num_ranks < 2) return 0;
+  if (!choose(knobs.copy, false)) return 0;
+  return knobs.copy_chunks > 0 ? knobs.copy_chunks : 4;
+}
+
 // A Force from an environment variable: `off_value` -> kOff, `on_value` -> kOn, else measured.
 inline Force env_force(const char* name, const char* off_value, const char* on_value) {
   if (env_is(name, off_value)) return Force::kOff;
@@ -178,6 +190,8 @@ inline CombineKnobs combine_knobs_from_env() {
   k.join = env_force("EPCOMM_COMBINE_JOIN", "0", "1");
   k.prefetch_off = env_is("EPCOMM_COMBINE_PREFETCH", "0");
   k.staged = env_force("EPCOMM_COMBINE_STAGED", "0", "1");
+  k.copy = env_force("EPCOMM_COMBINE_COPY", "0", "1");
+  k.copy_chunks = env_override("EPCOMM_COMBINE_COPY_CHUNKS");
   return k;
 }
 

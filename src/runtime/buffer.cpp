@@ -95,7 +95,8 @@ Error setup_local(Buffer::Impl& impl, runtime::RankInfo* info) {
   void* block_counters = nullptr;
   // Device scratch: [0, 64) epochs (8 x uint64: barrier, notify, dispatch, combine, LL);
   // [64, 128) block counters (16 x uint32); [128, 192) LL hook slots (8 x uint64);
-  // [192, 196) the device-local copy of "a wait failed" (WaitContext::failed).
+  // [192, 196) the device-local copy of "a wait failed" (WaitContext::failed); [200, 204) the
+  // arrival tag the copy-engine combine writes (runtime/combine_copy.cpp).
   if (auto e =
           cuda_error(cudaMalloc(&block_counters, 256), "cudaMalloc of epoch and block counters");
       !e.ok())
@@ -104,6 +105,7 @@ Error setup_local(Buffer::Impl& impl, runtime::RankInfo* info) {
   impl.block_counters = reinterpret_cast<uint32_t*>(static_cast<uint8_t*>(block_counters) + 64);
   impl.hook_epochs = reinterpret_cast<uint64_t*>(static_cast<uint8_t*>(block_counters) + 128);
   impl.wait_failed = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(block_counters) + 192);
+  impl.copy_tag = reinterpret_cast<uint32_t*>(static_cast<uint8_t*>(block_counters) + 200);
   if (auto e = cuda_error(cudaMemset(block_counters, 0, 256), "cudaMemset of epoch counters");
       !e.ok())
     return e;
@@ -211,6 +213,12 @@ Error Buffer::Impl::read_error_record() {
          << " rows this rank receives, got " << rec.limit
          << " (rows past num_worst_tokens were dropped)";
       break;
+    case core::WaitStage::kHostMatrixMismatch:
+      code = ErrorCode::kInvalidArgument;
+      os << ": handle.rank_prefix_matrix_host: expected the handle's rank_prefix_matrix, got "
+         << rec.value << " rows for rank " << rec.peer << " where the device matrix has "
+         << rec.limit << " (a stale host copy: no rank takes these rows as arrived)";
+      break;
     case core::WaitStage::kArgumentMismatch:
       code = ErrorCode::kInvalidArgument;
       os << ": rank " << rec.peer
@@ -263,8 +271,17 @@ Error Buffer::Impl::release() {
     runtime::free_trace(ll_dispatch_trace);
     runtime::free_trace(ll_combine_trace);
     if (handoff_event) keep(cuda_error(cudaEventDestroy(handoff_event), "cudaEventDestroy"));
+    for (cudaStream_t cs : copy_streams)
+      if (cs) keep(cuda_error(cudaStreamDestroy(cs), "cudaStreamDestroy of a copy stream"));
+    for (cudaEvent_t ev : copy_joins)
+      if (ev) keep(cuda_error(cudaEventDestroy(ev), "cudaEventDestroy of a copy event"));
+    if (copy_fork) keep(cuda_error(cudaEventDestroy(copy_fork), "cudaEventDestroy"));
   }
   handoff_event = nullptr;
+  copy_streams.clear();
+  copy_joins.clear();
+  copy_fork = nullptr;
+  copy_tag = nullptr;
   peer_bases.clear();
   peer_opened.clear();
   peer_bases_device = nullptr;

@@ -45,6 +45,12 @@ struct Buffer::Impl {
   uint64_t* hook_epochs = nullptr;      // [kHookSlots] device: epoch of each pending LL receive
   int32_t* wait_failed = nullptr;       // device: non-zero once any wait or input check failed
   cudaEvent_t handoff_event = nullptr;  // stream_wait (created on first use)
+  // Combine by the copy engines (runtime/combine_copy.cpp), created on first use: one stream and
+  // one join event per peer, the fork event, and the device word the copies write as tags.
+  std::vector<cudaStream_t> copy_streams;  // [R], own entry unused
+  std::vector<cudaEvent_t> copy_joins;     // [R], own entry unused
+  cudaEvent_t copy_fork = nullptr;
+  uint32_t* copy_tag = nullptr;  // device, in the scratch allocation
   int32_t num_device_sms = 0;
 
   // Low-latency receives waiting for their hook (return_recv_hook), by hook id % kHookSlots.

@@ -1,5 +1,6 @@
 // Normal (high-throughput) operations: layout, count exchange, dispatch, combine
 // (semantics.md sections 1-3). Every argument is validated before anything is launched.
+#include <cstring>
 #include <string>
 
 #include "core/normal_layout.h"
@@ -8,8 +9,10 @@
 #include "kernels/intranode_combine.h"
 #include "kernels/intranode_dispatch.h"
 #include "kernels/layout.h"
+#include "kernels/normal_launch_policy.h"
 #include "kernels/notify.h"
 #include "runtime/buffer_impl.h"
+#include "runtime/combine_copy.h"
 #include "runtime/cuda_check.h"
 
 namespace epcomm {
@@ -121,6 +124,9 @@ Error Buffer::dispatch_notify(const DispatchNotifyArgs& args, DispatchCounts* co
       static_cast<int32_t>(args.num_tokens_per_expert.shape[0]) / impl_->topo.num_ranks;
   counts->num_recv_tokens = reinterpret_cast<volatile int64_t*>(&host->num_recv_tokens)[0];
   counts->num_recv_tokens_per_expert.assign(host->per_expert, host->per_expert + E_local);
+  const int32_t R = impl_->topo.num_ranks;
+  if (args.handle.rank_prefix_matrix_host.defined())
+    std::memcpy(args.handle.rank_prefix_matrix_host.data, host->matrix, sizeof(int32_t) * R * R);
   return Error::success();
 }
 
@@ -278,6 +284,14 @@ Error Buffer::combine(const CombineArgs& args, StreamHandle stream) {
                                           as_stream(stream), &p.trace);
       !e.ok())
     return e;
+  // The copy engines send the rows where the handle says how many go where (v23).
+  static const kernels::CombineKnobs knobs = kernels::combine_knobs_from_env();
+  const int chunks =
+      kernels::combine_copy_chunks(R, args.handle.rank_prefix_matrix_host.defined(),
+                                   K == 0 || args.topk_weights.strides[1] == 1, knobs);
+  if (chunks > 0)
+    return runtime::combine_by_copy_engines(*impl_, args, p, chunks, args.config.num_sms,
+                                            as_stream(stream));
   return cuda_error(kernels::launch_intranode_combine(p, args.config.num_sms, as_stream(stream)),
                     "combine kernel launch");
 }

@@ -72,8 +72,13 @@ NormalExpected normal_reference_with(std::vector<RankInputs> inputs, const Norma
 }
 
 DispatchHandle NormalDeviceRun::handle(int64_t num_recv) const {
-  return DispatchHandle{rpm.view(), src_idx.view(), in_rank_copy.view(), send_slot.view(),
-                        num_recv};
+  DispatchHandle h{rpm.view(),       src_idx.view(), in_rank_copy.view(),
+                   send_slot.view(), num_recv,       TensorView{}};
+  const auto R = static_cast<int64_t>(rpm.view().shape[0]);
+  if (!rpm_host.empty())
+    h.rank_prefix_matrix_host = TensorView::contiguous(const_cast<int32_t*>(rpm_host.data()),
+                                                       DType::kInt32, {R, R}, DeviceKind::kCpu);
+  return h;
 }
 
 NormalDeviceRun run_normal_case(GpuRank& r, Buffer& buffer, const NormalCase& c,
@@ -106,6 +111,7 @@ NormalDeviceRun run_normal_case(GpuRank& r, Buffer& buffer, const NormalCase& c,
   d.in_rank_copy = DeviceTensor::poisoned(ref.is_token_in_rank, dev);
   d.send_slot = DeviceTensor::poisoned(ref.send_slot, dev);
   if (c.num_worst_tokens == 0) {
+    d.rpm_host.assign(static_cast<size_t>(R) * R, -1);
     DispatchNotifyArgs na{d.per_rank.view(), d.per_expert.view(),
                           d.in_rank.view(),  c.expert_alignment,
                           Config{},          d.handle(0)};
@@ -113,6 +119,9 @@ NormalDeviceRun run_normal_case(GpuRank& r, Buffer& buffer, const NormalCase& c,
     EXPECT_TRUE(e.ok()) << e.to_string();
     EXPECT_EQ(d.counts.num_recv_tokens, ref.counts.num_recv_tokens) << c.name;
     EXPECT_EQ(d.counts.num_recv_tokens_per_expert, ref.counts.num_recv_tokens_per_expert) << c.name;
+    for (int32_t i = 0; i < R * R; ++i)
+      EXPECT_EQ(d.rpm_host[i], ref.rank_prefix_matrix.at<int32_t>({i / R, i % R}))
+          << c.name << " handle.rank_prefix_matrix_host[" << i << "]";
   }
   d.src_idx = DeviceTensor::poisoned(ref.recv_src_idx, dev);
   d.recv_x = DeviceTensor::poisoned(ref.recv_x, dev);

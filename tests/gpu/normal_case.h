@@ -46,6 +46,9 @@ struct NormalDeviceRun {
   DeviceTensor recv_x, recv_scales, recv_topk, recv_w;
   DeviceTensor expert_x, bias0, bias1, combined, combined_w;
   DispatchCounts counts;
+  // Host copy of rank_prefix_matrix that dispatch_notify fills (empty with num_worst_tokens);
+  // with it the combine may send its rows with the copy engines (EPCOMM_COMBINE_COPY).
+  std::vector<int32_t> rpm_host;
   DispatchHandle handle(int64_t num_recv) const;
 };
 
