@@ -109,6 +109,7 @@ struct CombineKnobs {
   Force staged = Force::kMeasured;  // EPCOMM_COMBINE_STAGED=0|1
   Force copy = Force::kMeasured;    // EPCOMM_COMBINE_COPY=0|1
   int copy_chunks = 0;              // EPCOMM_COMBINE_COPY_CHUNKS (0: measured)
+  int copy_permille = 0;            // EPCOMM_COMBINE_COPY_SHARE, per mille (0: measured)
 };
 
 struct CombinePolicy {
@@ -156,14 +157,24 @@ inline CombinePolicy combine_policy(int32_t num_ranks, int num_sms, const Combin
   return policy;
 }
 
-// Chunks per source when the copy engines send the combine's rows (v23), or 0 for SM stores.
+// How the copy engines take part in the combine's sends (v23): chunks per source (0: not at
+// all, SM stores only) and the share of each source's rows they send, per mille (the sender
+// warps send the rest).
+struct CombineCopyPolicy {
+  int chunks = 0;
+  int permille = 0;
+};
+
 // host_matrix: the handle carries the host copy of rank_prefix_matrix that the copies are sized
 // from; weights_unit_stride: the top-k weights' rows can go as one strided copy.
-inline int combine_copy_chunks(int32_t num_ranks, bool host_matrix, bool weights_unit_stride,
-                               const CombineKnobs& knobs) {
-  if (!host_matrix || !weights_unit_stride || num_ranks < 2) return 0;
-  if (!choose(knobs.copy, false)) return 0;
-  return knobs.copy_chunks > 0 ? knobs.copy_chunks : 4;
+inline CombineCopyPolicy combine_copy_policy(int32_t num_ranks, bool host_matrix,
+                                             bool weights_unit_stride, const CombineKnobs& knobs) {
+  CombineCopyPolicy c;
+  if (!host_matrix || !weights_unit_stride || num_ranks < 2) return c;
+  if (!choose(knobs.copy, false)) return c;
+  c.chunks = knobs.copy_chunks > 0 ? knobs.copy_chunks : 4;
+  c.permille = knobs.copy_permille > 0 && knobs.copy_permille < 1000 ? knobs.copy_permille : 1000;
+  return c;
 }
 
 // A Force from an environment variable: `off_value` -> kOff, `on_value` -> kOn, else measured.
@@ -192,6 +203,7 @@ inline CombineKnobs combine_knobs_from_env() {
   k.staged = env_force("EPCOMM_COMBINE_STAGED", "0", "1");
   k.copy = env_force("EPCOMM_COMBINE_COPY", "0", "1");
   k.copy_chunks = env_override("EPCOMM_COMBINE_COPY_CHUNKS");
+  k.copy_permille = env_override("EPCOMM_COMBINE_COPY_SHARE");
   return k;
 }
 

@@ -44,7 +44,7 @@ cudaError_t copy_rows(uint8_t* dst, const uint8_t* src, int64_t src_stride, int6
 }  // namespace
 
 Error combine_by_copy_engines(Buffer::Impl& impl, const CombineArgs& args, kernels::CombineParams p,
-                              int chunks, int num_sms, cudaStream_t stream) {
+                              int chunks, int permille, int num_sms, cudaStream_t stream) {
   const char* op = "combine";
   const int32_t R = p.num_ranks, me = p.rank;
   const auto* m = static_cast<const int32_t*>(args.handle.rank_prefix_matrix_host.data);
@@ -91,12 +91,14 @@ Error combine_by_copy_engines(Buffer::Impl& impl, const CombineArgs& args, kerne
   const int32_t K = a.topk;
   // Per peer d: the weights first, then chunk c of the rows and its tag; chunk c of every peer
   // before chunk c + 1 of any, so the peers' copy engines start together.
-  const auto chunk_rows = [&](int32_t d) { return (q.rows_from[d] + chunks - 1) / chunks; };
+  const auto copied = [&](int32_t d) { return kernels::copied_rows(q.rows_from[d], permille); };
+  const auto chunk_rows = [&](int32_t d) { return kernels::copy_chunk_rows(copied(d), chunks); };
   p.copy_chunks = chunks;
+  p.copy_permille = permille;
   bool reduce_launched = false;
   for (int c = 0; c < chunks; ++c) {
     for (int32_t d = 0; d < R; ++d) {
-      const int64_t rows = q.rows_from[d];
+      const int64_t rows = copied(d);
       if (d == me || rows == 0) continue;
       const int64_t lo = int64_t{c} * chunk_rows(d), hi = std::min(rows, lo + chunk_rows(d));
       if (lo >= hi) continue;
@@ -137,7 +139,7 @@ Error combine_by_copy_engines(Buffer::Impl& impl, const CombineArgs& args, kerne
       return e;
   // Join: work after the combine on `stream` (a reuse of x, the next combine) follows the copies.
   for (int32_t d = 0; d < R; ++d)
-    if (d != me && q.rows_from[d] > 0)
+    if (d != me && copied(d) > 0)
       if (auto e = cuda_error(cudaStreamWaitEvent(stream, impl.copy_joins[d], 0),
                               "cudaStreamWaitEvent (copy join)");
           !e.ok())

@@ -286,12 +286,12 @@ Error Buffer::combine(const CombineArgs& args, StreamHandle stream) {
     return e;
   // The copy engines send the rows where the handle says how many go where (v23).
   static const kernels::CombineKnobs knobs = kernels::combine_knobs_from_env();
-  const int chunks =
-      kernels::combine_copy_chunks(R, args.handle.rank_prefix_matrix_host.defined(),
+  const kernels::CombineCopyPolicy copy =
+      kernels::combine_copy_policy(R, args.handle.rank_prefix_matrix_host.defined(),
                                    K == 0 || args.topk_weights.strides[1] == 1, knobs);
-  if (chunks > 0)
-    return runtime::combine_by_copy_engines(*impl_, args, p, chunks, args.config.num_sms,
-                                            as_stream(stream));
+  if (copy.chunks > 0)
+    return runtime::combine_by_copy_engines(*impl_, args, p, copy.chunks, copy.permille,
+                                            args.config.num_sms, as_stream(stream));
   return cuda_error(kernels::launch_intranode_combine(p, args.config.num_sms, as_stream(stream)),
                     "combine kernel launch");
 }
