@@ -91,6 +91,9 @@ typedef struct epcomm_dispatch_handle {
   epcomm_tensor_t is_token_in_rank;
   epcomm_tensor_t send_slot;
   int64_t num_recv_tokens;
+  /* optional [R, R] int32 in host memory, filled by dispatch_notify when given: lets combine
+     send its rows with the copy engines (see DispatchHandle::rank_prefix_matrix_host) */
+  epcomm_tensor_t rank_prefix_matrix_host;
 } epcomm_dispatch_handle_t;
 
 typedef struct epcomm_dispatch_notify_args {

@@ -148,6 +148,7 @@ class DispatchHandle(ctypes.Structure):
         ("is_token_in_rank", Tensor),
         ("send_slot", Tensor),
         ("num_recv_tokens", c_int64),
+        ("rank_prefix_matrix_host", Tensor),
     ]
 
 

@@ -101,6 +101,16 @@ def put_group(args, path, tensors):
         pass
 
 
+def put_host_matrix(args, path, matrix, n):
+    """Writes the view of `matrix`, a ctypes array of n * n int32 in host memory, into the
+    tensor field `path` (the handle's rank_prefix_matrix_host)."""
+    offset = _OFFSETS.get((type(args), path))
+    if offset is None:
+        offset = _offset(type(args), path)
+    _PACK.pack_into(args, offset, ctypes.addressof(matrix), c.DTYPE_INT32, 2, n, n, 0, 0, n, 1, 0, 0,
+                    c.DEVICE_CPU, 0)
+
+
 def _put_at(args, offset, t, name):
     """Writes the view of `t` at byte `offset` of `args` (`name`: the field, for errors). Written for speed (it runs ~10 times
     per call): one branch per dimension count, so that no tuples are built (1 us instead of

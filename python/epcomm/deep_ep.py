@@ -285,8 +285,11 @@ class Buffer:
         compute = self._enter(previous_event, async_finish, allocate_on_comm_stream)
         cached = handle is not None
         if cached:
-            rank_prefix_matrix, recv_src_idx, in_rank, send_slot, num_recv = handle
+            rank_prefix_matrix, recv_src_idx, in_rank, send_slot, num_recv, matrix_host = handle
         else:
+            # The host copy of rank_prefix_matrix that dispatch_notify fills: with it the combine
+            # sends its rows with the copy engines where that is faster (docs/perf.md, v23).
+            matrix_host = None
             with self._alloc(allocate_on_comm_stream):
                 rank_prefix_matrix = torch.empty((R, R), dtype=torch.int32, device=self._dev)
                 send_slot = torch.empty((T, R), dtype=torch.int32, device=self._dev)
@@ -303,6 +306,8 @@ class Buffer:
                 n.expert_alignment, n.config, n.handle.num_recv_tokens = int(expert_alignment), config_c, 0
                 n.num_recv_tokens_per_expert = ctypes.cast(counts, ctypes.POINTER(ctypes.c_int32))
                 n.num_local_experts = E_local
+                matrix_host = (ctypes.c_int32 * (R * R))()
+                tv.put_host_matrix(n, "handle.rank_prefix_matrix_host", matrix_host, R)
                 c.check(lib.epcomm_dispatch_notify(self._handle, ctypes.byref(n), stream))
                 num_recv, per_expert_list = int(n.num_recv_tokens), list(counts)
         with self._alloc(allocate_on_comm_stream):
@@ -331,7 +336,7 @@ class Buffer:
         recv = (recv_x, recv_scales) if fp8 else recv_x
         if cached:
             return recv, None, None, None, None, event
-        new_handle = (rank_prefix_matrix, recv_src_idx, in_rank, send_slot, num_recv)
+        new_handle = (rank_prefix_matrix, recv_src_idx, in_rank, send_slot, num_recv, matrix_host)
         return recv, recv_topk, recv_w, per_expert_list, new_handle, event
 
     def combine(self, x, handle, topk_weights=None, bias=None, config=None, previous_event=None, async_finish=False,
@@ -339,7 +344,7 @@ class Buffer:
         import torch
 
         config_c = self._combine_config_c if config is None else config._c()
-        rank_prefix_matrix, recv_src_idx, in_rank, send_slot, num_recv = handle
+        rank_prefix_matrix, recv_src_idx, in_rank, send_slot, num_recv, matrix_host = handle
         bias0, bias1 = (bias if isinstance(bias, tuple) else (bias, None)) if bias is not None else (None, None)
         compute = self._enter(previous_event, async_finish, allocate_on_comm_stream)
         T = in_rank.size(0)
@@ -352,6 +357,8 @@ class Buffer:
         tv.put_present(a, (("x", x), ("topk_weights", topk_weights), ("bias0", bias0), ("bias1", bias1),
                            ("combined_x", combined), ("combined_topk_weights", combined_w)))
         a.handle.num_recv_tokens, a.config = int(num_recv), config_c
+        if matrix_host is not None:
+            tv.put_host_matrix(a, "handle.rank_prefix_matrix_host", matrix_host, self.group_size)
         c.check(c.library().epcomm_combine(self._handle, ctypes.byref(a), self._comm_raw))
         event = self._exit(compute, async_finish, [x, topk_weights, bias0, bias1, combined, combined_w])
         return combined, combined_w, event

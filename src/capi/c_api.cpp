@@ -104,9 +104,9 @@ epcomm::Config to_config(const epcomm_config_t& c) {
 }
 
 epcomm::DispatchHandle to_handle(const epcomm_dispatch_handle_t& h) {
-  return epcomm::DispatchHandle{to_view(h.rank_prefix_matrix), to_view(h.recv_src_idx),
-                                to_view(h.is_token_in_rank), to_view(h.send_slot),
-                                h.num_recv_tokens, epcomm::TensorView{}};
+  return epcomm::DispatchHandle{
+      to_view(h.rank_prefix_matrix), to_view(h.recv_src_idx), to_view(h.is_token_in_rank),
+      to_view(h.send_slot),          h.num_recv_tokens,       to_view(h.rank_prefix_matrix_host)};
 }
 
 epcomm::LowLatencyHandle to_handle(const epcomm_low_latency_handle_t& h) {
@@ -185,7 +185,8 @@ void epcomm_layout_args_init(epcomm_layout_args_t* a) {
 }
 
 static void handle_init(epcomm_dispatch_handle_t* h) {
-  for (auto* t : {&h->rank_prefix_matrix, &h->recv_src_idx, &h->is_token_in_rank, &h->send_slot})
+  for (auto* t : {&h->rank_prefix_matrix, &h->recv_src_idx, &h->is_token_in_rank, &h->send_slot,
+                  &h->rank_prefix_matrix_host})
     epcomm_tensor_init(t);
 }
 

@@ -167,12 +167,18 @@ struct CombineCopyPolicy {
 
 // host_matrix: the handle carries the host copy of rank_prefix_matrix that the copies are sized
 // from; weights_unit_stride: the top-k weights' rows can go as one strided copy.
-inline CombineCopyPolicy combine_copy_policy(int32_t num_ranks, bool host_matrix,
+inline CombineCopyPolicy combine_copy_policy(int32_t num_ranks, int num_sms, bool host_matrix,
                                              bool weights_unit_stride, const CombineKnobs& knobs) {
   CombineCopyPolicy c;
   if (!host_matrix || !weights_unit_stride || num_ranks < 2) return c;
-  if (!choose(knobs.copy, false)) return c;
-  c.chunks = knobs.copy_chunks > 0 ? knobs.copy_chunks : 4;
+  // One peer only (v23, 4 x H200, 2 ranks, every row by the copies: 24 SMs 234.8-239.5 -> 222 us
+  // with 4 chunks (2 / 8 / 16: 247 / 228 / 256); 12 SMs 398.5 -> 283-285 us with 16 chunks
+  // (4 / 8: 314-316 / 296). Three peers: 542-551 -> 800-880 us, the copies reach only ~200 GB/s
+  // per GPU to three peers at once; a share of the rows by copies and the rest by SM stores is
+  // slower at every share, 20-50 %: 645-777 us, and also with one peer (500-850 per mille:
+  // 258-297 us).
+  if (!choose(knobs.copy, num_ranks == 2)) return c;
+  c.chunks = knobs.copy_chunks > 0 ? knobs.copy_chunks : (num_sms >= 20 ? 4 : 16);
   c.permille = knobs.copy_permille > 0 && knobs.copy_permille < 1000 ? knobs.copy_permille : 1000;
   return c;
 }

@@ -286,9 +286,9 @@ Error Buffer::combine(const CombineArgs& args, StreamHandle stream) {
     return e;
   // The copy engines send the rows where the handle says how many go where (v23).
   static const kernels::CombineKnobs knobs = kernels::combine_knobs_from_env();
-  const kernels::CombineCopyPolicy copy =
-      kernels::combine_copy_policy(R, args.handle.rank_prefix_matrix_host.defined(),
-                                   K == 0 || args.topk_weights.strides[1] == 1, knobs);
+  const kernels::CombineCopyPolicy copy = kernels::combine_copy_policy(
+      R, args.config.num_sms, args.handle.rank_prefix_matrix_host.defined(),
+      K == 0 || args.topk_weights.strides[1] == 1, knobs);
   if (copy.chunks > 0)
     return runtime::combine_by_copy_engines(*impl_, args, p, copy.chunks, copy.permille,
                                             args.config.num_sms, as_stream(stream));

@@ -2,6 +2,7 @@
 #include <chrono>
 #include <random>
 
+#include "kernels/normal_launch_policy.h"
 #include "normal_case.h"
 
 namespace epcomm::testing {
@@ -368,6 +369,46 @@ TEST(GpuNormal, HiddenMismatchAcrossRanksIsReportedNotSilentlyCorrupted) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.to_string();
     EXPECT_NE(e.message().find("called with a different hidden size"), std::string::npos)
         << e.message();
+    r.ctx->host_barrier();
+  });
+}
+
+// A host copy of rank_prefix_matrix that no longer matches the device matrix sizes the combine's
+// copies wrongly: the copy-start kernel compares them, reports the mismatch on that rank, and
+// marks none of its rows as arrived, so its peers time out naming it instead of reducing rows
+// from the wrong places (semantics.md section 3).
+TEST(GpuNormal, StaleHostRankPrefixMatrixIsReportedNotSilentlyUsed) {
+  run_world([](GpuRank& r) {
+    const int32_t R = r.ctx->num_ranks, me = r.ctx->rank;
+    const NormalCase c = base_case("stale host matrix", 2048, R);
+    if (kernels::combine_copy_policy(R, c.num_sms, true, true, kernels::combine_knobs_from_env())
+            .chunks == 0)
+      GTEST_SKIP() << "the combine sends with the copy engines (which use the host matrix) only "
+                      "with one peer or EPCOMM_COMBINE_COPY=1";
+    auto buffer = make_buffer(r, normal_options(r, int64_t{256} << 20, 2.0));
+    ASSERT_TRUE(buffer);
+    const NormalExpected want = normal_reference(c, R, 11);
+    NormalDeviceRun d = run_normal_case(r, *buffer, c, want);  // a good call first
+    ASSERT_EQ(d.rpm_host.size(), static_cast<size_t>(R) * R);
+    // Rank 0 moves one of its rows from source 0 to source 1: the total it receives stays the
+    // same (the host's own checks pass), the rows per source do not.
+    if (me == 0) d.rpm_host[0] -= 1;
+    CombineArgs ca;
+    ca.x = d.expert_x.view();
+    ca.handle = d.handle(d.counts.num_recv_tokens);
+    ca.topk_weights = d.recv_w.view();
+    ca.config.num_sms = c.num_sms;
+    ca.combined_x = d.combined.view();
+    ca.combined_topk_weights = d.combined_w.view();
+    Error e = buffer->combine(ca, r.stream);
+    if (e.ok()) e = buffer->synchronize(r.stream);
+    if (me == 0) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.to_string();
+      EXPECT_NE(e.message().find("rank_prefix_matrix_host"), std::string::npos) << e.message();
+    } else {
+      EXPECT_EQ(e.code(), ErrorCode::kTimeout) << e.to_string();
+      EXPECT_NE(e.message().find("rank 0"), std::string::npos) << e.message();
+    }
     r.ctx->host_barrier();
   });
 }
