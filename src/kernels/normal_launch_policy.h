@@ -110,7 +110,6 @@ struct CombineKnobs {
   Force copy = Force::kMeasured;    // EPCOMM_COMBINE_COPY=0|1
   int copy_chunks = 0;              // EPCOMM_COMBINE_COPY_CHUNKS (0: measured)
   int copy_permille = 0;            // EPCOMM_COMBINE_COPY_SHARE, per mille (0: measured)
-  bool copy_one_stream = false;     // EPCOMM_COMBINE_COPY_STREAMS=1: every peer's copies in turn
 };
 
 struct CombinePolicy {
@@ -164,7 +163,6 @@ inline CombinePolicy combine_policy(int32_t num_ranks, int num_sms, const Combin
 struct CombineCopyPolicy {
   int chunks = 0;
   int permille = 0;
-  bool one_stream = false;  // every peer's copies on one stream, in turn (else a stream per peer)
 };
 
 // host_matrix: the handle carries the host copy of rank_prefix_matrix that the copies are sized
@@ -182,7 +180,6 @@ inline CombineCopyPolicy combine_copy_policy(int32_t num_ranks, int num_sms, boo
   if (!choose(knobs.copy, num_ranks == 2)) return c;
   c.chunks = knobs.copy_chunks > 0 ? knobs.copy_chunks : (num_sms >= 20 ? 4 : 16);
   c.permille = knobs.copy_permille > 0 && knobs.copy_permille < 1000 ? knobs.copy_permille : 1000;
-  c.one_stream = knobs.copy_one_stream;
   return c;
 }
 
@@ -213,7 +210,6 @@ inline CombineKnobs combine_knobs_from_env() {
   k.copy = env_force("EPCOMM_COMBINE_COPY", "0", "1");
   k.copy_chunks = env_override("EPCOMM_COMBINE_COPY_CHUNKS");
   k.copy_permille = env_override("EPCOMM_COMBINE_COPY_SHARE");
-  k.copy_one_stream = env_is("EPCOMM_COMBINE_COPY_STREAMS", "1");
   return k;
 }
 

@@ -44,10 +44,8 @@ cudaError_t copy_rows(uint8_t* dst, const uint8_t* src, int64_t src_stride, int6
 }  // namespace
 
 Error combine_by_copy_engines(Buffer::Impl& impl, const CombineArgs& args, kernels::CombineParams p,
-                              const kernels::CombineCopyPolicy& copy, int num_sms,
-                              cudaStream_t stream) {
+                              int chunks, int permille, int num_sms, cudaStream_t stream) {
   const char* op = "combine";
-  const int chunks = copy.chunks, permille = copy.permille;
   const int32_t R = p.num_ranks, me = p.rank;
   const auto* m = static_cast<const int32_t*>(args.handle.rank_prefix_matrix_host.data);
   const auto sent = [&](int32_t src, int32_t d) {  // rows src sent to d in the dispatch
@@ -104,7 +102,7 @@ Error combine_by_copy_engines(Buffer::Impl& impl, const CombineArgs& args, kerne
       if (d == me || rows == 0) continue;
       const int64_t lo = int64_t{c} * chunk_rows(d), hi = std::min(rows, lo + chunk_rows(d));
       if (lo >= hi) continue;
-      const cudaStream_t cs = impl.copy_streams[copy.one_stream ? (me == 0 ? 1 : 0) : d];
+      const cudaStream_t cs = impl.copy_streams[d];
       uint8_t* area = impl.peer_bases[d] + p.area_offset;
       cudaError_t st = cudaSuccess;
       if (c == 0) {

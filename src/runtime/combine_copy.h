@@ -10,19 +10,16 @@
 #include "epcomm/buffer.h"
 #include "epcomm/dispatch.h"
 #include "kernels/intranode_combine.h"
-#include "kernels/normal_launch_policy.h"
 
 namespace epcomm::runtime {
 
 // Sequence on `stream`: the copy-start kernel (checks, waits for "consumed", the tag word), a
-// fork to one stream per peer (or one for all: copy.one_stream), per peer the weights and
-// copy.chunks chunks of the first copy.permille per mille of its rows, each followed by a 4-byte
-// copy of the tag word onto the chunk's first-row tag, the combine kernel on `stream`
-// (concurrently: its sender warps send the other rows, its reducers wait on chunk tags for copied
-// rows), and a join, so later work on `stream` sees the copies done. `p` is the combine kernel's
-// parameters as Buffer::combine built them.
+// fork to one stream per peer, per peer the weights and `chunks` chunks of the first `permille`
+// per mille of its rows, each followed by a 4-byte copy of the tag word onto the chunk's
+// first-row tag, the combine kernel on `stream` (concurrently: its sender warps send the other
+// rows, its reducers wait on chunk tags for copied rows), and a join, so later work on `stream`
+// sees the copies done. `p` is the combine kernel's parameters as Buffer::combine built them.
 Error combine_by_copy_engines(Buffer::Impl& impl, const CombineArgs& args, kernels::CombineParams p,
-                              const kernels::CombineCopyPolicy& copy, int num_sms,
-                              cudaStream_t stream);
+                              int chunks, int permille, int num_sms, cudaStream_t stream);
 
 }  // namespace epcomm::runtime
