@@ -54,9 +54,13 @@ TEST(LaunchPolicy, DispatchFewTokensPerSm) {
   expect_dispatch(4, 12, kBf16Row, {8, 2}, true, true, 1024);
   expect_dispatch(4, 12, kBf16Row, {8, 4}, true, true, 2048);
   expect_dispatch(3, 16, kBf16Row, {8, 1}, true, true, 0);  // a rank with no tokens
-  // Unchanged: FP8 rows, one peer, 28 SMs or more.
+  // One peer at 20+ SMs, BF16-sized rows: below 64 tokens per SM 12 senders with 1 per chunk.
+  expect_dispatch(2, 24, kBf16Row, {12, 1}, true, false, 512);
+  expect_dispatch(2, 24, kBf16Row, {12, 1}, true, false, 1024);
+  expect_dispatch(2, 24, kBf16Row, {9, 4}, true, false, 2048);
+  // Unchanged: FP8 rows, one peer below 20 SMs, 28 SMs or more.
   expect_dispatch(4, 24, kFp8Row, {4, 8}, false, true, 512);
-  expect_dispatch(2, 24, kBf16Row, {9, 4}, true, false, 512);
+  expect_dispatch(2, 12, kBf16Row, {11, 4}, false, false, 512);
   expect_dispatch(4, 32, kBf16Row, {6, 1}, true, true, 512);
   // The environment's knobs still win.
   DispatchKnobs k;
