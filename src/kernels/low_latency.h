@@ -71,7 +71,6 @@ struct LowLatencyCombineParams {
   uint16_t* out;  // [T, H] bf16
   int64_t out_stride;
   int64_t* wait_stats;  // [R] ns, or null
-  int32_t send_warps;   // the split single kernel's sending warps per block (launcher)
 };
 
 #if defined(__CUDACC__)

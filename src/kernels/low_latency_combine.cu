@@ -10,7 +10,6 @@
 #include "kernels/device/indices.cuh"
 #include "kernels/device/report.cuh"
 #include "kernels/device/started_check.cuh"
-#include "kernels/launch_knobs.h"
 #include "kernels/low_latency.h"
 
 namespace epcomm::kernels {
@@ -18,14 +17,6 @@ namespace {
 
 constexpr int kThreads = kLowLatencyThreads;
 constexpr int kWarps = kThreads / 32;
-
-// The warps [first, first + count) of every block that do a loop (all of them, except in the
-// split single kernel, where some send while the others receive).
-struct WarpRange {
-  int first = 0;
-  int count = kWarps;
-  __device__ bool has(int warp) const { return warp >= first && warp < first + count; }
-};
 
 // Preconditions: blockDim = kThreads.
 // (0) wait until every peer released this half from call epoch - 2; block 0 publishes the
@@ -35,7 +26,7 @@ struct WarpRange {
 // (2) last block: leave the epoch in the hook slot and advance the epoch counter.
 // Returns false when the wait for the half failed (recorded; the block skips the call).
 __device__ __forceinline__ bool ll_combine_send(const LowLatencyCombineParams& p, uint64_t epoch,
-                                                LlKernel kernel, WarpRange warps = {}) {
+                                                LlKernel kernel) {
   const LowLatencyCommon& c = p.c;
   const core::LowLatencyLayout& l = c.layout;
   const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
@@ -74,9 +65,8 @@ __device__ __forceinline__ bool ll_combine_send(const LowLatencyCombineParams& p
     }
   if (threadIdx.x == 0) first_row[E_local] = total;
   __syncthreads();
-  const int64_t total_warps = int64_t{gridDim.x} * warps.count;
-  const int64_t q0 = warps.has(warp) ? int64_t{warp - warps.first} * gridDim.x + blockIdx.x : total;
-  for (int64_t q = q0; q < total; q += total_warps) {
+  const int64_t total_warps = int64_t{gridDim.x} * kWarps;
+  for (int64_t q = int64_t{warp} * gridDim.x + blockIdx.x; q < total; q += total_warps) {
     int32_t lo = 0, hi = E_local;  // the expert j with first_row[j] <= q < first_row[j + 1]
     while (hi - lo > 1) {
       const int32_t mid = (lo + hi) / 2;
@@ -116,23 +106,23 @@ __device__ __forceinline__ bool ll_combine_send(const LowLatencyCombineParams& p
 //     (k ascending) and rounds once to bf16.
 // (2) last block: release the half to every peer.
 __device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p, uint64_t epoch,
-                                                LlKernel kernel, WarpRange warps = {}) {
+                                                LlKernel kernel) {
   const LowLatencyCommon& c = p.c;
   const core::LowLatencyLayout& l = c.layout;
   const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const uint32_t tag = static_cast<uint32_t>(epoch);
   uint8_t* const half = half_base(c, me, epoch);
-  // Every warp checks every source's start itself (no block barrier: in the split kernel the
-  // receiving warps start while the sending warps still send).
-  bool started = true;
-  for (int32_t d = lane; d < R; d += 32)
+  __shared__ bool failed;
+  if (threadIdx.x == 0) failed = false;
+  __syncthreads();
+  for (int32_t d = threadIdx.x; d < R; d += blockDim.x)
     if (!source_started(c.wait, signal_at<const uint64_t>(c, me, epoch, d, core::kLlStarted),
                         signal_at<const volatile uint64_t>(c, me, epoch, d, core::kLlSignature),
                         c.signature, epoch, d))
-      started = false;
-  // A failed start (recorded) leaves the loop empty; the block still counts itself below.
-  const bool failed = !__all_sync(0xffffffffu, started);
+      failed = true;
+  __syncthreads();
+  if (failed) return;
   trace_mark(c, 4);
   const int64_t H = l.hidden;
   const auto* tags = reinterpret_cast<const uint32_t*>(half + l.combine_tags_offset);
@@ -141,11 +131,9 @@ __device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p
   // spread over several warps and each lane has one 16-byte load per top-k row in flight at
   // once (the loop over rows is unrolled; docs/perf.md, v8).
   const int64_t slices = (H + 255) / 256;
-  const int64_t items = failed ? 0 : p.num_tokens * slices;
-  const int64_t total_warps = int64_t{gridDim.x} * warps.count;
-  for (int64_t item = warps.has(warp) ? int64_t{warp - warps.first} * gridDim.x + blockIdx.x
-                                      : items;
-       item < items; item += total_warps) {
+  const int64_t total_warps = int64_t{gridDim.x} * kWarps;
+  for (int64_t item = int64_t{warp} * gridDim.x + blockIdx.x; item < p.num_tokens * slices;
+       item += total_warps) {
     const int64_t t = item / slices, ch = (item % slices) * 256 + lane * 8;
     int32_t e = -1;
     float w = 0.0f;
@@ -213,27 +201,7 @@ __device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p
   trace_mark(c, 7);
 }
 
-// Every warp of the block in both loops (the LlOp kernels' signature).
-__device__ __forceinline__ bool ll_combine_send_all(const LowLatencyCombineParams& p,
-                                                    uint64_t epoch, LlKernel kernel) {
-  return ll_combine_send(p, epoch, kernel);
-}
-__device__ __forceinline__ void ll_combine_recv_all(const LowLatencyCombineParams& p,
-                                                    uint64_t epoch, LlKernel kernel) {
-  ll_combine_recv(p, epoch, kernel);
-}
-
-using CombineOp = LlOp<LowLatencyCombineParams, ll_combine_send_all, ll_combine_recv_all>;
-
-// One kernel without a hook, its warps split: [0, p.send_warps) send while the rest receive, so
-// the reduce of the tokens whose rows arrived runs under the sends instead of after them. The
-// send's start (with its block barriers) runs in every warp first; the receive has no block
-// barrier before its last-block count.
-__global__ void __launch_bounds__(kThreads) ll_combine_split_kernel(LowLatencyCombineParams p) {
-  const uint64_t epoch = *reinterpret_cast<volatile uint64_t*>(p.c.epoch_counter) + 1;
-  if (!ll_combine_send(p, epoch, LlKernel::kSingle, WarpRange{0, p.send_warps})) return;
-  ll_combine_recv(p, epoch, LlKernel::kSingle, WarpRange{p.send_warps, kWarps - p.send_warps});
-}
+using CombineOp = LlOp<LowLatencyCombineParams, ll_combine_send, ll_combine_recv>;
 
 }  // namespace
 
@@ -244,14 +212,6 @@ cudaError_t launch_ll_combine_send(const LowLatencyCombineParams& p, int num_blo
 
 cudaError_t launch_ll_combine(const LowLatencyCombineParams& p, int num_blocks,
                               cudaStream_t stream) {
-  // EPCOMM_LL_COMBINE_SEND_WARPS: the split kernel with that many sending warps (docs/perf.md,
-  // LL v8); unset: every warp sends, then every warp receives.
-  static const int send_warps = env_override("EPCOMM_LL_COMBINE_SEND_WARPS");
-  if (send_warps > 0 && send_warps < kWarps) {
-    LowLatencyCombineParams q = p;
-    q.send_warps = send_warps;
-    return launch_ll(ll_combine_split_kernel, q, num_blocks, stream);
-  }
   return launch_ll(ll_single_kernel<CombineOp>, p, num_blocks, stream);
 }
 
