@@ -59,6 +59,15 @@ Error combine_by_copy_engines(Buffer::Impl& impl, const CombineArgs& args, kerne
   for (int32_t s = 0; s < R; ++s) {
     int64_t need = 0;
     for (int32_t d = 0; d < R; ++d) {
+      // A prefix matrix: no count below zero (the copies' offsets come from these sums).
+      if (sent(s, d) < 0)
+        return Error(ErrorCode::kInvalidArgument,
+                     std::string(op) +
+                         ": handle.rank_prefix_matrix_host: expected columns that "
+                         "never decrease, got " +
+                         std::to_string(m[s * R + d]) + " at [" + std::to_string(s) + ", " +
+                         std::to_string(d) + "] after " +
+                         std::to_string(s > 0 ? m[(s - 1) * R + d] : 0));
       if (d < me) q.base_at[s] += sent(s, d);
       need += sent(s, d);
     }
