@@ -220,6 +220,27 @@ TEST(ValidateCombine, BiasShapeMustMatchTokens) {
                ErrorCode::kInvalidArgument, {"combine: bias0", "[T=4, H=128]", "got [5, 128]"});
 }
 
+TEST(ValidateCombine, HostRankPrefixMatrixIsAnRByRHostTensor) {
+  const int64_t T = 4, N = 6, H = 128;
+  HostTensor x(DType::kBFloat16, {N, H}), src(DType::kInt32, {N}), rpm(DType::kInt32, {2, 2}),
+      in(DType::kBool, {T, 2}), slot(DType::kInt32, {T, 2}), out(DType::kBFloat16, {T, H}),
+      host(DType::kInt32, {2, 2}), wide(DType::kInt32, {2, 3});
+  CombineArgs a;
+  a.x = x.view();
+  a.handle = DispatchHandle{rpm.view(), src.view(), in.view(), slot.view(), N, host.view()};
+  a.combined_x = out.view();
+  const Topology topo{0, 2, 2};
+  EXPECT_TRUE(core::validate_combine_args(a, topo, DeviceKind::kCpu).ok());
+  a.handle.rank_prefix_matrix_host = wide.view();
+  expect_error(core::validate_combine_args(a, topo, DeviceKind::kCpu), ErrorCode::kInvalidArgument,
+               {"combine: handle.rank_prefix_matrix_host", "got [2, 3]"});
+  TensorView on_device = host.view();
+  on_device.device = DeviceKind::kCuda;  // the copies are sized on the host: it must be there
+  a.handle.rank_prefix_matrix_host = on_device;
+  expect_error(core::validate_combine_args(a, topo, DeviceKind::kCpu), ErrorCode::kInvalidArgument,
+               {"handle.rank_prefix_matrix_host", "expected a cpu tensor, got a cuda tensor"});
+}
+
 TEST(ValidateLowLatency, TooManyTokensNamesNmax) {
   const int32_t R = 2, E = 4, N_max = 8, H = 128;
   HostTensor x(DType::kBFloat16, {9, H}), topk(DType::kInt64, {9, 2});
