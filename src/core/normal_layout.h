@@ -31,6 +31,14 @@ namespace epcomm::core {
 constexpr int32_t kMaxNormalRanks = 64;
 constexpr int32_t kNormalMaxExperts = 1024;
 
+// Rows rank `src` sent to rank `d` in a dispatch, from its [R, R] rank_prefix_matrix (entry
+// [s][d]: rows ranks 0..s sent to d).
+EPCOMM_HOST_DEVICE int32_t sent_rows(const int32_t* rank_prefix_matrix, int32_t num_ranks,
+                                     int32_t src, int32_t d) {
+  return rank_prefix_matrix[src * num_ranks + d] -
+         (src > 0 ? rank_prefix_matrix[(src - 1) * num_ranks + d] : 0);
+}
+
 struct NormalSignalLayout {
   int32_t num_ranks = 0;
 

@@ -20,9 +20,7 @@ __global__ void __launch_bounds__(kMaxCopyRanks)
   __syncthreads();
   if (s < R) {
     const int32_t* m = p.rank_prefix_matrix;
-    const auto sent = [&](int32_t src, int32_t d) {  // rows src sent to d in the dispatch
-      return m[src * R + d] - (src > 0 ? m[(src - 1) * R + d] : 0);
-    };
+    const auto sent = [&](int32_t src, int32_t d) { return core::sent_rows(m, R, src, d); };
     int32_t base = 0, need = 0;
     for (int32_t d = 0; d < R; ++d) {
       if (d < me) base += sent(s, d);

@@ -99,21 +99,17 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
     }
     for (int32_t s = 0; s < R; ++s) {
       prefix_me[s] = p.rank_prefix_matrix[s * R + me];
-      const int32_t received = prefix_me[s] - (s > 0 ? p.rank_prefix_matrix[(s - 1) * R + me] : 0);
+      const int32_t received = core::sent_rows(p.rank_prefix_matrix, R, s, me);
       send_skip[s] =
           p.copy_chunks > 0 ? static_cast<int32_t>(copied_rows(received, p.copy_permille)) : 0;
       int32_t below = 0;
-      for (int32_t d = 0; d < me; ++d)
-        below +=
-            p.rank_prefix_matrix[s * R + d] - (s > 0 ? p.rank_prefix_matrix[(s - 1) * R + d] : 0);
+      for (int32_t d = 0; d < me; ++d) below += core::sent_rows(p.rank_prefix_matrix, R, s, d);
       send_base[s] = below;
     }
     // Every rank checks every rank's need, so all agree on skipping.
     for (int32_t s = 0; s < R; ++s) {
       int32_t need = 0;
-      for (int32_t d = 0; d < R; ++d)
-        need +=
-            p.rank_prefix_matrix[s * R + d] - (s > 0 ? p.rank_prefix_matrix[(s - 1) * R + d] : 0);
+      for (int32_t d = 0; d < R; ++d) need += core::sent_rows(p.rank_prefix_matrix, R, s, d);
       if (need > a.capacity) {
         if (blockIdx.x == 0 && s == me)
           record_input_error(p.wait, core::WaitStage::kBufferTooSmall, me, need, a.capacity);

@@ -48,9 +48,7 @@ Error combine_by_copy_engines(Buffer::Impl& impl, const CombineArgs& args, kerne
   const char* op = "combine";
   const int32_t R = p.num_ranks, me = p.rank;
   const auto* m = static_cast<const int32_t*>(args.handle.rank_prefix_matrix_host.data);
-  const auto sent = [&](int32_t src, int32_t d) {  // rows src sent to d in the dispatch
-    return m[src * R + d] - (src > 0 ? m[(src - 1) * R + d] : 0);
-  };
+  const auto sent = [&](int32_t src, int32_t d) { return core::sent_rows(m, R, src, d); };
   kernels::CombineCopyStartParams q{};
   q.combine = p;
   q.tag_word = impl.copy_tag;
@@ -104,8 +102,7 @@ Error combine_by_copy_engines(Buffer::Impl& impl, const CombineArgs& args, kerne
   const auto chunk_rows = [&](int32_t d) { return kernels::copy_chunk_rows(copied(d), chunks); };
   p.copy_chunks = chunks;
   p.copy_permille = permille;
-  bool reduce_launched = false;
-  for (int c = 0; c < chunks; ++c) {
+  for (int c = 0; c < chunks; ++c) {  // chunks >= 1 (combine_copy_policy)
     for (int32_t d = 0; d < R; ++d) {
       const int64_t rows = copied(d);
       if (d == me || rows == 0) continue;
@@ -138,14 +135,8 @@ Error combine_by_copy_engines(Buffer::Impl& impl, const CombineArgs& args, kerne
                               "combine kernel launch");
           !e.ok())
         return e;
-      reduce_launched = true;
     }
   }
-  if (!reduce_launched)
-    if (auto e = cuda_error(kernels::launch_intranode_combine(p, num_sms, stream),
-                            "combine kernel launch");
-        !e.ok())
-      return e;
   // Join: work after the combine on `stream` (a reuse of x, the next combine) follows the copies.
   for (int32_t d = 0; d < R; ++d)
     if (d != me && copied(d) > 0)
