@@ -2,6 +2,8 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdio>
+#include <string>
 #include <vector>
 
 #include "bench_data.h"
@@ -76,6 +78,21 @@ RankBench bench_low_latency(harness::RankContext& ctx, Buffer& buffer, Nccl* ncc
   out.samples.push_back(timer.time("ll_combine", "bf16", combine_bytes, 0, [&] {
     check(buffer.low_latency_combine(cb, s, &hook), "ll combine");
   }));
+  // The same calls timed as DeepEP's figures are: the kernels' own durations (CUPTI).
+  std::string no_kernel_times;
+  auto kernel_time = [&](const char* op, const char* dt, double bytes,
+                         const std::vector<std::string>& parts, auto&& fn) {
+    Sample k;
+    if (no_kernel_times.empty() &&
+        timer.time_kernels(op, dt, bytes, parts, fn, &k, &no_kernel_times))
+      out.samples.push_back(k);
+    else if (me == 0 && !no_kernel_times.empty())
+      std::fprintf(stderr, "epcomm_bench: %s not measured: %s\n", op, no_kernel_times.c_str());
+  };
+  kernel_time("ll_dispatch_kernel", dtype, dispatch_bytes, {"LowLatencyDispatchParams"},
+              [&] { check(buffer.low_latency_dispatch(d, s, &hook), "ll dispatch"); });
+  kernel_time("ll_combine_kernel", "bf16", combine_bytes, {"LowLatencyCombineParams"},
+              [&] { check(buffer.low_latency_combine(cb, s, &hook), "ll combine"); });
   // Hook mode: the send alone; then the receive alone, after a barrier that guarantees every
   // rank's sends have finished (so it measures the receive, not waiting for data).
   LowLatencyDispatchArgs dh = d;
@@ -142,25 +159,29 @@ RankBench bench_low_latency(harness::RankContext& ctx, Buffer& buffer, Nccl* ncc
         total_in += back ? to[r] : from[r * R + me];
       }
       DevMem sendbuf(total_out * row_bytes), recvbuf(total_in * row_bytes);
-      out.samples.push_back(timer.time(back ? "nccl_ll_combine" : "nccl_ll_dispatch",
-                                       back ? "bf16" : dtype, back ? combine_bytes : dispatch_bytes,
-                                       0, [&] {
-                                         nccl->group_start();
-                                         int64_t so = 0, ro = 0;
-                                         for (int32_t r = 0; r < R; ++r) {
-                                           const int64_t n_out = back ? from[r * R + me] : to[r];
-                                           const int64_t n_in = back ? to[r] : from[r * R + me];
-                                           if (n_out)
-                                             nccl->send(sendbuf.as<uint8_t>() + so * row_bytes,
-                                                        n_out * row_bytes, kNcclUint8, r, comm, s);
-                                           if (n_in)
-                                             nccl->recv(recvbuf.as<uint8_t>() + ro * row_bytes,
-                                                        n_in * row_bytes, kNcclUint8, r, comm, s);
-                                           so += n_out;
-                                           ro += n_in;
-                                         }
-                                         nccl->group_end();
-                                       }));
+      auto exchange = [&] {
+        nccl->group_start();
+        int64_t so = 0, ro = 0;
+        for (int32_t r = 0; r < R; ++r) {
+          const int64_t n_out = back ? from[r * R + me] : to[r];
+          const int64_t n_in = back ? to[r] : from[r * R + me];
+          if (n_out)
+            nccl->send(sendbuf.as<uint8_t>() + so * row_bytes, n_out * row_bytes, kNcclUint8, r,
+                       comm, s);
+          if (n_in)
+            nccl->recv(recvbuf.as<uint8_t>() + ro * row_bytes, n_in * row_bytes, kNcclUint8, r,
+                       comm, s);
+          so += n_out;
+          ro += n_in;
+        }
+        nccl->group_end();
+      };
+      const double bytes = back ? combine_bytes : dispatch_bytes;
+      const char* dt = back ? "bf16" : dtype;
+      out.samples.push_back(
+          timer.time(back ? "nccl_ll_combine" : "nccl_ll_dispatch", dt, bytes, 0, exchange));
+      kernel_time(back ? "nccl_ll_combine_kernel" : "nccl_ll_dispatch_kernel", dt, bytes, {"nccl"},
+                  exchange);
     }
   }
   check(buffer.synchronize(s), "ll bench");

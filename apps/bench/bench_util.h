@@ -13,6 +13,7 @@
 
 #include "bench_normal.h"
 #include "epcomm/epcomm.hpp"
+#include "kernel_timer.h"
 
 namespace epcomm::bench {
 
@@ -97,6 +98,38 @@ class OpTimer {
   Sample time(const char* op, const char* dtype, double bytes, double nvlink_bytes, Fn&& fn) {
     return time(
         op, dtype, bytes, nvlink_bytes, [] {}, fn, [] {});
+  }
+
+  // The same loop with CUPTI recording kernels: time_us is the duration of the kernels on this
+  // rank's device whose names contain every string of `parts`, per call, as a profiler records
+  // it (DeepEP's low-latency accounting). False, with the reason in *why, where CUPTI is missing
+  // or the kernels do not group into one set per call. Collective: every rank runs the loop.
+  template <class Fn>
+  bool time_kernels(const char* op, const char* dtype, double bytes,
+                    const std::vector<std::string>& parts, Fn&& fn, Sample* out, std::string* why) {
+    KernelTimer* timer = KernelTimer::get(why);
+    if (timer == nullptr) return false;
+    const bool on = timer->begin(why);
+    for (int i = 0; i < warmup_ + iters_; ++i) {
+      if (flush_ != nullptr)
+        check_cuda(cudaMemsetAsync(flush_, i & 0xff, flush_bytes_, stream_), "L2 flush");
+      check(buffer_.barrier(stream_), "barrier");
+      fn();
+    }
+    check(buffer_.synchronize(stream_), op);
+    check_cuda(cudaDeviceSynchronize(), "synchronize");
+    if (!on) return false;
+    std::vector<double> us = per_call_us(timer->end(), static_cast<uint32_t>(buffer_.device()),
+                                         parts, warmup_ + iters_, warmup_, why);
+    if (us.empty()) return false;
+    std::sort(us.begin(), us.end());
+    out->op = op;
+    out->dtype = dtype;
+    out->mean_us = std::accumulate(us.begin(), us.end(), 0.0) / static_cast<double>(us.size());
+    out->median_us = us[us.size() / 2];
+    out->bytes = bytes;
+    out->nvlink_bytes = 0;
+    return true;
   }
 
  private:
