@@ -71,6 +71,7 @@ struct LowLatencyCombineParams {
   uint16_t* out;  // [T, H] bf16
   int64_t out_stride;
   int64_t* wait_stats;  // [R] ns, or null
+  bool pair_items;      // the receive takes two items per warp pass where top-k <= 8
 };
 
 #if defined(__CUDACC__)

@@ -129,21 +129,28 @@ __device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p
   const uint8_t* rows = half + l.combine_recv_offset;
   // Work item (token t, slice): 256 channels of t, 8 per lane, so that a token's reduction is
   // spread over several warps and each lane has one 16-byte load per top-k row in flight at
-  // once (the loop over rows is unrolled; docs/perf.md, v8).
-  const int64_t slices = (H + 255) / 256;
+  // once (the loop over rows is unrolled; docs/perf.md, v8). With top-k <= 8 a warp takes two
+  // items per pass (groups of 16 lanes wait for the tags of one item each), so that both items'
+  // rows are in flight together: the receive is one pass per warp, not two (LL v10).
+  constexpr int kRows = core::kMaxLowLatencyTopk;
+  const int groups = p.pair_items && 2 * p.topk <= kRows ? 2 : 1;
+  const int lanes_per_group = 32 / groups;
+  const int group = lane / lanes_per_group, k_lane = lane % lanes_per_group;
+  const int64_t slices = (H + 255) / 256, num_items = p.num_tokens * slices;
   const int64_t total_warps = int64_t{gridDim.x} * kWarps;
-  for (int64_t item = int64_t{warp} * gridDim.x + blockIdx.x; item < p.num_tokens * slices;
-       item += total_warps) {
-    const int64_t t = item / slices, ch = (item % slices) * 256 + lane * 8;
+  for (int64_t first = int64_t{warp} * gridDim.x + blockIdx.x; first < num_items;
+       first += groups * total_warps) {
+    const int64_t my_item = first + group * total_warps;  // the item whose tag lane waits for
     int32_t e = -1;
     float w = 0.0f;
     bool arrived = true;
-    if (lane < p.topk) {
+    if (k_lane < p.topk && my_item < num_items) {
+      const int64_t t = my_item / slices;
       const int64_t id =
-          load_index(p.topk_idx, p.topk_is_int64, t * p.topk_stride + lane * p.topk_stride_k);
+          load_index(p.topk_idx, p.topk_is_int64, t * p.topk_stride + k_lane * p.topk_stride_k);
       e = id >= 0 && id < c.num_experts ? static_cast<int32_t>(id) : -1;  // host-validated
       if (e >= 0) {
-        w = p.topk_weights[t * p.weights_stride + lane * p.weights_stride_k];
+        w = p.topk_weights[t * p.weights_stride + k_lane * p.weights_stride_k];
         const uint32_t* tag_ptr = tags + int64_t{e} * l.num_max_tokens + t;
         if (ld_acquire_sys_u32(tag_ptr) != tag) {
           const uint64_t t0 = global_timer_ns();
@@ -151,46 +158,58 @@ __device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p
           // Acquire: the row of (t, e) is visible once its tag shows this epoch.
           arrived = bounded_wait(c.wait, d, core::WaitStage::kDataArrival,
                                  [&] { return ld_acquire_sys_u32(tag_ptr) == tag; });
-          if (p.wait_stats && item % slices == 0)  // once per token
+          if (p.wait_stats && my_item % slices == 0)  // once per token
             atomicAdd(reinterpret_cast<unsigned long long*>(p.wait_stats + d),
                       global_timer_ns() - t0);
         }
       }
     }
     if (!__all_sync(0xffffffffu, arrived)) break;
-    // Lane k acquired row k's tag; __syncwarp (a vote orders no memory) orders every lane's
-    // loads of the rows after those acquires. Without it a lane could read a row of the call
-    // two epochs back from its L1 (found with ranks sharing GPUs, where rows arrive late).
+    // Each tag lane acquired its row's tag; __syncwarp (a vote orders no memory) orders every
+    // lane's loads of the rows after those acquires. Without it a lane could read a row of the
+    // call two epochs back from its L1 (found with ranks sharing GPUs, where rows arrive late).
     __syncwarp();
-    int4 v[core::kMaxLowLatencyTopk];
-    float wk[core::kMaxLowLatencyTopk];
+    // v[r]: top-k row k of item group g (g = r / 8, k = r % 8 with two groups; else g = 0,
+    // k = r), this lane's 8 channels; every index is a compile-time constant (registers).
+    int4 v[kRows];
+    float wk[kRows];
 #pragma unroll
-    for (int k = 0; k < core::kMaxLowLatencyTopk; ++k) {
-      const int32_t ek = __shfl_sync(0xffffffffu, e, k);
-      wk[k] = __shfl_sync(0xffffffffu, w, k);
-      if (k < p.topk && ek >= 0 && ch < H)
-        v[k] = ld_na_v4(reinterpret_cast<const int4*>(
+    for (int r = 0; r < kRows; ++r) {
+      const int g = groups == 2 ? r / (kRows / 2) : 0, k = groups == 2 ? r % (kRows / 2) : r;
+      const int64_t item = first + g * total_warps;
+      const int32_t ek = __shfl_sync(0xffffffffu, e, g * lanes_per_group + k);
+      wk[r] = __shfl_sync(0xffffffffu, w, g * lanes_per_group + k);
+      const int64_t t = item / slices, ch = (item % slices) * 256 + lane * 8;
+      if (k < p.topk && ek >= 0 && item < num_items && ch < H)
+        v[r] = ld_na_v4(reinterpret_cast<const int4*>(
             rows + (int64_t{ek} * l.num_max_tokens + t) * H * 2 + ch * 2));
       else
-        wk[k] = 0.0f, v[k] = make_int4(0, 0, 0, 0);
+        wk[r] = 0.0f, v[r] = make_int4(0, 0, 0, 0);
     }
-    if (ch >= H) continue;
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll
-    for (int k = 0; k < core::kMaxLowLatencyTopk; ++k) {  // k ascending: a fixed order
-      const auto* h2 = reinterpret_cast<const __nv_bfloat162*>(&v[k]);
+    for (int g = 0; g < 2; ++g) {
+      const int64_t item = first + g * total_warps;
+      if (g >= groups) break;
+      const int64_t t = item / slices, ch = (item % slices) * 256 + lane * 8;
+      if (item >= num_items || ch >= H) continue;
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float2 f = __bfloat1622float2(h2[i]);
-        acc[2 * i] += wk[k] * f.x;
-        acc[2 * i + 1] += wk[k] * f.y;
+      for (int r = 0; r < kRows; ++r) {  // k ascending within the item: a fixed order
+        if ((groups == 2 ? r / (kRows / 2) : 0) != g) continue;
+        const auto* h2 = reinterpret_cast<const __nv_bfloat162*>(&v[r]);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float2 f = __bfloat1622float2(h2[i]);
+          acc[2 * i] += wk[r] * f.x;
+          acc[2 * i + 1] += wk[r] * f.y;
+        }
       }
-    }
-    int4 out;
-    auto* o2 = reinterpret_cast<__nv_bfloat162*>(&out);
+      int4 out;
+      auto* o2 = reinterpret_cast<__nv_bfloat162*>(&out);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) o2[i] = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
-    *reinterpret_cast<int4*>(p.out + t * p.out_stride + ch) = out;
+      for (int i = 0; i < 4; ++i) o2[i] = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
+      *reinterpret_cast<int4*>(p.out + t * p.out_stride + ch) = out;
+    }
   }
   trace_mark(c, 5);
   const bool last = last_block_done(c.counters + 1);

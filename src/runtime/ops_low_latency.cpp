@@ -238,6 +238,13 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
   p.out = static_cast<uint16_t*>(args.out.data);
   p.out_stride = args.out.strides[0];
   p.wait_stats = static_cast<int64_t*>(args.combine_wait_recv_cost_stats.data);
+  // EPCOMM_LL_COMBINE_PAIRS=0: one item per warp pass in the receive, for A/B (docs/perf.md,
+  // LL v10).
+  static const bool pairs = [] {
+    const char* v = std::getenv("EPCOMM_LL_COMBINE_PAIRS");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  p.pair_items = pairs;
   return launch_or_park(*impl_, slot, args.return_recv_hook, hook, p, s, kernels::launch_ll_combine,
                         kernels::launch_ll_combine_send, kernels::launch_ll_combine_recv,
                         "LL combine launch");
