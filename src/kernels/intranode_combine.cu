@@ -70,9 +70,8 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   __shared__ int32_t my_base[kMaxCombineRanks];        // where rows from rank d start in my area
   __shared__ int32_t my_first_slot[kMaxCombineRanks];  // rank_prefix_matrix[me - 1][d]
   __shared__ int32_t send_base[kMaxCombineRanks];      // rows source s sent to ranks below me
-  __shared__ int32_t copied[kMaxCombineRanks];         // copy_chunks: rows from d sent by copies
+  __shared__ int32_t copied[kMaxCombineRanks];         // copy_chunks: rows from d (all by copies)
   __shared__ int32_t chunk_rows[kMaxCombineRanks];     // copy_chunks: rows per chunk of those
-  __shared__ int32_t send_skip[kMaxCombineRanks];      // our rows for source s the copies sent
   __shared__ bool skip, mismatch;
   __shared__ uint32_t reduced;      // tokens this block has reduced (counted only when tracing)
   __shared__ uint32_t reduce_next;  // the block's next token to reduce, when taken (join_reduce)
@@ -92,16 +91,13 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       my_first_slot[d] = above;
       my_base[d] = base;
       const int32_t rows = p.rank_prefix_matrix[me * R + d] - above;  // rows d returns to me
-      // The copy engines' share and chunks of those rows (runtime/combine_copy.cpp alike).
-      copied[d] = p.copy_chunks > 0 ? static_cast<int32_t>(copied_rows(rows, p.copy_permille)) : 0;
+      // The copy engines' chunks of those rows (runtime/combine_copy.cpp alike).
+      copied[d] = p.copy_chunks > 0 ? rows : 0;
       chunk_rows[d] = static_cast<int32_t>(copy_chunk_rows(copied[d], p.copy_chunks));
       base += rows;
     }
     for (int32_t s = 0; s < R; ++s) {
       prefix_me[s] = p.rank_prefix_matrix[s * R + me];
-      const int32_t received = core::sent_rows(p.rank_prefix_matrix, R, s, me);
-      send_skip[s] =
-          p.copy_chunks > 0 ? static_cast<int32_t>(copied_rows(received, p.copy_permille)) : 0;
       int32_t below = 0;
       for (int32_t d = 0; d < me; ++d) below += core::sent_rows(p.rank_prefix_matrix, R, s, d);
       send_base[s] = below;
@@ -135,8 +131,8 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
     // from the start (grouped by source, a source waited for the end of the pass: v9).
     const int32_t others = R > 1 ? R - 1 : 1;
     int64_t most = 0;
-    for (int32_t s = 0; s < R; ++s) {  // rows left to us after the copy engines' share
-      const int64_t count = prefix_me[s] - (s > 0 ? prefix_me[s - 1] : 0) - send_skip[s];
+    for (int32_t s = 0; s < R; ++s) {
+      const int64_t count = prefix_me[s] - (s > 0 ? prefix_me[s - 1] : 0);
       most = count > most ? count : most;
     }
     // A warp sends p.row_batch rows, then releases their tags together (docs/perf.md, v10).
@@ -156,7 +152,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       for (; n < positions; n += senders) {
         const auto s = static_cast<int32_t>((me + 1 + n % others) % R);
         const int64_t first = s > 0 ? prefix_me[s - 1] : 0;
-        const int64_t i = first + send_skip[s] + n / others;
+        const int64_t i = first + n / others;
         if (i >= prefix_me[s]) continue;  // source s sent us fewer rows
         if (s == me) continue;            // our own rows: the reducers read them from x directly
         r = SendRow{i, s, send_base[s] + (i - first)};
@@ -496,7 +492,7 @@ cudaError_t launch_intranode_combine(const CombineParams& p, int num_sms, cudaSt
   q.row_batch = policy.split.batch;
   q.join_reduce = policy.join_reduce;
   q.prefetch_next = policy.prefetch_next;
-  if (p.copy_chunks > 0 && p.copy_permille >= 1000) {  // the copies sent every row: all reduce
+  if (p.copy_chunks > 0) {  // the copies sent every row: all warps reduce
     q.send_warps = 0;
     q.join_reduce = false;
     policy.staged_sends = false;

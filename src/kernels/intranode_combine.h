@@ -50,9 +50,6 @@ struct CombineParams {
   // one arrival tag on each chunk's first row; the kernel then only reduces (no sender warps) and
   // the call's start (wait for "consumed", "started") was launch_combine_copy_start's.
   int32_t copy_chunks;
-  // With copy_chunks: the share (per mille) of each source's rows that the copy engines sent (its
-  // first copied_rows()); the sender warps send the rest (none at 1000).
-  int32_t copy_permille;
   WaitContext wait;
   uint64_t* trace;  // null, or [gridDim.x][kNormalTraceSlots] (kernels/normal_trace.h)
   // Diagnostic builds only (EPCOMM_DIAGNOSTICS, EPCOMM_DIAG_COMBINE): bit 0 sends no rows (only
@@ -62,11 +59,8 @@ struct CombineParams {
   uint32_t diag;
 };
 
-// Of the `rows` rows a rank returns to one source, the first copied_rows() go by the copy
-// engines, in chunks of copy_chunk_rows() (the runtime and the kernel split alike).
-__host__ __device__ inline int64_t copied_rows(int64_t rows, int32_t permille) {
-  return rows * permille / 1000;
-}
+// The rows a rank returns to one source go by the copy engines in chunks of copy_chunk_rows()
+// (the runtime and the kernel split alike).
 __host__ __device__ inline int64_t copy_chunk_rows(int64_t copied, int32_t chunks) {
   return copied > 0 && chunks > 0 ? (copied + chunks - 1) / chunks : 1;
 }

@@ -115,7 +115,6 @@ struct CombineKnobs {
   Force staged = Force::kMeasured;  // EPCOMM_COMBINE_STAGED=0|1
   Force copy = Force::kMeasured;    // EPCOMM_COMBINE_COPY=0|1
   int copy_chunks = 0;              // EPCOMM_COMBINE_COPY_CHUNKS (0: measured)
-  int copy_permille = 0;            // EPCOMM_COMBINE_COPY_SHARE, per mille (0: measured)
 };
 
 struct CombinePolicy {
@@ -164,11 +163,9 @@ inline CombinePolicy combine_policy(int32_t num_ranks, int num_sms, const Combin
 }
 
 // How the copy engines take part in the combine's sends (v23): chunks per source (0: not at
-// all, SM stores only) and the share of each source's rows they send, per mille (the sender
-// warps send the rest).
+// all, SM stores only; else they send every row).
 struct CombineCopyPolicy {
   int chunks = 0;
-  int permille = 0;
 };
 
 // host_matrix: the handle carries the host copy of rank_prefix_matrix that the copies are sized
@@ -181,11 +178,10 @@ inline CombineCopyPolicy combine_copy_policy(int32_t num_ranks, int num_sms, boo
   // with 4 chunks (2 / 8 / 16: 247 / 228 / 256); 12 SMs 398.5 -> 283-285 us with 16 chunks
   // (4 / 8: 314-316 / 296). Three peers: 542-551 -> 800-880 us, the copies reach only ~200 GB/s
   // per GPU to three peers at once; a share of the rows by copies and the rest by SM stores is
-  // slower at every share, 20-50 %: 645-777 us, and also with one peer (500-850 per mille:
-  // 258-297 us).
+  // slower at every share, 20-50 %: 645-777 us, and also with one peer (50-85 % by copies:
+  // 258-297 us; that variant was removed after the measurement).
   if (!choose(knobs.copy, num_ranks == 2)) return c;
   c.chunks = knobs.copy_chunks > 0 ? knobs.copy_chunks : (num_sms >= 20 ? 4 : 16);
-  c.permille = knobs.copy_permille > 0 && knobs.copy_permille < 1000 ? knobs.copy_permille : 1000;
   return c;
 }
 
@@ -215,7 +211,6 @@ inline CombineKnobs combine_knobs_from_env() {
   k.staged = env_force("EPCOMM_COMBINE_STAGED", "0", "1");
   k.copy = env_force("EPCOMM_COMBINE_COPY", "0", "1");
   k.copy_chunks = env_override("EPCOMM_COMBINE_COPY_CHUNKS");
-  k.copy_permille = env_override("EPCOMM_COMBINE_COPY_SHARE");
   return k;
 }
 

@@ -44,7 +44,7 @@ cudaError_t copy_rows(uint8_t* dst, const uint8_t* src, int64_t src_stride, int6
 }  // namespace
 
 Error combine_by_copy_engines(Buffer::Impl& impl, const CombineArgs& args, kernels::CombineParams p,
-                              int chunks, int permille, int num_sms, cudaStream_t stream) {
+                              int chunks, int num_sms, cudaStream_t stream) {
   const char* op = "combine";
   const int32_t R = p.num_ranks, me = p.rank;
   const auto* m = static_cast<const int32_t*>(args.handle.rank_prefix_matrix_host.data);
@@ -98,10 +98,9 @@ Error combine_by_copy_engines(Buffer::Impl& impl, const CombineArgs& args, kerne
   const int32_t K = a.topk;
   // Per peer d: the weights first, then chunk c of the rows and its tag; chunk c of every peer
   // before chunk c + 1 of any, so the peers' copy engines start together.
-  const auto copied = [&](int32_t d) { return kernels::copied_rows(q.rows_from[d], permille); };
+  const auto copied = [&](int32_t d) { return int64_t{q.rows_from[d]}; };
   const auto chunk_rows = [&](int32_t d) { return kernels::copy_chunk_rows(copied(d), chunks); };
   p.copy_chunks = chunks;
-  p.copy_permille = permille;
   for (int c = 0; c < chunks; ++c) {  // chunks >= 1 (combine_copy_policy)
     for (int32_t d = 0; d < R; ++d) {
       const int64_t rows = copied(d);

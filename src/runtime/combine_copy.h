@@ -14,12 +14,12 @@
 namespace epcomm::runtime {
 
 // Sequence on `stream`: the copy-start kernel (checks, waits for "consumed", the tag word), a
-// fork to one stream per peer, per peer the weights and `chunks` chunks of the first `permille`
-// per mille of its rows, each followed by a 4-byte copy of the tag word onto the chunk's
-// first-row tag, the combine kernel on `stream` (concurrently: its sender warps send the other
-// rows, its reducers wait on chunk tags for copied rows), and a join, so later work on `stream`
-// sees the copies done. `p` is the combine kernel's parameters as Buffer::combine built them.
+// fork to one stream per peer, per peer the weights and its rows in `chunks` chunks, each
+// followed by a 4-byte copy of the tag word onto the chunk's first-row tag, the combine kernel on
+// `stream` (concurrently; every warp reduces, waiting on the chunk tags), and a join, so later
+// work on `stream` sees the copies done. `p` is the combine kernel's parameters as
+// Buffer::combine built them.
 Error combine_by_copy_engines(Buffer::Impl& impl, const CombineArgs& args, kernels::CombineParams p,
-                              int chunks, int permille, int num_sms, cudaStream_t stream);
+                              int chunks, int num_sms, cudaStream_t stream);
 
 }  // namespace epcomm::runtime

@@ -290,8 +290,8 @@ Error Buffer::combine(const CombineArgs& args, StreamHandle stream) {
       R, args.config.num_sms, args.handle.rank_prefix_matrix_host.defined(),
       K == 0 || args.topk_weights.strides[1] == 1, knobs);
   if (copy.chunks > 0)
-    return runtime::combine_by_copy_engines(*impl_, args, p, copy.chunks, copy.permille,
-                                            args.config.num_sms, as_stream(stream));
+    return runtime::combine_by_copy_engines(*impl_, args, p, copy.chunks, args.config.num_sms,
+                                            as_stream(stream));
   return cuda_error(kernels::launch_intranode_combine(p, args.config.num_sms, as_stream(stream)),
                     "combine kernel launch");
 }

@@ -145,7 +145,6 @@ TEST(LaunchPolicy, CombineCopyEnginesWithOnePeerAndAHostMatrix) {
   const CombineKnobs none{};
   CombineCopyPolicy c = combine_copy_policy(2, 24, true, true, none);
   EXPECT_EQ(c.chunks, 4);
-  EXPECT_EQ(c.permille, 1000);
   EXPECT_EQ(combine_copy_policy(2, 12, true, true, none).chunks, 16);
   EXPECT_EQ(combine_copy_policy(4, 24, true, true, none).chunks, 0);   // three peers: SM stores
   EXPECT_EQ(combine_copy_policy(2, 24, false, true, none).chunks, 0);  // no host matrix
@@ -153,10 +152,8 @@ TEST(LaunchPolicy, CombineCopyEnginesWithOnePeerAndAHostMatrix) {
   CombineKnobs k;
   k.copy = Force::kOn;
   k.copy_chunks = 8;
-  k.copy_permille = 400;
   c = combine_copy_policy(4, 24, true, true, k);
   EXPECT_EQ(c.chunks, 8);
-  EXPECT_EQ(c.permille, 400);
   k.copy = Force::kOff;
   EXPECT_EQ(combine_copy_policy(2, 24, true, true, k).chunks, 0);
 }
