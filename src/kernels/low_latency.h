@@ -54,6 +54,7 @@ struct LowLatencyDispatchParams {
   int64_t* layout_range;       // [E_local, R]
   int32_t* cumulative_stats;   // [E_local] or null
   int64_t* wait_stats;         // [R] ns, or null
+  bool preload_x;              // FP8: a token's first cast loads go out before its header work
 };
 
 struct LowLatencyCombineParams {

@@ -37,22 +37,37 @@ __device__ __forceinline__ int64_t unique_expert(const LowLatencyDispatchParams&
 constexpr int kMaxCopyDst = 8;
 constexpr int kCastBatch = 2;  // 256-channel passes per warp whose loads are in flight together
 
+// Loads of one batch of cast passes (from pass p0, pass_step apart) of a BF16 row.
+__device__ __forceinline__ void load_cast_batch(const LowLatencyDispatchParams& p,
+                                                const uint16_t* row, int lane, int64_t p0,
+                                                int64_t pass_step, int4 (&raw)[kCastBatch]) {
+  const int64_t H = p.c.layout.hidden;
+#pragma unroll
+  for (int u = 0; u < kCastBatch; ++u) {
+    const int64_t ch = (p0 + u * pass_step) * 256 + lane * 8;
+    raw[u] = ch < H ? ld_nc_v4(reinterpret_cast<const int4*>(row + ch)) : make_int4(0, 0, 0, 0);
+  }
+}
+
 // FP8 cast of one BF16 row and its stores to every peer in dest_mask. Lane l holds channels
 // [8l, 8l + 8) of each 256-channel pass: lanes 0-15 form one 128-channel group, lanes 16-31 the
 // next. The loads of kCastBatch passes are issued before any math, so a row costs a few memory
-// latencies rather than one per group (docs/perf.md, v8).
+// latencies rather than one per group (docs/perf.md, v8). With `preloaded`, the first batch's
+// loads were issued by the caller into `first` (LL v11).
 template <class PayloadOf>
 __device__ __forceinline__ void cast_and_send_fp8(const LowLatencyDispatchParams& p,
                                                   const uint16_t* row, uint64_t dest_mask,
                                                   PayloadOf payload_of, int lane,
-                                                  int64_t first_pass, int64_t pass_step) {
+                                                  int64_t first_pass, int64_t pass_step,
+                                                  bool preloaded, const int4 (&first)[kCastBatch]) {
   const int64_t H = p.c.layout.hidden, passes = (H + 255) / 256;
   for (int64_t p0 = first_pass; p0 < passes; p0 += kCastBatch * pass_step) {
     int4 raw[kCastBatch];
+    if (preloaded && p0 == first_pass) {
 #pragma unroll
-    for (int u = 0; u < kCastBatch; ++u) {
-      const int64_t ch = (p0 + u * pass_step) * 256 + lane * 8;
-      raw[u] = ch < H ? ld_nc_v4(reinterpret_cast<const int4*>(row + ch)) : make_int4(0, 0, 0, 0);
+      for (int u = 0; u < kCastBatch; ++u) raw[u] = first[u];
+    } else {
+      load_cast_batch(p, row, lane, p0, pass_step, raw);
     }
 #pragma unroll
     for (int u = 0; u < kCastBatch; ++u) {
@@ -142,6 +157,11 @@ __device__ __forceinline__ bool ll_dispatch_send(const LowLatencyDispatchParams&
   // Token t goes to block (t + 1) % gridDim.x: block 0 publishes the counts first, and the
   // first token should not wait behind that (docs/perf.md, LL prediction).
   for (int64_t t = (blockIdx.x + gridDim.x - 1) % gridDim.x; t < p.num_tokens; t += gridDim.x) {
+    // The row's first cast loads go out before warp 0's top-k loads and the barrier, so the two
+    // cold loads of a token overlap instead of running one after the other (LL v11).
+    const bool preload = p.use_fp8 && p.preload_x;
+    int4 first[kCastBatch];
+    if (preload) load_cast_batch(p, p.x + t * p.x_stride, lane, warp, kWarps, first);
     if (warp == 0) {
       const int64_t e = unique_expert(p, t, lane);
       uint64_t dest_mask = 0;
@@ -182,7 +202,7 @@ __device__ __forceinline__ bool ll_dispatch_send(const LowLatencyDispatchParams&
                                      lane);
       }
     } else {
-      cast_and_send_fp8(p, row, dest_mask, payload_of, lane, warp, kWarps);
+      cast_and_send_fp8(p, row, dest_mask, payload_of, lane, warp, kWarps, preload, first);
     }
     // bar.sync orders every thread's header and payload stores before the tag stores below;
     // each tag's release (cumulative) carries them to its peer.

@@ -186,6 +186,13 @@ Error Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& args, StreamHan
   p.layout_range = static_cast<int64_t*>(args.handle.layout_range.data);
   p.cumulative_stats = static_cast<int32_t*>(args.cumulative_local_expert_recv_stats.data);
   p.wait_stats = static_cast<int64_t*>(args.dispatch_wait_recv_cost_stats.data);
+  // EPCOMM_LL_PRELOAD=0: a token's cast loads after its header work, for A/B (docs/perf.md,
+  // LL v11).
+  static const bool preload = [] {
+    const char* v = std::getenv("EPCOMM_LL_PRELOAD");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  p.preload_x = preload;
   return launch_or_park(*impl_, slot, args.return_recv_hook, hook, p, s,
                         kernels::launch_ll_dispatch, kernels::launch_ll_dispatch_send,
                         kernels::launch_ll_dispatch_recv, "LL dispatch launch");
