@@ -37,6 +37,20 @@ __device__ __forceinline__ int64_t unique_expert(const LowLatencyDispatchParams&
 constexpr int kMaxCopyDst = 8;
 constexpr int kCastBatch = 2;  // 256-channel passes per warp whose loads are in flight together
 
+// float8_e4m3fn bits of one value by the hardware conversion (round to nearest even, finite
+// values saturate at +-448), with NaN as core::float_to_fp8_e4m3 writes it (sign | 0x7f).
+__device__ __forceinline__ uint32_t fp8_hw(float y) {
+  uint16_t pair;
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(pair) : "f"(0.0f), "f"(y));
+  const uint32_t sign = (__float_as_uint(y) >> 24) & 0x80u;
+  return isnan(y) ? (sign | 0x7fu) : (pair & 0xffu);
+}
+
+// Four values packed low byte first, as core::fp8_quantize's callers pack them.
+__device__ __forceinline__ uint32_t fp8x4_hw(float a, float b, float c, float d) {
+  return fp8_hw(a) | fp8_hw(b) << 8 | fp8_hw(c) << 16 | fp8_hw(d) << 24;
+}
+
 // Loads of one batch of cast passes (from pass p0, pass_step apart) of a BF16 row.
 __device__ __forceinline__ void load_cast_batch(const LowLatencyDispatchParams& p,
                                                 const uint16_t* row, int lane, int64_t p0,
@@ -84,10 +98,15 @@ __device__ __forceinline__ void cast_and_send_fp8(const LowLatencyDispatchParams
       if (ch >= H) continue;
       const float scale = core::fp8_scale_from_amax(amax, p.round_scale);
       uint2 q{0, 0};
+      if (p.hw_fp8_cvt) {
+        q.x = fp8x4_hw(v[0] / scale, v[1] / scale, v[2] / scale, v[3] / scale);
+        q.y = fp8x4_hw(v[4] / scale, v[5] / scale, v[6] / scale, v[7] / scale);
+      } else {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        q.x |= static_cast<uint32_t>(core::fp8_quantize(v[i], scale)) << (8 * i);
-        q.y |= static_cast<uint32_t>(core::fp8_quantize(v[i + 4], scale)) << (8 * i);
+        for (int i = 0; i < 4; ++i) {
+          q.x |= static_cast<uint32_t>(core::fp8_quantize(v[i], scale)) << (8 * i);
+          q.y |= static_cast<uint32_t>(core::fp8_quantize(v[i + 4], scale)) << (8 * i);
+        }
       }
       for (int32_t d = 0; d < p.c.num_ranks; ++d) {
         if (!((dest_mask >> d) & 1)) continue;
@@ -207,6 +226,7 @@ __device__ __forceinline__ bool ll_dispatch_send(const LowLatencyDispatchParams&
     // bar.sync orders every thread's header and payload stores before the tag stores below;
     // each tag's release (cumulative) carries them to its peer.
     __syncthreads();
+    if (kernel == LlKernel::kSingle) trace_mark(c, 3);  // diagnostic: the token's cast done
     for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
       auto* tags = reinterpret_cast<uint32_t*>(half_base(c, d, epoch) + l.dispatch_tags_offset);
       // Release: this token's header and payload precede its tag on peer d.

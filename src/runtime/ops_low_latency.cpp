@@ -193,6 +193,12 @@ Error Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& args, StreamHan
     return v == nullptr || std::string(v) != "0";
   }();
   p.preload_x = preload;
+  // EPCOMM_LL_HW_CVT=1: the FP8 cast by the hardware conversion (cvt.rn.satfinite), for A/B.
+  static const bool hw_cvt = [] {
+    const char* v = std::getenv("EPCOMM_LL_HW_CVT");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  p.hw_fp8_cvt = hw_cvt;
   return launch_or_park(*impl_, slot, args.return_recv_hook, hook, p, s,
                         kernels::launch_ll_dispatch, kernels::launch_ll_dispatch_send,
                         kernels::launch_ll_dispatch_recv, "LL dispatch launch");
