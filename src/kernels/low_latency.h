@@ -55,7 +55,7 @@ struct LowLatencyDispatchParams {
   int32_t* cumulative_stats;   // [E_local] or null
   int64_t* wait_stats;         // [R] ns, or null
   bool preload_x;              // FP8: a token's first cast loads go out before its header work
-  bool hw_fp8_cvt;             // FP8: the hardware conversion instead of the software one
+  bool hw_fp8_cvt;             // FP8: the hardware conversion (default) or the software one
 };
 
 struct LowLatencyCombineParams {

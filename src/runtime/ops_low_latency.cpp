@@ -193,10 +193,11 @@ Error Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& args, StreamHan
     return v == nullptr || std::string(v) != "0";
   }();
   p.preload_x = preload;
-  // EPCOMM_LL_HW_CVT=1: the FP8 cast by the hardware conversion (cvt.rn.satfinite), for A/B.
+  // The FP8 cast by the hardware conversion (cvt.rn.satfinite; bit-identical to the software
+  // one); EPCOMM_LL_HW_CVT=0: the software conversion, for A/B (docs/perf.md, LL v12).
   static const bool hw_cvt = [] {
     const char* v = std::getenv("EPCOMM_LL_HW_CVT");
-    return v != nullptr && std::string(v) == "1";
+    return v == nullptr || std::string(v) != "0";
   }();
   p.hw_fp8_cvt = hw_cvt;
   return launch_or_park(*impl_, slot, args.return_recv_hook, hook, p, s,
