@@ -56,7 +56,6 @@ struct LowLatencyDispatchParams {
   int64_t* wait_stats;         // [R] ns, or null
   bool preload_x;              // FP8: a token's first cast loads go out before its header work
   bool hw_fp8_cvt;             // FP8: the hardware conversion (default) or the software one
-  bool early_cast;             // FP8: the preloaded batch is cast before the header barrier too
 };
 
 struct LowLatencyCombineParams {

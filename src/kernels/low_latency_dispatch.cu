@@ -63,86 +63,58 @@ __device__ __forceinline__ void load_cast_batch(const LowLatencyDispatchParams& 
   }
 }
 
-// One batch of cast passes in registers: each pass's 8 FP8 values of this lane and its group's
-// scale.
-struct CastBatch {
-  uint2 q[kCastBatch];
-  float scale[kCastBatch];
-};
-
-// FP8 cast of a loaded batch (passes from p0, pass_step apart). Lane l holds channels
+// FP8 cast of one BF16 row and its stores to every peer in dest_mask. Lane l holds channels
 // [8l, 8l + 8) of each 256-channel pass: lanes 0-15 form one 128-channel group, lanes 16-31 the
-// next. Every lane of the warp takes part (the group's amax is a shuffle).
-__device__ __forceinline__ void cast_batch(const LowLatencyDispatchParams& p,
-                                           const int4 (&raw)[kCastBatch], CastBatch& out) {
-#pragma unroll
-  for (int u = 0; u < kCastBatch; ++u) {
-    const auto* h = reinterpret_cast<const uint16_t*>(&raw[u]);
-    float v[8], amax = 0.0f;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      v[i] = core::bf16_to_float(h[i]);
-      amax = fmaxf(amax, fabsf(v[i]));
-    }
-    // Max over the 16 lanes of this group (xor offsets below 16 stay inside the half-warp).
-    for (int o = 8; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float scale = core::fp8_scale_from_amax(amax, p.round_scale);
-    uint2 q{0, 0};
-    if (p.hw_fp8_cvt) {
-      q.x = fp8x4_hw(v[0] / scale, v[1] / scale, v[2] / scale, v[3] / scale);
-      q.y = fp8x4_hw(v[4] / scale, v[5] / scale, v[6] / scale, v[7] / scale);
-    } else {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        q.x |= static_cast<uint32_t>(core::fp8_quantize(v[i], scale)) << (8 * i);
-        q.y |= static_cast<uint32_t>(core::fp8_quantize(v[i + 4], scale)) << (8 * i);
-      }
-    }
-    out.q[u] = q;
-    out.scale[u] = scale;
-  }
-}
-
-// Stores of a cast batch to every peer in dest_mask.
-template <class PayloadOf>
-__device__ __forceinline__ void store_batch(const LowLatencyDispatchParams& p, const CastBatch& b,
-                                            uint64_t dest_mask, PayloadOf payload_of, int lane,
-                                            int64_t p0, int64_t pass_step) {
-  const int64_t H = p.c.layout.hidden;
-#pragma unroll
-  for (int u = 0; u < kCastBatch; ++u) {
-    const int64_t ch = (p0 + u * pass_step) * 256 + lane * 8;
-    if (ch >= H) continue;
-    for (int32_t d = 0; d < p.c.num_ranks; ++d) {
-      if (!((dest_mask >> d) & 1)) continue;
-      uint8_t* payload = payload_of(d);
-      *reinterpret_cast<uint2*>(payload + ch) = b.q[u];
-      if (lane % 16 == 0) reinterpret_cast<float*>(payload + H)[ch / 128] = b.scale[u];
-    }
-  }
-}
-
-// FP8 cast of one BF16 row and its stores to every peer in dest_mask, kCastBatch passes per
-// warp at a time, their loads issued before any math, so a row costs a few memory latencies
-// rather than one per group (docs/perf.md, v8). With `first_ready`, the warp's first batch was
-// loaded and cast by the caller into `first` (LL v11, v13).
+// next. The loads of kCastBatch passes are issued before any math, so a row costs a few memory
+// latencies rather than one per group (docs/perf.md, v8). With `preloaded`, the first batch's
+// loads were issued by the caller into `first` (LL v11).
 template <class PayloadOf>
 __device__ __forceinline__ void cast_and_send_fp8(const LowLatencyDispatchParams& p,
                                                   const uint16_t* row, uint64_t dest_mask,
                                                   PayloadOf payload_of, int lane,
                                                   int64_t first_pass, int64_t pass_step,
-                                                  bool first_ready, const CastBatch& first) {
-  const int64_t passes = (p.c.layout.hidden + 255) / 256;
+                                                  bool preloaded, const int4 (&first)[kCastBatch]) {
+  const int64_t H = p.c.layout.hidden, passes = (H + 255) / 256;
   for (int64_t p0 = first_pass; p0 < passes; p0 += kCastBatch * pass_step) {
-    if (first_ready && p0 == first_pass) {
-      store_batch(p, first, dest_mask, payload_of, lane, p0, pass_step);
-      continue;
-    }
     int4 raw[kCastBatch];
-    load_cast_batch(p, row, lane, p0, pass_step, raw);
-    CastBatch b;
-    cast_batch(p, raw, b);
-    store_batch(p, b, dest_mask, payload_of, lane, p0, pass_step);
+    if (preloaded && p0 == first_pass) {
+#pragma unroll
+      for (int u = 0; u < kCastBatch; ++u) raw[u] = first[u];
+    } else {
+      load_cast_batch(p, row, lane, p0, pass_step, raw);
+    }
+#pragma unroll
+    for (int u = 0; u < kCastBatch; ++u) {
+      const int64_t ch = (p0 + u * pass_step) * 256 + lane * 8;
+      const auto* h = reinterpret_cast<const uint16_t*>(&raw[u]);
+      float v[8], amax = 0.0f;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        v[i] = core::bf16_to_float(h[i]);
+        amax = fmaxf(amax, fabsf(v[i]));
+      }
+      // Max over the 16 lanes of this group (xor offsets below 16 stay inside the half-warp).
+      for (int o = 8; o > 0; o /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+      if (ch >= H) continue;
+      const float scale = core::fp8_scale_from_amax(amax, p.round_scale);
+      uint2 q{0, 0};
+      if (p.hw_fp8_cvt) {
+        q.x = fp8x4_hw(v[0] / scale, v[1] / scale, v[2] / scale, v[3] / scale);
+        q.y = fp8x4_hw(v[4] / scale, v[5] / scale, v[6] / scale, v[7] / scale);
+      } else {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          q.x |= static_cast<uint32_t>(core::fp8_quantize(v[i], scale)) << (8 * i);
+          q.y |= static_cast<uint32_t>(core::fp8_quantize(v[i + 4], scale)) << (8 * i);
+        }
+      }
+      for (int32_t d = 0; d < p.c.num_ranks; ++d) {
+        if (!((dest_mask >> d) & 1)) continue;
+        uint8_t* payload = payload_of(d);
+        *reinterpret_cast<uint2*>(payload + ch) = q;
+        if (lane % 16 == 0) reinterpret_cast<float*>(payload + H)[ch / 128] = scale;
+      }
+    }
   }
 }
 
@@ -206,15 +178,9 @@ __device__ __forceinline__ bool ll_dispatch_send(const LowLatencyDispatchParams&
   for (int64_t t = (blockIdx.x + gridDim.x - 1) % gridDim.x; t < p.num_tokens; t += gridDim.x) {
     // The row's first cast loads go out before warp 0's top-k loads and the barrier, so the two
     // cold loads of a token overlap instead of running one after the other (LL v11).
-    // With early_cast they are cast too, so the arithmetic also runs under warp 0's header work
-    // (LL v13).
     const bool preload = p.use_fp8 && p.preload_x;
-    int4 raw[kCastBatch];
-    CastBatch first;
-    if (preload) load_cast_batch(p, p.x + t * p.x_stride, lane, warp, kWarps, raw);
-    // Warp 0 casts after its header work, so that its top-k loads go out under its x loads.
-    const bool early = preload && p.early_cast;
-    if (early && warp != 0) cast_batch(p, raw, first);
+    int4 first[kCastBatch];
+    if (preload) load_cast_batch(p, p.x + t * p.x_stride, lane, warp, kWarps, first);
     if (warp == 0) {
       const int64_t e = unique_expert(p, t, lane);
       uint64_t dest_mask = 0;
@@ -234,7 +200,6 @@ __device__ __forceinline__ bool ll_dispatch_send(const LowLatencyDispatchParams&
       }
       if (lane == 0) token_dest_mask = dest_mask;
     }
-    if (early && warp == 0) cast_batch(p, raw, first);
     __syncthreads();
     const uint64_t dest_mask = token_dest_mask;
     const uint16_t* row = p.x + t * p.x_stride;
@@ -256,7 +221,6 @@ __device__ __forceinline__ bool ll_dispatch_send(const LowLatencyDispatchParams&
                                      lane);
       }
     } else {
-      if (preload && !early) cast_batch(p, raw, first);  // v11: cast after the barrier
       cast_and_send_fp8(p, row, dest_mask, payload_of, lane, warp, kWarps, preload, first);
     }
     // bar.sync orders every thread's header and payload stores before the tag stores below;

@@ -200,13 +200,6 @@ Error Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& args, StreamHan
     return v == nullptr || std::string(v) != "0";
   }();
   p.hw_fp8_cvt = hw_cvt;
-  // EPCOMM_LL_EARLY_CAST=0: the preloaded batch cast after the header barrier, for A/B
-  // (docs/perf.md, LL v13).
-  static const bool early_cast = [] {
-    const char* v = std::getenv("EPCOMM_LL_EARLY_CAST");
-    return v == nullptr || std::string(v) != "0";
-  }();
-  p.early_cast = early_cast;
   return launch_or_park(*impl_, slot, args.return_recv_hook, hook, p, s,
                         kernels::launch_ll_dispatch, kernels::launch_ll_dispatch_send,
                         kernels::launch_ll_dispatch_recv, "LL dispatch launch");
