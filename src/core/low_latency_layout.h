@@ -18,6 +18,14 @@
 //   combine_recv  : [E][N_max][H] bf16, one row per (global expert, token of this rank), so the
 //                   source finds the row of (t, topk_idx[t, k]) without any per-row state
 //   combine_tags  : [E][N_max] uint32 arrival tags
+// The pre-reduced combine (docs/perf.md, LL v14) uses, in the same half:
+//   combine_weights : [R][N_max] messages, one per (source rank, source token): the token's local
+//                     experts here (first top-k slot order) and their summed weights
+//   combine_map     : [R][N_max][2] int32 (claimed, done) row counts of (source, token), and
+//   combine_entries : [R][N_max][kMaxLowLatencyTopk] int32 rows of x (expert * R*N_max + row)
+//                     for (source, token), filled by this rank (receiver-local, zero between calls)
+//   combine_partial : [R][N_max][H] float32, expert rank d's weighted sum for token t at [d][t]
+//   combine_partial_tags : [R][N_max][ceil(H / kLlCombineSlice)] uint32 arrival tags
 // A call whose (N_max, hidden, E) differs from the previous call's moves the halves' contents;
 // the runtime then clears the halves between two barriers (ops_low_latency.cpp), so no stale
 // tag of the old shape can look like an arrival.
@@ -37,6 +45,18 @@ constexpr int32_t kMaxExperts = 1024;
 // up to kMaxLowLatencyTopk local expert ids (int32).
 constexpr int64_t kLowLatencyHeaderBytes = 16 + 4 * kMaxLowLatencyTopk;
 constexpr int64_t kLowLatencySignalBytes = 64;
+// Channels per pre-reduced combine work item and partial arrival tag (8 per lane of a warp).
+constexpr int64_t kLlCombineSlice = 256;
+
+// A pre-reduced combine's weights message: what the expert rank needs to sum one source token.
+struct LowLatencyWeightsMessage {
+  uint32_t tag;   // the call's epoch, released last
+  int32_t count;  // local experts of the token on the receiving rank (0..K)
+  int32_t spare[2];
+  int32_t expert[kMaxLowLatencyTopk];  // local expert ids, in the order of first top-k slot
+  float weight[kMaxLowLatencyTopk];    // summed top-k weights of each
+};
+static_assert(sizeof(LowLatencyWeightsMessage) % 16 == 0, "messages stay 16-byte aligned");
 
 // Fields of one peer's 64-byte signal slot in a half.
 enum LowLatencySignal : int32_t {
@@ -63,6 +83,12 @@ struct LowLatencyLayout {
   int64_t place_offset = 0;
   int64_t combine_recv_offset = 0;
   int64_t combine_tags_offset = 0;
+  int64_t combine_weights_offset = 0;
+  int64_t combine_map_offset = 0;
+  int64_t combine_entries_offset = 0;
+  int64_t combine_partial_offset = 0;
+  int64_t combine_slices = 0;  // partial tags per (expert rank, token)
+  int64_t combine_partial_tags_offset = 0;
   int64_t half_bytes = 0;
 
   static LowLatencyLayout make(int32_t num_max_tokens, int32_t hidden, int32_t num_ranks,
@@ -86,7 +112,18 @@ struct LowLatencyLayout {
     l.place_offset = align_up(l.counts_offset + r * local_experts * 4, kRegionAlignment);
     l.combine_recv_offset = align_up(l.place_offset + local_experts * r * 4, kRegionAlignment);
     l.combine_tags_offset = align_up(l.combine_recv_offset + e * n * h * 2, kRegionAlignment);
-    l.half_bytes = align_up(l.combine_tags_offset + e * n * 4, kRegionAlignment);
+    l.combine_weights_offset = align_up(l.combine_tags_offset + e * n * 4, kRegionAlignment);
+    l.combine_map_offset =
+        align_up(l.combine_weights_offset + r * n * int64_t{sizeof(LowLatencyWeightsMessage)},
+                 kRegionAlignment);
+    l.combine_entries_offset = align_up(l.combine_map_offset + r * n * 8, kRegionAlignment);
+    l.combine_partial_offset =
+        align_up(l.combine_entries_offset + r * n * kMaxLowLatencyTopk * 4, kRegionAlignment);
+    l.combine_slices = (h + kLlCombineSlice - 1) / kLlCombineSlice;
+    l.combine_partial_tags_offset =
+        align_up(l.combine_partial_offset + r * n * h * 4, kRegionAlignment);
+    l.half_bytes =
+        align_up(l.combine_partial_tags_offset + r * n * l.combine_slices * 4, kRegionAlignment);
     return l;
   }
   EPCOMM_HOST_DEVICE int64_t total_bytes() const { return halves_offset + 2 * half_bytes; }

@@ -217,5 +217,12 @@ cudaError_t launch_ll_combine_send(const LowLatencyCombineParams& p, int num_blo
                                    cudaStream_t stream);
 cudaError_t launch_ll_combine_recv(const LowLatencyCombineParams& p, int num_blocks,
                                    cudaStream_t stream);
+// The pre-reduced combine (low_latency_combine_reduced.cu): one kernel, or send and receive.
+cudaError_t launch_ll_combine_reduced(const LowLatencyCombineParams& p, int num_blocks,
+                                      cudaStream_t stream);
+cudaError_t launch_ll_combine_reduced_send(const LowLatencyCombineParams& p, int num_blocks,
+                                           cudaStream_t stream);
+cudaError_t launch_ll_combine_reduced_recv(const LowLatencyCombineParams& p, int num_blocks,
+                                           cudaStream_t stream);
 
 }  // namespace epcomm::kernels

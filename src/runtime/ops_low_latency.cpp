@@ -232,8 +232,17 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
   p.c = common(*impl_, h.num_max_dispatch_tokens_per_rank, h.hidden, h.num_experts,
                core::OpId::kLowLatencyCombine, impl_->block_counters + 6);
   p.c.hook_epoch = hook_epoch;
-  p.c.signature =
-      low_latency_signature(2, h.num_max_dispatch_tokens_per_rank, h.hidden, h.num_experts, 0);
+  // Pre-reduced on the expert rank (docs/perf.md, LL v14) without a hook: its send waits for
+  // every rank's weights messages, which a hook's send kernel should not. EPCOMM_LL_PREREDUCE=0|1
+  // overrides the default. Part of the signature, so ranks that differ are reported.
+  static const int prereduce_knob = [] {
+    const char* v = std::getenv("EPCOMM_LL_PREREDUCE");
+    return v == nullptr ? -1 : std::string(v) == "1" ? 1 : 0;
+  }();
+  const bool prereduce = !args.return_recv_hook && impl_->topo.num_ranks <= 8 &&
+                         (prereduce_knob < 0 ? false : prereduce_knob == 1);
+  p.c.signature = low_latency_signature(2, h.num_max_dispatch_tokens_per_rank, h.hidden,
+                                        h.num_experts, prereduce ? 1 : 0);
   p.x = args.zero_copy
             ? reinterpret_cast<const uint16_t*>(impl_->local_base + impl_->layout.rdma_offset +
                                                 p.c.layout.combine_send_offset)
@@ -259,6 +268,10 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
     return v == nullptr || std::string(v) != "0";
   }();
   p.pair_items = pairs;
+  if (prereduce)
+    return launch_or_park(*impl_, slot, false, hook, p, s, kernels::launch_ll_combine_reduced,
+                          kernels::launch_ll_combine_reduced_send,
+                          kernels::launch_ll_combine_reduced_recv, "LL combine launch");
   return launch_or_park(*impl_, slot, args.return_recv_hook, hook, p, s, kernels::launch_ll_combine,
                         kernels::launch_ll_combine_send, kernels::launch_ll_combine_recv,
                         "LL combine launch");

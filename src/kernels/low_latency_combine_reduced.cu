@@ -1,0 +1,384 @@
+// Low-latency combine pre-reduced on the expert rank (docs/perf.md, LL v14). Each source first
+// tells every rank, per token, which of that rank's experts the token uses and with what summed
+// weight. The expert rank indexes its received rows by (source, token), sums each token's rows
+// there with those weights in float32, and sends one float32 partial per (token, expert rank)
+// instead of one BF16 row per (token, expert): at top-8 over 2 ranks half the bytes. The source
+// adds the partials in rank order and rounds once to BF16 (semantics.md section 5).
+#include <cuda_bf16.h>
+
+#include <cub/block/block_scan.cuh>
+
+#include "kernels/device/bounded_wait.cuh"
+#include "kernels/device/copy.cuh"
+#include "kernels/device/grid_sync.cuh"
+#include "kernels/device/indices.cuh"
+#include "kernels/device/pending_tags.cuh"
+#include "kernels/device/report.cuh"
+#include "kernels/device/started_check.cuh"
+#include "kernels/low_latency.h"
+
+namespace epcomm::kernels {
+namespace {
+
+constexpr int kThreads = kLowLatencyThreads;
+constexpr int kWarps = kThreads / 32;
+constexpr int64_t kSlice = core::kLlCombineSlice;
+constexpr int kMaxRanks = 8;  // low-latency world sizes
+using WeightsMessage = core::LowLatencyWeightsMessage;
+
+__device__ __forceinline__ WeightsMessage* weights_message(const LowLatencyCommon& c, uint8_t* half,
+                                                           int32_t source, int64_t t) {
+  return reinterpret_cast<WeightsMessage*>(half + c.layout.combine_weights_offset) +
+         int64_t{source} * c.layout.num_max_tokens + t;
+}
+// (claimed, done) row counts of (source, token) on this rank.
+__device__ __forceinline__ int32_t* map_counts(const LowLatencyCommon& c, uint8_t* half,
+                                               int32_t source, int64_t t) {
+  return reinterpret_cast<int32_t*>(half + c.layout.combine_map_offset) +
+         (int64_t{source} * c.layout.num_max_tokens + t) * 2;
+}
+__device__ __forceinline__ int32_t* map_entries(const LowLatencyCommon& c, uint8_t* half,
+                                                int32_t source, int64_t t) {
+  return reinterpret_cast<int32_t*>(half + c.layout.combine_entries_offset) +
+         (int64_t{source} * c.layout.num_max_tokens + t) * core::kMaxLowLatencyTopk;
+}
+// Expert rank d's partial for token t, in the token's rank's half.
+__device__ __forceinline__ float* partial_slot(const LowLatencyCommon& c, uint8_t* half,
+                                               int32_t expert_rank, int64_t t) {
+  return reinterpret_cast<float*>(half + c.layout.combine_partial_offset) +
+         (int64_t{expert_rank} * c.layout.num_max_tokens + t) * c.layout.hidden;
+}
+__device__ __forceinline__ uint32_t* partial_tag(const LowLatencyCommon& c, uint8_t* half,
+                                                 int32_t expert_rank, int64_t t, int64_t slice) {
+  return reinterpret_cast<uint32_t*>(half + c.layout.combine_partial_tags_offset) +
+         (int64_t{expert_rank} * c.layout.num_max_tokens + t) * c.layout.combine_slices + slice;
+}
+
+// Token t's top-k on lanes k < K: the expert of slot k where it first appears (-1 on repeats and
+// masked slots) and, there, the sum of the weights of every slot naming it (slots ascending).
+struct TokenExpert {
+  int32_t expert;
+  float weight;
+};
+__device__ __forceinline__ TokenExpert token_expert(const LowLatencyCombineParams& p, int64_t t,
+                                                    int lane) {
+  int32_t e = -1;
+  float w = 0.0f;
+  if (lane < p.topk) {
+    const int64_t id =
+        load_index(p.topk_idx, p.topk_is_int64, t * p.topk_stride + lane * p.topk_stride_k);
+    if (id >= 0 && id < p.c.num_experts) {  // host-validated
+      e = static_cast<int32_t>(id);
+      w = p.topk_weights[t * p.weights_stride + lane * p.weights_stride_k];
+    }
+  }
+  float sum = 0.0f;
+  bool first = e >= 0;
+  for (int k = 0; k < p.topk; ++k) {
+    const int32_t other = __shfl_sync(0xffffffffu, e, k);
+    const float ow = __shfl_sync(0xffffffffu, w, k);
+    if (other == e) sum += ow;
+    first = first && !(k < lane && other == e);
+  }
+  return first ? TokenExpert{e, sum} : TokenExpert{-1, 0.0f};
+}
+
+// Preconditions: blockDim = kThreads; K <= 16; R <= kMaxRanks.
+// (0) wait until every peer released this half from call epoch - 2; block 0 publishes the token
+//     count and the signature ("started") to every peer.
+// (1) warps over this rank's tokens: one weights message to every rank (count 0 where the token
+//     has no expert), then its tag.
+// (2) threads over received rows: each row is added to its (source, token) entry list.
+// (3) warps over (source, token, slice): after the source's weights message and the token's rows
+//     are all listed, the weighted float32 sum of its rows here goes to the source's partial
+//     slot; the tags follow in one batch per warp.
+// Returns false when a wait failed (recorded; the block skips the call).
+__device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p, uint64_t epoch,
+                                                LlKernel kernel) {
+  const LowLatencyCommon& c = p.c;
+  const core::LowLatencyLayout& l = c.layout;
+  const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (!wait_half_released(c, epoch)) return false;
+  if (blockIdx.x == 0) {
+    for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
+      *signal_at<volatile int64_t>(c, d, epoch, me, core::kLlTokens) = p.num_tokens;
+      *signal_at<volatile uint64_t>(c, d, epoch, me, core::kLlSignature) = c.signature;
+      // Release: the token count and signature precede "started".
+      st_release_sys(signal_at<uint64_t>(c, d, epoch, me, core::kLlStarted), epoch);
+    }
+  }
+  const int64_t H = l.hidden, rows = int64_t{R} * l.num_max_tokens;
+  const uint32_t tag = static_cast<uint32_t>(epoch);
+  const int64_t total_warps = int64_t{gridDim.x} * kWarps;
+  const int64_t first_item = int64_t{warp} * gridDim.x + blockIdx.x;
+  // (1) The weights messages never wait, so no rank's pre-reduction waits behind another's send.
+  for (int64_t t = first_item; t < p.num_tokens; t += total_warps) {
+    const TokenExpert te = token_expert(p, t, lane);
+    const int32_t d_of = te.expert >= 0 ? te.expert / E_local : -1;
+    for (int32_t d = 0; d < R; ++d) {
+      const uint32_t mask = __ballot_sync(0xffffffffu, d_of == d);
+      WeightsMessage* msg = weights_message(c, half_base(c, d, epoch), me, t);
+      if (d_of == d) {
+        const int pos = __popc(mask & lanemask_lt());
+        msg->expert[pos] = te.expert - d * E_local;
+        msg->weight[pos] = te.weight;
+      }
+      if (lane == 0) msg->count = __popc(mask);
+      // __syncwarp orders every lane's stores of the message before lane 0's tag release, which
+      // (cumulative) carries them to rank d.
+      __syncwarp();
+      // Release: the message precedes its tag on rank d.
+      if (lane == 0) st_release_sys_u32(&msg->tag, tag);
+    }
+  }
+  // (2) The valid rows of local expert j are [0, count_j) (the source ranges tile them from 0).
+  __shared__ int64_t range[core::kMaxExperts];  // [E_local][R], E_local * R <= kMaxExperts
+  __shared__ int32_t first_row[core::kMaxExperts + 1];
+  __shared__ int64_t tokens[kMaxRanks];
+  __shared__ bool failed;
+  using Scan = cub::BlockScan<int32_t, kThreads>;
+  __shared__ typename Scan::TempStorage scan_storage;
+  if (threadIdx.x == 0) failed = false;
+  for (int32_t i = threadIdx.x; i < E_local * R; i += blockDim.x) range[i] = p.layout_range[i];
+  __syncthreads();
+  int32_t mine[2] = {0, 0};  // counts of experts 2 * threadIdx.x and 2 * threadIdx.x + 1
+  for (int u = 0; u < 2; ++u) {
+    const int32_t j = 2 * static_cast<int32_t>(threadIdx.x) + u;
+    for (int32_t r = 0; j < E_local && r < R; ++r)
+      mine[u] += static_cast<int32_t>(range[j * R + r] & 0xffffffff);
+  }
+  int32_t before = 0, total = 0;
+  Scan(scan_storage).ExclusiveSum(mine[0] + mine[1], before, total);
+  for (int u = 0; u < 2; ++u)
+    if (2 * threadIdx.x + u < static_cast<unsigned>(E_local)) {
+      first_row[2 * threadIdx.x + u] = before;
+      before += mine[u];
+    }
+  if (threadIdx.x == 0) first_row[E_local] = total;
+  __syncthreads();
+  uint8_t* const my_half = half_base(c, me, epoch);
+  for (int64_t q = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; q < total;
+       q += int64_t{gridDim.x} * blockDim.x) {
+    int32_t lo = 0, hi = E_local;  // the expert j with first_row[j] <= q < first_row[j + 1]
+    while (hi - lo > 1) {
+      const int32_t mid = (lo + hi) / 2;
+      if (first_row[mid] <= q)
+        lo = mid;
+      else
+        hi = mid;
+    }
+    const int32_t j = lo;
+    const int64_t i = q - first_row[j];
+    int32_t s = 0;  // the source whose range holds row i
+    while (s < R - 1 && i >= (range[j * R + s] >> 32) + (range[j * R + s] & 0xffffffff)) ++s;
+    const int64_t m = int64_t{j} * rows + i;
+    const int64_t t = p.src_info[m];
+    int32_t* counts = map_counts(c, my_half, s, t);
+    const int32_t pos = atomicAdd(&counts[0], 1);
+    if (pos < core::kMaxLowLatencyTopk)
+      map_entries(c, my_half, s, t)[pos] = static_cast<int32_t>(m);
+    // Release (GPU scope: the reader is on this GPU): the entry precedes the count that covers it.
+    red_release_gpu_add(&counts[1], 1);
+  }
+  if (kernel == LlKernel::kSingle) trace_mark(c, 3);
+  // (3) Every source's token count, published before its "started".
+  for (int32_t s = threadIdx.x; s < R; s += blockDim.x) {
+    if (!source_started(c.wait, signal_at<const uint64_t>(c, me, epoch, s, core::kLlStarted),
+                        signal_at<const volatile uint64_t>(c, me, epoch, s, core::kLlSignature),
+                        c.signature, epoch, s)) {
+      failed = true;
+      continue;
+    }
+    tokens[s] = *signal_at<const volatile int64_t>(c, me, epoch, s, core::kLlTokens);
+  }
+  __syncthreads();
+  if (failed) return false;
+  const int64_t slices = l.combine_slices;
+  int64_t all_tokens = 0;
+  for (int32_t s = 0; s < R; ++s) all_tokens += tokens[s];
+  PendingTags pending;
+  bool warp_ok = true;
+  for (int64_t item = first_item; item < all_tokens * slices; item += total_warps) {
+    int64_t st = item / slices;
+    const int64_t slice = item % slices;
+    int32_t s = 0;
+    while (st >= tokens[s]) st -= tokens[s++];
+    const int64_t t = st;
+    const WeightsMessage* msg = weights_message(c, my_half, s, t);
+    const int32_t* counts = map_counts(c, my_half, s, t);
+    bool ok = true;
+    if (lane == 0 && ld_acquire_sys_u32(&msg->tag) != tag)
+      // Acquire: source s's weights message for token t is visible once its tag shows this epoch.
+      ok = bounded_wait(c.wait, s, core::WaitStage::kDataArrival,
+                        [&] { return ld_acquire_sys_u32(&msg->tag) == tag; });
+    if (!(warp_ok = __shfl_sync(0xffffffffu, ok, 0))) break;
+    // __syncwarp orders the other lanes' loads of the message after lane 0's acquire.
+    __syncwarp();
+    const int32_t n = *reinterpret_cast<const volatile int32_t*>(&msg->count);
+    if (n == 0) continue;  // no expert of token t here: the source waits for no partial from us
+    const int32_t my_j =
+        lane < n ? reinterpret_cast<const volatile int32_t*>(msg->expert)[lane] : -1;
+    const float my_w = lane < n ? reinterpret_cast<const volatile float*>(msg->weight)[lane] : 0.0f;
+    if (lane == 0 && ld_acquire_gpu(&counts[1]) < n)
+      // Acquire: the entries of token t's rows are visible once all n are counted. A routing that
+      // differs from the dispatch's (fewer rows here than the message names) times out here.
+      ok = bounded_wait(c.wait, s, core::WaitStage::kDataArrival,
+                        [&] { return ld_acquire_gpu(&counts[1]) >= n; });
+    if (!(warp_ok = __shfl_sync(0xffffffffu, ok, 0))) break;
+    __syncwarp();
+    const int32_t entry =
+        lane < n ? reinterpret_cast<const volatile int32_t*>(map_entries(c, my_half, s, t))[lane]
+                 : -1;
+    int32_t my_m = -1;  // lane k < n: the row of x holding expert my_j's output for token t
+    for (int u = 0; u < n; ++u) {
+      const int32_t e = __shfl_sync(0xffffffffu, entry, u);
+      if (lane < n && e / rows == my_j) my_m = e;
+    }
+    const int64_t ch = slice * kSlice + lane * 8;
+    int4 v[core::kMaxLowLatencyTopk];
+    float wk[core::kMaxLowLatencyTopk];
+#pragma unroll
+    for (int k = 0; k < core::kMaxLowLatencyTopk; ++k) {
+      const int32_t mk = __shfl_sync(0xffffffffu, my_m, k);
+      wk[k] = __shfl_sync(0xffffffffu, my_w, k);
+      if (k < n && mk >= 0 && ch < H)
+        v[k] = ld_nc_v4(reinterpret_cast<const int4*>(p.x + int64_t{mk} * H + ch));
+      else
+        wk[k] = 0.0f, v[k] = make_int4(0, 0, 0, 0);
+    }
+    if (ch < H) {
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll
+      for (int k = 0; k < core::kMaxLowLatencyTopk; ++k) {  // the source's order: a fixed order
+        const auto* h2 = reinterpret_cast<const __nv_bfloat162*>(&v[k]);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float2 f = __bfloat1622float2(h2[i]);
+          acc[2 * i] += wk[k] * f.x;
+          acc[2 * i + 1] += wk[k] * f.y;
+        }
+      }
+      auto* dst = reinterpret_cast<int4*>(partial_slot(c, half_base(c, s, epoch), me, t) + ch);
+      st_na_v4(dst, make_int4(__float_as_int(acc[0]), __float_as_int(acc[1]),
+                              __float_as_int(acc[2]), __float_as_int(acc[3])));
+      st_na_v4(dst + 1, make_int4(__float_as_int(acc[4]), __float_as_int(acc[5]),
+                                  __float_as_int(acc[6]), __float_as_int(acc[7])));
+    }
+    pending.add(partial_tag(c, half_base(c, s, epoch), me, t, slice), tag, lane);
+  }
+  // A failed wait (recorded) leaves its warp's tags unreleased: the sources time out naming us.
+  if (warp_ok)
+    pending.flush(tag);
+  else if (lane == 0)
+    failed = true;
+  __syncthreads();
+  if (failed) return false;
+  finish_send(c, epoch, kernel);
+  return true;
+}
+
+// Preconditions: blockDim = kThreads; R <= kMaxRanks.
+// (1) warps over (token t, slice): lane d waits for expert rank d's partial of the slice where
+//     t has an expert on d; each lane sums its 8 channels over d ascending and rounds once.
+// (2) last block: reset the (source, token) counts; release the half to every peer.
+__device__ __forceinline__ void ll_reduced_recv(const LowLatencyCombineParams& p, uint64_t epoch,
+                                                LlKernel kernel) {
+  const LowLatencyCommon& c = p.c;
+  const core::LowLatencyLayout& l = c.layout;
+  const int32_t R = c.num_ranks, E_local = c.experts_per_rank;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const uint32_t tag = static_cast<uint32_t>(epoch);
+  uint8_t* const half = half_base(c, c.rank, epoch);
+  trace_mark(c, 4);
+  const int64_t H = l.hidden, slices = l.combine_slices;
+  const int64_t total_warps = int64_t{gridDim.x} * kWarps;
+  for (int64_t item = int64_t{warp} * gridDim.x + blockIdx.x; item < p.num_tokens * slices;
+       item += total_warps) {
+    const int64_t t = item / slices, slice = item % slices;
+    uint32_t bits = 0;  // ranks holding one of t's experts
+    if (lane < p.topk) {
+      const int64_t id =
+          load_index(p.topk_idx, p.topk_is_int64, t * p.topk_stride + lane * p.topk_stride_k);
+      if (id >= 0 && id < c.num_experts) bits = 1u << (id / E_local);  // host-validated
+    }
+    const uint32_t hit = __reduce_or_sync(0xffffffffu, bits);
+    bool arrived = true;
+    if (lane < R && ((hit >> lane) & 1)) {
+      const uint32_t* tag_ptr = partial_tag(c, half, lane, t, slice);
+      if (ld_acquire_sys_u32(tag_ptr) != tag) {
+        const uint64_t t0 = global_timer_ns();
+        // Acquire: rank `lane`'s partial of this slice is visible once its tag shows this epoch.
+        arrived = bounded_wait(c.wait, lane, core::WaitStage::kDataArrival,
+                               [&] { return ld_acquire_sys_u32(tag_ptr) == tag; });
+        if (p.wait_stats && slice == 0)  // once per token
+          atomicAdd(reinterpret_cast<unsigned long long*>(p.wait_stats + lane),
+                    global_timer_ns() - t0);
+      }
+    }
+    if (!__all_sync(0xffffffffu, arrived)) break;
+    // Lane d acquired rank d's tag; __syncwarp orders every lane's loads after those acquires.
+    __syncwarp();
+    const int64_t ch = slice * kSlice + lane * 8;
+    if (ch >= H) continue;
+    int4 v[2 * kMaxRanks];
+#pragma unroll
+    for (int d = 0; d < kMaxRanks; ++d) {
+      if (d < R && ((hit >> d) & 1)) {
+        const auto* src = reinterpret_cast<const int4*>(partial_slot(c, half, d, t) + ch);
+        v[2 * d] = ld_na_v4(src);
+        v[2 * d + 1] = ld_na_v4(src + 1);
+      } else {
+        v[2 * d] = v[2 * d + 1] = make_int4(0, 0, 0, 0);
+      }
+    }
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll
+    for (int d = 0; d < kMaxRanks; ++d) {  // ranks ascending: a fixed order
+      if (!(d < R && ((hit >> d) & 1))) continue;
+      const int4 a = v[2 * d], b = v[2 * d + 1];
+      acc[0] += __int_as_float(a.x), acc[1] += __int_as_float(a.y);
+      acc[2] += __int_as_float(a.z), acc[3] += __int_as_float(a.w);
+      acc[4] += __int_as_float(b.x), acc[5] += __int_as_float(b.y);
+      acc[6] += __int_as_float(b.z), acc[7] += __int_as_float(b.w);
+    }
+    int4 out;
+    auto* o2 = reinterpret_cast<__nv_bfloat162*>(&out);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) o2[i] = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
+    *reinterpret_cast<int4*>(p.out + t * p.out_stride + ch) = out;
+  }
+  trace_mark(c, 5);
+  const bool last = last_block_done(c.counters + 1);
+  trace_mark(c, 6);
+  if (!last) return;
+  if (kernel == LlKernel::kSingle) advance_epoch(c, epoch);
+  auto* counts = reinterpret_cast<int32_t*>(half + l.combine_map_offset);
+  for (int64_t i = threadIdx.x; i < int64_t{R} * l.num_max_tokens * 2; i += blockDim.x)
+    counts[i] = 0;  // ready for the next call that uses this half
+  // bar.sync orders the block's reads of the half before the releases.
+  __syncthreads();
+  release_half(c, epoch);
+  trace_mark(c, 7);
+}
+
+using ReducedOp = LlOp<LowLatencyCombineParams, ll_reduced_send, ll_reduced_recv>;
+
+}  // namespace
+
+cudaError_t launch_ll_combine_reduced(const LowLatencyCombineParams& p, int num_blocks,
+                                      cudaStream_t stream) {
+  return launch_ll(ll_single_kernel<ReducedOp>, p, num_blocks, stream);
+}
+
+cudaError_t launch_ll_combine_reduced_send(const LowLatencyCombineParams& p, int num_blocks,
+                                           cudaStream_t stream) {
+  return launch_ll(ll_send_kernel<ReducedOp>, p, num_blocks, stream);
+}
+
+cudaError_t launch_ll_combine_reduced_recv(const LowLatencyCombineParams& p, int num_blocks,
+                                           cudaStream_t stream) {
+  return launch_ll(ll_recv_kernel<ReducedOp>, p, num_blocks, stream);
+}
+
+}  // namespace epcomm::kernels
