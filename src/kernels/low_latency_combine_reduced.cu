@@ -87,11 +87,11 @@ __device__ __forceinline__ TokenExpert token_expert(const LowLatencyCombineParam
 // (0) wait until every peer released this half from call epoch - 2; block 0 publishes the token
 //     count and the signature ("started") to every peer.
 // (1) warps over this rank's tokens: one weights message to every rank (count 0 where the token
-//     has no expert), then its tag.
+//     has no expert), then the tags.
 // (2) threads over received rows: each row is added to its (source, token) entry list.
-// (3) warps over (source, token, slice): after the source's weights message and the token's rows
-//     are all listed, the weighted float32 sum of its rows here goes to the source's partial
-//     slot; the tags follow in one batch per warp.
+// (3) warps over (source, token, slice) items, 32 at a time: wait for the items' weights messages
+//     and entry lists, then per item the weighted float32 sum of the token's rows here goes to
+//     the source's partial slot; the group's tags follow in one batch.
 // Returns false when a wait failed (recorded; the block skips the call).
 __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p, uint64_t epoch,
                                                 LlKernel kernel) {
@@ -113,6 +113,8 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
   const int64_t total_warps = int64_t{gridDim.x} * kWarps;
   const int64_t first_item = int64_t{warp} * gridDim.x + blockIdx.x;
   // (1) The weights messages never wait, so no rank's pre-reduction waits behind another's send.
+  // A token's messages to every rank are written first, then lane d releases rank d's tag: the
+  // ranks' system-scope releases run side by side, not one after the other.
   for (int64_t t = first_item; t < p.num_tokens; t += total_warps) {
     const TokenExpert te = token_expert(p, t, lane);
     const int32_t d_of = te.expert >= 0 ? te.expert / E_local : -1;
@@ -125,12 +127,13 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
         msg->weight[pos] = te.weight;
       }
       if (lane == 0) msg->count = __popc(mask);
-      // __syncwarp orders every lane's stores of the message before lane 0's tag release, which
-      // (cumulative) carries them to rank d.
-      __syncwarp();
-      // Release: the message precedes its tag on rank d.
-      if (lane == 0) st_release_sys_u32(&msg->tag, tag);
     }
+    // __syncwarp orders every lane's message stores before the tag releases, which (cumulative)
+    // carry them to their ranks.
+    __syncwarp();
+    // Release: token t's message precedes its tag on rank `lane`.
+    if (lane < R)
+      st_release_sys_u32(&weights_message(c, half_base(c, lane, epoch), me, t)->tag, tag);
   }
   // (2) The valid rows of local expert j are [0, count_j) (the source ranges tile them from 0).
   __shared__ int64_t range[core::kMaxExperts];  // [E_local][R], E_local * R <= kMaxExperts
@@ -174,12 +177,12 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
     while (s < R - 1 && i >= (range[j * R + s] >> 32) + (range[j * R + s] & 0xffffffff)) ++s;
     const int64_t m = int64_t{j} * rows + i;
     const int64_t t = p.src_info[m];
-    int32_t* counts = map_counts(c, my_half, s, t);
-    const int32_t pos = atomicAdd(&counts[0], 1);
+    const int32_t pos = atomicAdd(map_counts(c, my_half, s, t), 1);
+    // The entry is the row + 1 (0: not yet written) and orders nothing: x was written before
+    // the kernel, so the reader needs the value alone.
     if (pos < core::kMaxLowLatencyTopk)
-      map_entries(c, my_half, s, t)[pos] = static_cast<int32_t>(m);
-    // Release (GPU scope: the reader is on this GPU): the entry precedes the count that covers it.
-    red_release_gpu_add(&counts[1], 1);
+      reinterpret_cast<volatile int32_t*>(map_entries(c, my_half, s, t))[pos] =
+          static_cast<int32_t>(m + 1);
   }
   if (kernel == LlKernel::kSingle) trace_mark(c, 3);
   // (3) Every source's token count, published before its "started".
@@ -197,75 +200,105 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
   const int64_t slices = l.combine_slices;
   int64_t all_tokens = 0;
   for (int32_t s = 0; s < R; ++s) all_tokens += tokens[s];
+  // The warp's items go in groups of 32: lane k first waits for item k's weights message and
+  // row entries, then the warp sums and stores the items one by one, then releases their tags
+  // together. The waits' acquires (system scope) come before the group's NVLink stores, so none
+  // of them waits for stores in flight (docs/perf.md, LL v14).
+  const int64_t num_items = all_tokens * slices;
+  const auto decode = [&](int64_t item, int32_t& s, int64_t& t, int64_t& slice) {
+    int64_t st = item / slices;
+    slice = item % slices;
+    s = 0;
+    while (st >= tokens[s]) st -= tokens[s++];
+    t = st;
+  };
   PendingTags pending;
   bool warp_ok = true;
-  for (int64_t item = first_item; item < all_tokens * slices; item += total_warps) {
-    int64_t st = item / slices;
-    const int64_t slice = item % slices;
-    int32_t s = 0;
-    while (st >= tokens[s]) st -= tokens[s++];
-    const int64_t t = st;
-    const WeightsMessage* msg = weights_message(c, my_half, s, t);
-    const int32_t* counts = map_counts(c, my_half, s, t);
+  for (int64_t group = first_item; group < num_items && warp_ok;
+       group += int64_t{32} * total_warps) {
+    int32_t my_n = 0;  // lane k: rows of item k here
     bool ok = true;
-    if (lane == 0 && ld_acquire_sys_u32(&msg->tag) != tag)
-      // Acquire: source s's weights message for token t is visible once its tag shows this epoch.
-      ok = bounded_wait(c.wait, s, core::WaitStage::kDataArrival,
-                        [&] { return ld_acquire_sys_u32(&msg->tag) == tag; });
-    if (!(warp_ok = __shfl_sync(0xffffffffu, ok, 0))) break;
-    // __syncwarp orders the other lanes' loads of the message after lane 0's acquire.
-    __syncwarp();
-    const int32_t n = *reinterpret_cast<const volatile int32_t*>(&msg->count);
-    if (n == 0) continue;  // no expert of token t here: the source waits for no partial from us
-    const int32_t my_j =
-        lane < n ? reinterpret_cast<const volatile int32_t*>(msg->expert)[lane] : -1;
-    const float my_w = lane < n ? reinterpret_cast<const volatile float*>(msg->weight)[lane] : 0.0f;
-    if (lane == 0 && ld_acquire_gpu(&counts[1]) < n)
-      // Acquire: the entries of token t's rows are visible once all n are counted. A routing that
-      // differs from the dispatch's (fewer rows here than the message names) times out here.
-      ok = bounded_wait(c.wait, s, core::WaitStage::kDataArrival,
-                        [&] { return ld_acquire_gpu(&counts[1]) >= n; });
-    if (!(warp_ok = __shfl_sync(0xffffffffu, ok, 0))) break;
-    __syncwarp();
-    const int32_t entry =
-        lane < n ? reinterpret_cast<const volatile int32_t*>(map_entries(c, my_half, s, t))[lane]
-                 : -1;
-    int32_t my_m = -1;  // lane k < n: the row of x holding expert my_j's output for token t
-    for (int u = 0; u < n; ++u) {
-      const int32_t e = __shfl_sync(0xffffffffu, entry, u);
-      if (lane < n && e / rows == my_j) my_m = e;
-    }
-    const int64_t ch = slice * kSlice + lane * 8;
-    int4 v[core::kMaxLowLatencyTopk];
-    float wk[core::kMaxLowLatencyTopk];
-#pragma unroll
-    for (int k = 0; k < core::kMaxLowLatencyTopk; ++k) {
-      const int32_t mk = __shfl_sync(0xffffffffu, my_m, k);
-      wk[k] = __shfl_sync(0xffffffffu, my_w, k);
-      if (k < n && mk >= 0 && ch < H)
-        v[k] = ld_nc_v4(reinterpret_cast<const int4*>(p.x + int64_t{mk} * H + ch));
-      else
-        wk[k] = 0.0f, v[k] = make_int4(0, 0, 0, 0);
-    }
-    if (ch < H) {
-      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-#pragma unroll
-      for (int k = 0; k < core::kMaxLowLatencyTopk; ++k) {  // the source's order: a fixed order
-        const auto* h2 = reinterpret_cast<const __nv_bfloat162*>(&v[k]);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const float2 f = __bfloat1622float2(h2[i]);
-          acc[2 * i] += wk[k] * f.x;
-          acc[2 * i + 1] += wk[k] * f.y;
-        }
+    const int64_t my_item = group + lane * total_warps;
+    if (my_item < num_items) {
+      int32_t s;
+      int64_t t, slice;
+      decode(my_item, s, t, slice);
+      const WeightsMessage* msg = weights_message(c, my_half, s, t);
+      if (ld_acquire_sys_u32(&msg->tag) != tag)
+        // Acquire: source s's weights message for token t is visible once its tag shows this
+        // epoch.
+        ok = bounded_wait(c.wait, s, core::WaitStage::kDataArrival,
+                          [&] { return ld_acquire_sys_u32(&msg->tag) == tag; });
+      if (ok) {
+        my_n = *reinterpret_cast<const volatile int32_t*>(&msg->count);
+        const auto* entries =
+            reinterpret_cast<const volatile int32_t*>(map_entries(c, my_half, s, t));
+        // Every row of the token here is listed. A routing that differs from the dispatch's
+        // (fewer rows here than the message names) times out here, naming the source.
+        for (int32_t u = 0; u < my_n && ok; ++u)
+          if (entries[u] == 0)
+            ok = bounded_wait(c.wait, s, core::WaitStage::kDataArrival,
+                              [&] { return entries[u] != 0; });
       }
-      auto* dst = reinterpret_cast<int4*>(partial_slot(c, half_base(c, s, epoch), me, t) + ch);
-      st_na_v4(dst, make_int4(__float_as_int(acc[0]), __float_as_int(acc[1]),
-                              __float_as_int(acc[2]), __float_as_int(acc[3])));
-      st_na_v4(dst + 1, make_int4(__float_as_int(acc[4]), __float_as_int(acc[5]),
-                                  __float_as_int(acc[6]), __float_as_int(acc[7])));
     }
-    pending.add(partial_tag(c, half_base(c, s, epoch), me, t, slice), tag, lane);
+    if (!(warp_ok = __all_sync(0xffffffffu, ok))) break;
+    // Lane k acquired item k's message tag; __syncwarp orders every lane's loads after it.
+    __syncwarp();
+    for (int k = 0; k < 32; ++k) {
+      const int64_t item = group + k * total_warps;
+      if (item >= num_items) break;
+      const int32_t n = __shfl_sync(0xffffffffu, my_n, k);
+      if (n == 0) continue;  // no expert of the token here: its source waits for no partial
+      int32_t s;
+      int64_t t, slice;
+      decode(item, s, t, slice);
+      const WeightsMessage* msg = weights_message(c, my_half, s, t);
+      const int32_t my_j =
+          lane < n ? reinterpret_cast<const volatile int32_t*>(msg->expert)[lane] : -1;
+      const float my_w =
+          lane < n ? reinterpret_cast<const volatile float*>(msg->weight)[lane] : 0.0f;
+      const int32_t entry =
+          lane < n
+              ? reinterpret_cast<const volatile int32_t*>(map_entries(c, my_half, s, t))[lane] - 1
+              : -1;
+      int32_t my_m = -1;  // lane k < n: the row of x holding expert my_j's output for token t
+      for (int u = 0; u < n; ++u) {
+        const int32_t e = __shfl_sync(0xffffffffu, entry, u);
+        if (lane < n && e / rows == my_j) my_m = e;
+      }
+      const int64_t ch = slice * kSlice + lane * 8;
+      int4 v[core::kMaxLowLatencyTopk];
+      float wk[core::kMaxLowLatencyTopk];
+#pragma unroll
+      for (int r = 0; r < core::kMaxLowLatencyTopk; ++r) {
+        const int32_t mr = __shfl_sync(0xffffffffu, my_m, r);
+        wk[r] = __shfl_sync(0xffffffffu, my_w, r);
+        if (r < n && mr >= 0 && ch < H)
+          v[r] = ld_nc_v4(reinterpret_cast<const int4*>(p.x + int64_t{mr} * H + ch));
+        else
+          wk[r] = 0.0f, v[r] = make_int4(0, 0, 0, 0);
+      }
+      if (ch < H) {
+        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll
+        for (int r = 0; r < core::kMaxLowLatencyTopk; ++r) {  // the source's order: fixed
+          const auto* h2 = reinterpret_cast<const __nv_bfloat162*>(&v[r]);
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const float2 f = __bfloat1622float2(h2[i]);
+            acc[2 * i] += wk[r] * f.x;
+            acc[2 * i + 1] += wk[r] * f.y;
+          }
+        }
+        auto* dst = reinterpret_cast<int4*>(partial_slot(c, half_base(c, s, epoch), me, t) + ch);
+        st_na_v4(dst, make_int4(__float_as_int(acc[0]), __float_as_int(acc[1]),
+                                __float_as_int(acc[2]), __float_as_int(acc[3])));
+        st_na_v4(dst + 1, make_int4(__float_as_int(acc[4]), __float_as_int(acc[5]),
+                                    __float_as_int(acc[6]), __float_as_int(acc[7])));
+      }
+      pending.add(partial_tag(c, half_base(c, s, epoch), me, t, slice), tag, lane);
+    }
+    pending.flush(tag);
   }
   // A failed wait (recorded) leaves its warp's tags unreleased: the sources time out naming us.
   if (warp_ok)
@@ -353,9 +386,14 @@ __device__ __forceinline__ void ll_reduced_recv(const LowLatencyCombineParams& p
   trace_mark(c, 6);
   if (!last) return;
   if (kernel == LlKernel::kSingle) advance_epoch(c, epoch);
+  // Ready for the next call that uses this half: no claims, no entries.
   auto* counts = reinterpret_cast<int32_t*>(half + l.combine_map_offset);
   for (int64_t i = threadIdx.x; i < int64_t{R} * l.num_max_tokens * 2; i += blockDim.x)
-    counts[i] = 0;  // ready for the next call that uses this half
+    counts[i] = 0;
+  auto* entries = reinterpret_cast<int32_t*>(half + l.combine_entries_offset);
+  for (int64_t i = threadIdx.x; i < int64_t{R} * l.num_max_tokens * core::kMaxLowLatencyTopk;
+       i += blockDim.x)
+    entries[i] = 0;
   // bar.sync orders the block's reads of the half before the releases.
   __syncthreads();
   release_half(c, epoch);
