@@ -12,7 +12,6 @@
 #include "kernels/device/copy.cuh"
 #include "kernels/device/grid_sync.cuh"
 #include "kernels/device/indices.cuh"
-#include "kernels/device/pending_tags.cuh"
 #include "kernels/device/report.cuh"
 #include "kernels/device/started_check.cuh"
 #include "kernels/low_latency.h"
@@ -212,7 +211,14 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
     while (st >= tokens[s]) st -= tokens[s++];
     t = st;
   };
-  PendingTags pending;
+  // The items' tags, released by one thread of the block after one system-scope fence at the
+  // end, instead of one fence per item or per warp (every fence waits for NVLink stores; a few
+  // thousand of them per call cost more than the bytes: docs/perf.md, LL v14).
+  constexpr int kBlockTags = 512;
+  __shared__ uint32_t* block_tags[kBlockTags];
+  __shared__ int block_tag_count;
+  if (threadIdx.x == 0) block_tag_count = 0;
+  __syncthreads();
   bool warp_ok = true;
   for (int64_t group = first_item; group < num_items && warp_ok;
        group += int64_t{32} * total_warps) {
@@ -296,17 +302,29 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
         st_na_v4(dst + 1, make_int4(__float_as_int(acc[4]), __float_as_int(acc[5]),
                                     __float_as_int(acc[6]), __float_as_int(acc[7])));
       }
-      pending.add(partial_tag(c, half_base(c, s, epoch), me, t, slice), tag, lane);
+      uint32_t* tag_ptr = partial_tag(c, half_base(c, s, epoch), me, t, slice);
+      const int slot = lane == 0 ? atomicAdd(&block_tag_count, 1) : 0;
+      if (__shfl_sync(0xffffffffu, slot, 0) < kBlockTags) {
+        if (lane == 0) block_tags[slot] = tag_ptr;
+      } else {  // the block's list is full: this item's own release
+        // __syncwarp orders every lane's stores of the item before lane 0's release.
+        __syncwarp();
+        // Release: the item's partial precedes its tag on the source.
+        if (lane == 0) st_release_sys_u32(tag_ptr, tag);
+      }
     }
-    pending.flush(tag);
   }
-  // A failed wait (recorded) leaves its warp's tags unreleased: the sources time out naming us.
-  if (warp_ok)
-    pending.flush(tag);
-  else if (lane == 0)
-    failed = true;
+  // A failed wait (recorded) leaves the block's tags unreleased: the sources time out naming us.
+  if (!warp_ok && lane == 0) failed = true;
+  // bar.sync orders every thread's partial stores before thread 0's fence, which (cumulative)
+  // orders them before its tag stores: a release of every listed tag.
   __syncthreads();
   if (failed) return false;
+  if (threadIdx.x == 0) {
+    __threadfence_system();
+    const int listed = block_tag_count < kBlockTags ? block_tag_count : kBlockTags;
+    for (int i = 0; i < listed; ++i) st_relaxed_sys_u32(block_tags[i], tag);
+  }
   finish_send(c, epoch, kernel);
   return true;
 }

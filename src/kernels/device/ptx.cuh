@@ -44,6 +44,12 @@ __device__ __forceinline__ int32_t ld_acquire_gpu(const int32_t* ptr) {
   return value;
 }
 
+// Relaxed store at system scope: a release when it follows a fence.acq_rel.sys
+// (__threadfence_system) of the same thread.
+__device__ __forceinline__ void st_relaxed_sys_u32(uint32_t* ptr, uint32_t value) {
+  asm volatile("st.relaxed.sys.global.u32 [%0], %1;" ::"l"(ptr), "r"(value) : "memory");
+}
+
 // Relaxed load at system scope, for flags in host-mapped memory that order nothing.
 __device__ __forceinline__ int32_t ld_relaxed_sys(const int32_t* ptr) {
   int32_t value;
