@@ -183,7 +183,6 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
       reinterpret_cast<volatile int32_t*>(map_entries(c, my_half, s, t))[pos] =
           static_cast<int32_t>(m + 1);
   }
-  if (kernel == LlKernel::kSingle) trace_mark(c, 3);
   // (3) Every source's token count, published before its "started".
   for (int32_t s = threadIdx.x; s < R; s += blockDim.x) {
     if (!source_started(c.wait, signal_at<const uint64_t>(c, me, epoch, s, core::kLlStarted),
@@ -203,14 +202,18 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
   // row entries, then the warp sums and stores the items one by one, then releases their tags
   // together. The waits' acquires (system scope) come before the group's NVLink stores, so none
   // of them waits for stores in flight (docs/perf.md, LL v14).
-  const int64_t num_items = all_tokens * slices;
-  const auto decode = [&](int64_t item, int32_t& s, int64_t& t, int64_t& slice) {
-    int64_t st = item / slices;
-    slice = item % slices;
+  // 32-bit item arithmetic: R * N_max * slices < 2^31, and 64-bit divisions cost ~70
+  // instructions each.
+  const int32_t num_items = static_cast<int32_t>(all_tokens * slices);
+  const int32_t slices32 = static_cast<int32_t>(slices), rows32 = static_cast<int32_t>(rows);
+  const auto decode = [&](int32_t item, int32_t& s, int32_t& t, int32_t& slice) {
+    int32_t st = item / slices32;
+    slice = item - st * slices32;
     s = 0;
-    while (st >= tokens[s]) st -= tokens[s++];
+    while (st >= tokens[s]) st -= static_cast<int32_t>(tokens[s++]);
     t = st;
   };
+  const int32_t warps32 = static_cast<int32_t>(total_warps);
   // The items' tags, released by one thread of the block after one system-scope fence at the
   // end, instead of one fence per item or per warp (every fence waits for NVLink stores; a few
   // thousand of them per call cost more than the bytes: docs/perf.md, LL v14).
@@ -220,14 +223,13 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
   if (threadIdx.x == 0) block_tag_count = 0;
   __syncthreads();
   bool warp_ok = true;
-  for (int64_t group = first_item; group < num_items && warp_ok;
-       group += int64_t{32} * total_warps) {
+  for (int32_t group = static_cast<int32_t>(first_item); group < num_items && warp_ok;
+       group += 32 * warps32) {
     int32_t my_n = 0;  // lane k: rows of item k here
     bool ok = true;
-    const int64_t my_item = group + lane * total_warps;
+    const int32_t my_item = group + lane * warps32;
     if (my_item < num_items) {
-      int32_t s;
-      int64_t t, slice;
+      int32_t s, t, slice;
       decode(my_item, s, t, slice);
       const WeightsMessage* msg = weights_message(c, my_half, s, t);
       if (ld_acquire_sys_u32(&msg->tag) != tag)
@@ -250,13 +252,13 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
     if (!(warp_ok = __all_sync(0xffffffffu, ok))) break;
     // Lane k acquired item k's message tag; __syncwarp orders every lane's loads after it.
     __syncwarp();
+    if (kernel == LlKernel::kSingle && warp == 0 && group == first_item) trace_mark(c, 3);
     for (int k = 0; k < 32; ++k) {
-      const int64_t item = group + k * total_warps;
+      const int32_t item = group + k * warps32;
       if (item >= num_items) break;
       const int32_t n = __shfl_sync(0xffffffffu, my_n, k);
       if (n == 0) continue;  // no expert of the token here: its source waits for no partial
-      int32_t s;
-      int64_t t, slice;
+      int32_t s, t, slice;
       decode(item, s, t, slice);
       const WeightsMessage* msg = weights_message(c, my_half, s, t);
       const int32_t my_j =
@@ -270,16 +272,16 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
       int32_t my_m = -1;  // lane k < n: the row of x holding expert my_j's output for token t
       for (int u = 0; u < n; ++u) {
         const int32_t e = __shfl_sync(0xffffffffu, entry, u);
-        if (lane < n && e / rows == my_j) my_m = e;
+        if (lane < n && e / rows32 == my_j) my_m = e;
       }
-      const int64_t ch = slice * kSlice + lane * 8;
+      const int64_t ch = int64_t{slice} * kSlice + lane * 8;
       int4 v[core::kMaxLowLatencyTopk];
       float wk[core::kMaxLowLatencyTopk];
 #pragma unroll
       for (int r = 0; r < core::kMaxLowLatencyTopk; ++r) {
         const int32_t mr = __shfl_sync(0xffffffffu, my_m, r);
         wk[r] = __shfl_sync(0xffffffffu, my_w, r);
-        if (r < n && mr >= 0 && ch < H)
+        if (r < n && mr >= 0 && ch < H && !(p.diag & 1))
           v[r] = ld_nc_v4(reinterpret_cast<const int4*>(p.x + int64_t{mr} * H + ch));
         else
           wk[r] = 0.0f, v[r] = make_int4(0, 0, 0, 0);
@@ -296,7 +298,9 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
             acc[2 * i + 1] += wk[r] * f.y;
           }
         }
-        auto* dst = reinterpret_cast<int4*>(partial_slot(c, half_base(c, s, epoch), me, t) + ch);
+        // Diagnostic bit 1: every partial into our own half (no NVLink; results wrong).
+        auto* dst = reinterpret_cast<int4*>(
+            partial_slot(c, half_base(c, (p.diag & 2) ? me : s, epoch), me, t) + ch);
         st_na_v4(dst, make_int4(__float_as_int(acc[0]), __float_as_int(acc[1]),
                                 __float_as_int(acc[2]), __float_as_int(acc[3])));
         st_na_v4(dst + 1, make_int4(__float_as_int(acc[4]), __float_as_int(acc[5]),

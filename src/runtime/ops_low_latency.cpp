@@ -268,6 +268,13 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
     return v == nullptr || std::string(v) != "0";
   }();
   p.pair_items = pairs;
+  // EPCOMM_LL_DIAG (pre-reduced combine, diagnosis only; results are wrong): bit 0 skips the
+  // loads of x, bit 1 writes every partial into this rank's own half (docs/perf.md, LL v14).
+  static const uint32_t diag = [] {
+    const char* v = std::getenv("EPCOMM_LL_DIAG");
+    return v == nullptr ? 0u : static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
+  }();
+  p.diag = diag;
   if (prereduce)
     return launch_or_park(*impl_, slot, false, hook, p, s, kernels::launch_ll_combine_reduced,
                           kernels::launch_ll_combine_reduced_send,
