@@ -23,6 +23,7 @@ constexpr int kThreads = kLowLatencyThreads;
 constexpr int kWarps = kThreads / 32;
 constexpr int64_t kSlice = core::kLlCombineSlice;
 constexpr int kMaxRanks = 8;  // low-latency world sizes
+constexpr int kGroup = 8;     // items a warp resolves in one prologue (shared tables per warp)
 using WeightsMessage = core::LowLatencyWeightsMessage;
 
 __device__ __forceinline__ WeightsMessage* weights_message(const LowLatencyCommon& c, uint8_t* half,
@@ -51,6 +52,15 @@ __device__ __forceinline__ uint32_t* partial_tag(const LowLatencyCommon& c, uint
                                                  int32_t expert_rank, int64_t t, int64_t slice) {
   return reinterpret_cast<uint32_t*>(half + c.layout.combine_partial_tags_offset) +
          (int64_t{expert_rank} * c.layout.num_max_tokens + t) * c.layout.combine_slices + slice;
+}
+
+// Where lane l's two float32 halves (channels 8l..8l+3, 8l+4..8l+7 of a slice) lie in the
+// slice's partial, in 16-byte units: l and 32 + l in a full slice, so that each store instruction
+// of a warp writes 512 contiguous bytes (16-byte pieces 32 bytes apart were slow over NVLink:
+// docs/perf.md, LL v14); 2l and 2l + 1 in a last slice of 128 channels, which holds no more.
+__device__ __forceinline__ int2 half_positions(int64_t slice, int64_t hidden, int lane) {
+  return (slice + 1) * kSlice <= hidden ? make_int2(lane, 32 + lane)
+                                        : make_int2(2 * lane, 2 * lane + 1);
 }
 
 // Token t's top-k on lanes k < K: the expert of slot k where it first appears (-1 on repeats and
@@ -222,13 +232,18 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
   __shared__ int block_tag_count;
   if (threadIdx.x == 0) block_tag_count = 0;
   __syncthreads();
+  // Per warp, the rows and weights of its current group's items, resolved once in the group's
+  // prologue so that an item's loop has no dependent global load before its loads of x.
+  __shared__ int32_t item_rows[kWarps][kGroup][core::kMaxLowLatencyTopk];
+  __shared__ float item_weights[kWarps][kGroup][core::kMaxLowLatencyTopk];
+  __shared__ int32_t item_entries[kWarps][kGroup][core::kMaxLowLatencyTopk];
   bool warp_ok = true;
   for (int32_t group = static_cast<int32_t>(first_item); group < num_items && warp_ok;
-       group += 32 * warps32) {
-    int32_t my_n = 0;  // lane k: rows of item k here
+       group += kGroup * warps32) {
+    int32_t my_n = 0;  // lane k < kGroup: rows of item k here
     bool ok = true;
     const int32_t my_item = group + lane * warps32;
-    if (my_item < num_items) {
+    if (lane < kGroup && my_item < num_items) {
       int32_t s, t, slice;
       decode(my_item, s, t, slice);
       const WeightsMessage* msg = weights_message(c, my_half, s, t);
@@ -241,47 +256,48 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
         my_n = *reinterpret_cast<const volatile int32_t*>(&msg->count);
         const auto* entries =
             reinterpret_cast<const volatile int32_t*>(map_entries(c, my_half, s, t));
-        // Every row of the token here is listed. A routing that differs from the dispatch's
-        // (fewer rows here than the message names) times out here, naming the source.
-        for (int32_t u = 0; u < my_n && ok; ++u)
-          if (entries[u] == 0)
+        // Every row of the token here is listed (the entry is the row + 1). A routing that
+        // differs from the dispatch's (fewer rows here than the message names) times out here,
+        // naming the source.
+        for (int32_t u = 0; u < my_n && ok; ++u) {
+          int32_t e = entries[u];
+          if (e == 0)
             ok = bounded_wait(c.wait, s, core::WaitStage::kDataArrival,
-                              [&] { return entries[u] != 0; });
+                              [&] { return (e = entries[u]) != 0; });
+          item_entries[warp][lane][u] = e - 1;
+        }
+        // The message's experts in its order, each with its row of x.
+        for (int32_t u = 0; u < my_n && ok; ++u) {
+          const int32_t j = reinterpret_cast<const volatile int32_t*>(msg->expert)[u];
+          int32_t m = -1;
+          for (int32_t v = 0; v < my_n; ++v)
+            if (item_entries[warp][lane][v] / rows32 == j) m = item_entries[warp][lane][v];
+          item_rows[warp][lane][u] = m;
+          item_weights[warp][lane][u] = reinterpret_cast<const volatile float*>(msg->weight)[u];
+        }
       }
     }
     if (!(warp_ok = __all_sync(0xffffffffu, ok))) break;
-    // Lane k acquired item k's message tag; __syncwarp orders every lane's loads after it.
+    // Lane k acquired item k's message tag and wrote its table; __syncwarp orders every lane's
+    // later reads after both.
     __syncwarp();
     if (kernel == LlKernel::kSingle && warp == 0 && group == first_item) trace_mark(c, 3);
-    for (int k = 0; k < 32; ++k) {
+    for (int k = 0; k < kGroup; ++k) {
       const int32_t item = group + k * warps32;
       if (item >= num_items) break;
       const int32_t n = __shfl_sync(0xffffffffu, my_n, k);
       if (n == 0) continue;  // no expert of the token here: its source waits for no partial
       int32_t s, t, slice;
       decode(item, s, t, slice);
-      const WeightsMessage* msg = weights_message(c, my_half, s, t);
-      const int32_t my_j =
-          lane < n ? reinterpret_cast<const volatile int32_t*>(msg->expert)[lane] : -1;
-      const float my_w =
-          lane < n ? reinterpret_cast<const volatile float*>(msg->weight)[lane] : 0.0f;
-      const int32_t entry =
-          lane < n
-              ? reinterpret_cast<const volatile int32_t*>(map_entries(c, my_half, s, t))[lane] - 1
-              : -1;
-      int32_t my_m = -1;  // lane k < n: the row of x holding expert my_j's output for token t
-      for (int u = 0; u < n; ++u) {
-        const int32_t e = __shfl_sync(0xffffffffu, entry, u);
-        if (lane < n && e / rows32 == my_j) my_m = e;
-      }
+      // Lane l's 8 channels of the slice (stored where half_positions says).
       const int64_t ch = int64_t{slice} * kSlice + lane * 8;
       int4 v[core::kMaxLowLatencyTopk];
       float wk[core::kMaxLowLatencyTopk];
 #pragma unroll
       for (int r = 0; r < core::kMaxLowLatencyTopk; ++r) {
-        const int32_t mr = __shfl_sync(0xffffffffu, my_m, r);
-        wk[r] = __shfl_sync(0xffffffffu, my_w, r);
-        if (r < n && mr >= 0 && ch < H && !(p.diag & 1))
+        const int32_t mr = r < n ? item_rows[warp][k][r] : -1;
+        wk[r] = r < n ? item_weights[warp][k][r] : 0.0f;
+        if (mr >= 0 && ch < H && !(p.diag & 1))
           v[r] = ld_nc_v4(reinterpret_cast<const int4*>(p.x + int64_t{mr} * H + ch));
         else
           wk[r] = 0.0f, v[r] = make_int4(0, 0, 0, 0);
@@ -299,12 +315,15 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
           }
         }
         // Diagnostic bit 1: every partial into our own half (no NVLink; results wrong).
-        auto* dst = reinterpret_cast<int4*>(
-            partial_slot(c, half_base(c, (p.diag & 2) ? me : s, epoch), me, t) + ch);
-        st_na_v4(dst, make_int4(__float_as_int(acc[0]), __float_as_int(acc[1]),
-                                __float_as_int(acc[2]), __float_as_int(acc[3])));
-        st_na_v4(dst + 1, make_int4(__float_as_int(acc[4]), __float_as_int(acc[5]),
-                                    __float_as_int(acc[6]), __float_as_int(acc[7])));
+        float* slot = partial_slot(c, half_base(c, (p.diag & 2) ? me : s, epoch), me, t) +
+                      int64_t{slice} * kSlice;
+        const int2 at = half_positions(slice, H, lane);
+        st_na_v4(reinterpret_cast<int4*>(slot) + at.x,
+                 make_int4(__float_as_int(acc[0]), __float_as_int(acc[1]), __float_as_int(acc[2]),
+                           __float_as_int(acc[3])));
+        st_na_v4(reinterpret_cast<int4*>(slot) + at.y,
+                 make_int4(__float_as_int(acc[4]), __float_as_int(acc[5]), __float_as_int(acc[6]),
+                           __float_as_int(acc[7])));
       }
       uint32_t* tag_ptr = partial_tag(c, half_base(c, s, epoch), me, t, slice);
       const int slot = lane == 0 ? atomicAdd(&block_tag_count, 1) : 0;
@@ -317,6 +336,8 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
         if (lane == 0) st_release_sys_u32(tag_ptr, tag);
       }
     }
+    // The next group's prologue rewrites the tables: every lane is done reading them.
+    __syncwarp();
   }
   // A failed wait (recorded) leaves the block's tags unreleased: the sources time out naming us.
   if (!warp_ok && lane == 0) failed = true;
@@ -380,9 +401,12 @@ __device__ __forceinline__ void ll_reduced_recv(const LowLatencyCombineParams& p
 #pragma unroll
     for (int d = 0; d < kMaxRanks; ++d) {
       if (d < R && ((hit >> d) & 1)) {
-        const auto* src = reinterpret_cast<const int4*>(partial_slot(c, half, d, t) + ch);
-        v[2 * d] = ld_na_v4(src);
-        v[2 * d + 1] = ld_na_v4(src + 1);
+        // Lane l's channels where the sender stored them (half_positions).
+        const auto* src =
+            reinterpret_cast<const int4*>(partial_slot(c, half, d, t) + slice * kSlice);
+        const int2 at = half_positions(slice, H, lane);
+        v[2 * d] = ld_na_v4(src + at.x);
+        v[2 * d + 1] = ld_na_v4(src + at.y);
       } else {
         v[2 * d] = v[2 * d + 1] = make_int4(0, 0, 0, 0);
       }

@@ -210,6 +210,9 @@ TEST(GpuLowLatency, DispatchAndCombineMatchTheReference) {
          .hidden = 7168,
          .topk = 16,
          .experts_per_rank = 4},
+        // A hidden that is a multiple of 128 but not of 256: the combine's last 256-channel slice
+        // is half full.
+        {.name = "fp8 hidden 640", .hidden = 640},
     };
     LlCase biggest{.name = "size", .hidden = 7168, .topk = 16};
     auto buffer = make_buffer(r, ll_options(r, biggest));
