@@ -236,7 +236,6 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
   // prologue so that an item's loop has no dependent global load before its loads of x.
   __shared__ int32_t item_rows[kWarps][kGroup][core::kMaxLowLatencyTopk];
   __shared__ float item_weights[kWarps][kGroup][core::kMaxLowLatencyTopk];
-  __shared__ int32_t item_entries[kWarps][kGroup][core::kMaxLowLatencyTopk];
   bool warp_ok = true;
   for (int32_t group = static_cast<int32_t>(first_item); group < num_items && warp_ok;
        group += kGroup * warps32) {
@@ -258,22 +257,34 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
             reinterpret_cast<const volatile int32_t*>(map_entries(c, my_half, s, t));
         // Every row of the token here is listed (the entry is the row + 1). A routing that
         // differs from the dispatch's (fewer rows here than the message names) times out here,
-        // naming the source.
-        for (int32_t u = 0; u < my_n && ok; ++u) {
-          int32_t e = entries[u];
-          if (e == 0)
-            ok = bounded_wait(c.wait, s, core::WaitStage::kDataArrival,
-                              [&] { return (e = entries[u]) != 0; });
-          item_entries[warp][lane][u] = e - 1;
+        // naming the source. All of the item's loads are issued together (unrolled, predicated):
+        // one memory latency for the table, not one per row.
+        constexpr int K = core::kMaxLowLatencyTopk;
+        int32_t ent[K], ex[K];
+        float wt[K];
+#pragma unroll
+        for (int u = 0; u < K; ++u) {
+          ent[u] = u < my_n ? entries[u] : 1;
+          ex[u] = u < my_n ? reinterpret_cast<const volatile int32_t*>(msg->expert)[u] : -1;
+          wt[u] = u < my_n ? reinterpret_cast<const volatile float*>(msg->weight)[u] : 0.0f;
         }
-        // The message's experts in its order, each with its row of x.
-        for (int32_t u = 0; u < my_n && ok; ++u) {
-          const int32_t j = reinterpret_cast<const volatile int32_t*>(msg->expert)[u];
+#pragma unroll
+        for (int u = 0; u < K; ++u)
+          if (ent[u] == 0 && ok)
+            ok = bounded_wait(c.wait, s, core::WaitStage::kDataArrival,
+                              [&] { return (ent[u] = entries[u]) != 0; });
+        int32_t ej[K];  // each entry's local expert
+#pragma unroll
+        for (int v = 0; v < K; ++v) ej[v] = (ent[v] - 1) / rows32;
+          // The message's experts in its order, each with its row of x.
+#pragma unroll
+        for (int u = 0; u < K; ++u) {
           int32_t m = -1;
-          for (int32_t v = 0; v < my_n; ++v)
-            if (item_entries[warp][lane][v] / rows32 == j) m = item_entries[warp][lane][v];
-          item_rows[warp][lane][u] = m;
-          item_weights[warp][lane][u] = reinterpret_cast<const volatile float*>(msg->weight)[u];
+#pragma unroll
+          for (int v = 0; v < K; ++v)
+            if (v < my_n && ej[v] == ex[u]) m = ent[v] - 1;
+          item_rows[warp][lane][u] = u < my_n ? m : -1;
+          item_weights[warp][lane][u] = wt[u];
         }
       }
     }
