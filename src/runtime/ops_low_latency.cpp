@@ -9,6 +9,7 @@
 #include "core/low_latency_layout.h"
 #include "core/validate.h"
 #include "epcomm/size_hints.h"
+#include "kernels/launch_knobs.h"
 #include "runtime/buffer_impl.h"
 #include "runtime/cuda_check.h"
 
@@ -103,10 +104,7 @@ Error launch_or_park(Buffer::Impl& impl, Buffer::Impl::PendingHook& slot, bool r
                      const char* what) {
   // EPCOMM_LL_TWO_KERNELS=1: the send and receive kernels back to back instead, for measuring
   // what the single kernel saves (docs/perf.md, low-latency v4).
-  static const bool two_kernels = [] {
-    const char* v = std::getenv("EPCOMM_LL_TWO_KERNELS");
-    return v != nullptr && std::string(v) == "1";
-  }();
+  static const bool two_kernels = kernels::env_is("EPCOMM_LL_TWO_KERNELS", "1");
   if (!return_hook) {
     slot.id = -1;
     // EPCOMM_TRACE=1: the phase trace of this call, printed at the next synchronize.
@@ -188,17 +186,11 @@ Error Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& args, StreamHan
   p.wait_stats = static_cast<int64_t*>(args.dispatch_wait_recv_cost_stats.data);
   // EPCOMM_LL_PRELOAD=0: a token's cast loads after its header work, for A/B (docs/perf.md,
   // LL v11).
-  static const bool preload = [] {
-    const char* v = std::getenv("EPCOMM_LL_PRELOAD");
-    return v == nullptr || std::string(v) != "0";
-  }();
+  static const bool preload = !kernels::env_is("EPCOMM_LL_PRELOAD", "0");
   p.preload_x = preload;
   // The FP8 cast by the hardware conversion (cvt.rn.satfinite; bit-identical to the software
   // one); EPCOMM_LL_HW_CVT=0: the software conversion, for A/B (docs/perf.md, LL v12).
-  static const bool hw_cvt = [] {
-    const char* v = std::getenv("EPCOMM_LL_HW_CVT");
-    return v == nullptr || std::string(v) != "0";
-  }();
+  static const bool hw_cvt = !kernels::env_is("EPCOMM_LL_HW_CVT", "0");
   p.hw_fp8_cvt = hw_cvt;
   return launch_or_park(*impl_, slot, args.return_recv_hook, hook, p, s,
                         kernels::launch_ll_dispatch, kernels::launch_ll_dispatch_send,
@@ -233,14 +225,11 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
                core::OpId::kLowLatencyCombine, impl_->block_counters + 6);
   p.c.hook_epoch = hook_epoch;
   // Pre-reduced on the expert rank (docs/perf.md, LL v14) without a hook: its send waits for
-  // every rank's weights messages, which a hook's send kernel should not. EPCOMM_LL_PREREDUCE=0|1
-  // overrides the default. Part of the signature, so ranks that differ are reported.
-  static const int prereduce_knob = [] {
-    const char* v = std::getenv("EPCOMM_LL_PREREDUCE");
-    return v == nullptr ? -1 : std::string(v) == "1" ? 1 : 0;
-  }();
-  const bool prereduce = !args.return_recv_hook && impl_->topo.num_ranks <= 8 &&
-                         (prereduce_knob < 0 ? false : prereduce_knob == 1);
+  // every rank's weights messages, which a hook's send kernel should not. Off unless
+  // EPCOMM_LL_PREREDUCE=1 (slower so far). Part of the signature, so ranks that differ are
+  // reported.
+  static const bool prereduce_knob = kernels::env_is("EPCOMM_LL_PREREDUCE", "1");
+  const bool prereduce = prereduce_knob && !args.return_recv_hook && impl_->topo.num_ranks <= 8;
   p.c.signature = low_latency_signature(2, h.num_max_dispatch_tokens_per_rank, h.hidden,
                                         h.num_experts, prereduce ? 1 : 0);
   p.x = args.zero_copy
@@ -263,17 +252,11 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
   p.wait_stats = static_cast<int64_t*>(args.combine_wait_recv_cost_stats.data);
   // EPCOMM_LL_COMBINE_PAIRS=0: one item per warp pass in the receive, for A/B (docs/perf.md,
   // LL v10).
-  static const bool pairs = [] {
-    const char* v = std::getenv("EPCOMM_LL_COMBINE_PAIRS");
-    return v == nullptr || std::string(v) != "0";
-  }();
+  static const bool pairs = !kernels::env_is("EPCOMM_LL_COMBINE_PAIRS", "0");
   p.pair_items = pairs;
   // EPCOMM_LL_DIAG (pre-reduced combine, diagnosis only; results are wrong): bit 0 skips the
   // loads of x, bit 1 writes every partial into this rank's own half (docs/perf.md, LL v14).
-  static const uint32_t diag = [] {
-    const char* v = std::getenv("EPCOMM_LL_DIAG");
-    return v == nullptr ? 0u : static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
-  }();
+  static const uint32_t diag = static_cast<uint32_t>(kernels::env_override("EPCOMM_LL_DIAG"));
   p.diag = diag;
   if (prereduce)
     return launch_or_park(*impl_, slot, false, hook, p, s, kernels::launch_ll_combine_reduced,
