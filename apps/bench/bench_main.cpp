@@ -10,7 +10,10 @@
 //                [--json FILE] [--commit SHA]
 // --mode ll measures the low-latency kernels (defaults: 128 tokens = N_max, hidden 7168, top-8
 // of 288, FP8, 50 warm-ups, 500 iterations, L2 flushed before each call); its sweep "tokens"
-// covers {1, 8, 32, 64, 128, 256} x hidden {4096, 7168}. --sms and --check apply to normal mode.
+// covers {1, 8, 32, 64, 128, 256} x hidden {4096, 7168}. Besides the CUDA-event times it
+// reports each LL op's and NCCL baseline's kernel durations from CUPTI (ops ending in _kernel;
+// DeepEP's accounting), where libcupti loads (EPCOMM_CUPTI_LIBRARY names it). --sms and --check
+// apply to normal mode.
 // Environment, for diagnosis: EPCOMM_BENCH_ONLY=<op> times one op (the others run once, untimed,
 // for their results); EPCOMM_BENCH_OVERSUBSCRIBE=1 lets ranks share GPUs (times not comparable);
 // EPCOMM_TRACE=1, EPCOMM_FLAG_CHECK_NS and EPCOMM_COMBINE_SEND_WARPS are read by the library
