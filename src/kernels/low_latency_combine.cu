@@ -2,10 +2,9 @@
 // area at (global expert, token); the source sums its top-k rows with their weights.
 #include <cuda_bf16.h>
 
-#include <cub/block/block_scan.cuh>
-
 #include "kernels/device/bounded_wait.cuh"
 #include "kernels/device/copy.cuh"
+#include "kernels/device/expert_rows.cuh"
 #include "kernels/device/grid_sync.cuh"
 #include "kernels/device/indices.cuh"
 #include "kernels/device/report.cuh"
@@ -41,44 +40,18 @@ __device__ __forceinline__ bool ll_combine_send(const LowLatencyCombineParams& p
   }
   const int64_t H = l.hidden, rows = int64_t{R} * l.num_max_tokens;
   const uint32_t tag = static_cast<uint32_t>(epoch);
-  // The valid rows of local expert j are [0, count_j) (the source ranges tile them from 0).
-  // Every block scans the counts into shared memory, so the warps visit valid rows only instead
-  // of scanning every (expert, row) slot (docs/perf.md, v8).
+  // Every block indexes the valid rows in shared memory, so the warps visit valid rows only
+  // instead of scanning every (expert, row) slot (docs/perf.md, v8).
   __shared__ int64_t range[core::kMaxExperts];  // [E_local][R], E_local * R <= kMaxExperts
   __shared__ int32_t first_row[core::kMaxExperts + 1];
-  using Scan = cub::BlockScan<int32_t, kThreads>;
-  __shared__ typename Scan::TempStorage scan_storage;
-  for (int32_t i = threadIdx.x; i < E_local * R; i += blockDim.x) range[i] = p.layout_range[i];
-  __syncthreads();
-  int32_t mine[2] = {0, 0};  // counts of experts 2 * threadIdx.x and 2 * threadIdx.x + 1
-  for (int u = 0; u < 2; ++u) {
-    const int32_t j = 2 * static_cast<int32_t>(threadIdx.x) + u;
-    for (int32_t r = 0; j < E_local && r < R; ++r)
-      mine[u] += static_cast<int32_t>(range[j * R + r] & 0xffffffff);
-  }
-  int32_t before = 0, total = 0;
-  Scan(scan_storage).ExclusiveSum(mine[0] + mine[1], before, total);
-  for (int u = 0; u < 2; ++u)
-    if (2 * threadIdx.x + u < static_cast<unsigned>(E_local)) {
-      first_row[2 * threadIdx.x + u] = before;
-      before += mine[u];
-    }
-  if (threadIdx.x == 0) first_row[E_local] = total;
-  __syncthreads();
+  using Rows = ExpertRows<kThreads>;
+  __shared__ typename Rows::TempStorage scan_storage;
+  const int32_t total = Rows::index(p.layout_range, E_local, R, range, first_row, scan_storage);
   const int64_t total_warps = int64_t{gridDim.x} * kWarps;
   for (int64_t q = int64_t{warp} * gridDim.x + blockIdx.x; q < total; q += total_warps) {
-    int32_t lo = 0, hi = E_local;  // the expert j with first_row[j] <= q < first_row[j + 1]
-    while (hi - lo > 1) {
-      const int32_t mid = (lo + hi) / 2;
-      if (first_row[mid] <= q)
-        lo = mid;
-      else
-        hi = mid;
-    }
-    const int32_t j = lo;
-    const int64_t i = q - first_row[j];
-    int32_t s = 0;  // the source whose range holds row i
-    while (s < R - 1 && i >= (range[j * R + s] >> 32) + (range[j * R + s] & 0xffffffff)) ++s;
+    int32_t j, s;
+    int64_t i;
+    Rows::locate(q, first_row, range, E_local, R, j, i, s);
     const int64_t m = int64_t{j} * rows + i;
     const int64_t t = p.src_info[m];
     const int64_t e = int64_t{me} * E_local + j;

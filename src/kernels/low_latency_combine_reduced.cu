@@ -6,10 +6,9 @@
 // adds the partials in rank order and rounds once to BF16 (semantics.md section 5).
 #include <cuda_bf16.h>
 
-#include <cub/block/block_scan.cuh>
-
 #include "kernels/device/bounded_wait.cuh"
 #include "kernels/device/copy.cuh"
+#include "kernels/device/expert_rows.cuh"
 #include "kernels/device/grid_sync.cuh"
 #include "kernels/device/indices.cuh"
 #include "kernels/device/report.cuh"
@@ -144,46 +143,21 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
     if (lane < R)
       st_release_sys_u32(&weights_message(c, half_base(c, lane, epoch), me, t)->tag, tag);
   }
-  // (2) The valid rows of local expert j are [0, count_j) (the source ranges tile them from 0).
+  // (2) Every block indexes the valid rows in shared memory; threads take one row each.
   __shared__ int64_t range[core::kMaxExperts];  // [E_local][R], E_local * R <= kMaxExperts
   __shared__ int32_t first_row[core::kMaxExperts + 1];
   __shared__ int64_t tokens[kMaxRanks];
   __shared__ bool failed;
-  using Scan = cub::BlockScan<int32_t, kThreads>;
-  __shared__ typename Scan::TempStorage scan_storage;
-  if (threadIdx.x == 0) failed = false;
-  for (int32_t i = threadIdx.x; i < E_local * R; i += blockDim.x) range[i] = p.layout_range[i];
-  __syncthreads();
-  int32_t mine[2] = {0, 0};  // counts of experts 2 * threadIdx.x and 2 * threadIdx.x + 1
-  for (int u = 0; u < 2; ++u) {
-    const int32_t j = 2 * static_cast<int32_t>(threadIdx.x) + u;
-    for (int32_t r = 0; j < E_local && r < R; ++r)
-      mine[u] += static_cast<int32_t>(range[j * R + r] & 0xffffffff);
-  }
-  int32_t before = 0, total = 0;
-  Scan(scan_storage).ExclusiveSum(mine[0] + mine[1], before, total);
-  for (int u = 0; u < 2; ++u)
-    if (2 * threadIdx.x + u < static_cast<unsigned>(E_local)) {
-      first_row[2 * threadIdx.x + u] = before;
-      before += mine[u];
-    }
-  if (threadIdx.x == 0) first_row[E_local] = total;
-  __syncthreads();
+  using Rows = ExpertRows<kThreads>;
+  __shared__ typename Rows::TempStorage scan_storage;
+  if (threadIdx.x == 0) failed = false;  // ordered before its readers by index()'s barriers
+  const int32_t total = Rows::index(p.layout_range, E_local, R, range, first_row, scan_storage);
   uint8_t* const my_half = half_base(c, me, epoch);
   for (int64_t q = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; q < total;
        q += int64_t{gridDim.x} * blockDim.x) {
-    int32_t lo = 0, hi = E_local;  // the expert j with first_row[j] <= q < first_row[j + 1]
-    while (hi - lo > 1) {
-      const int32_t mid = (lo + hi) / 2;
-      if (first_row[mid] <= q)
-        lo = mid;
-      else
-        hi = mid;
-    }
-    const int32_t j = lo;
-    const int64_t i = q - first_row[j];
-    int32_t s = 0;  // the source whose range holds row i
-    while (s < R - 1 && i >= (range[j * R + s] >> 32) + (range[j * R + s] & 0xffffffff)) ++s;
+    int32_t j, s;
+    int64_t i;
+    Rows::locate(q, first_row, range, E_local, R, j, i, s);
     const int64_t m = int64_t{j} * rows + i;
     const int64_t t = p.src_info[m];
     const int32_t pos = atomicAdd(map_counts(c, my_half, s, t), 1);
