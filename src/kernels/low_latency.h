@@ -204,26 +204,30 @@ __device__ __forceinline__ void release_half(const LowLatencyCommon& c, uint64_t
 }
 #endif
 
-// Without a hook: send and receive in one kernel.
-cudaError_t launch_ll_dispatch(const LowLatencyDispatchParams& p, int num_blocks,
-                               cudaStream_t stream);
-cudaError_t launch_ll_combine(const LowLatencyCombineParams& p, int num_blocks,
-                              cudaStream_t stream);
-// With a hook: the send kernel now, the receive kernel when the hook runs.
-cudaError_t launch_ll_dispatch_send(const LowLatencyDispatchParams& p, int num_blocks,
-                                    cudaStream_t stream);
-cudaError_t launch_ll_dispatch_recv(const LowLatencyDispatchParams& p, int num_blocks,
-                                    cudaStream_t stream);
-cudaError_t launch_ll_combine_send(const LowLatencyCombineParams& p, int num_blocks,
-                                   cudaStream_t stream);
-cudaError_t launch_ll_combine_recv(const LowLatencyCombineParams& p, int num_blocks,
-                                   cudaStream_t stream);
-// The pre-reduced combine (low_latency_combine_reduced.cu): one kernel, or send and receive.
-cudaError_t launch_ll_combine_reduced(const LowLatencyCombineParams& p, int num_blocks,
-                                      cudaStream_t stream);
-cudaError_t launch_ll_combine_reduced_send(const LowLatencyCombineParams& p, int num_blocks,
-                                           cudaStream_t stream);
-cudaError_t launch_ll_combine_reduced_recv(const LowLatencyCombineParams& p, int num_blocks,
-                                           cudaStream_t stream);
+// The launches of an LL op: `both` sends and receives in one kernel (no hook); with a hook,
+// `send` now and `recv` when the hook runs.
+template <class Params>
+struct LlLaunchers {
+  cudaError_t (*both)(const Params&, int num_blocks, cudaStream_t);
+  cudaError_t (*send)(const Params&, int num_blocks, cudaStream_t);
+  cudaError_t (*recv)(const Params&, int num_blocks, cudaStream_t);
+};
+
+LlLaunchers<LowLatencyDispatchParams> ll_dispatch_launchers();
+LlLaunchers<LowLatencyCombineParams> ll_combine_launchers();
+// The pre-reduced combine (low_latency_combine_reduced.cu).
+LlLaunchers<LowLatencyCombineParams> ll_combine_reduced_launchers();
+
+#if defined(__CUDACC__)
+// The launchers of an LlOp's three kernels (each kernel file instantiates its op's).
+template <class Op>
+LlLaunchers<typename Op::Params> make_ll_launchers() {
+  using P = typename Op::Params;
+  return {
+      [](const P& p, int n, cudaStream_t s) { return launch_ll(ll_single_kernel<Op>, p, n, s); },
+      [](const P& p, int n, cudaStream_t s) { return launch_ll(ll_send_kernel<Op>, p, n, s); },
+      [](const P& p, int n, cudaStream_t s) { return launch_ll(ll_recv_kernel<Op>, p, n, s); }};
+}
+#endif
 
 }  // namespace epcomm::kernels

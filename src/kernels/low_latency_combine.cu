@@ -197,19 +197,8 @@ using CombineOp = LlOp<LowLatencyCombineParams, ll_combine_send, ll_combine_recv
 
 }  // namespace
 
-cudaError_t launch_ll_combine_send(const LowLatencyCombineParams& p, int num_blocks,
-                                   cudaStream_t stream) {
-  return launch_ll(ll_send_kernel<CombineOp>, p, num_blocks, stream);
-}
-
-cudaError_t launch_ll_combine(const LowLatencyCombineParams& p, int num_blocks,
-                              cudaStream_t stream) {
-  return launch_ll(ll_single_kernel<CombineOp>, p, num_blocks, stream);
-}
-
-cudaError_t launch_ll_combine_recv(const LowLatencyCombineParams& p, int num_blocks,
-                                   cudaStream_t stream) {
-  return launch_ll(ll_recv_kernel<CombineOp>, p, num_blocks, stream);
+LlLaunchers<LowLatencyCombineParams> ll_combine_launchers() {
+  return make_ll_launchers<CombineOp>();
 }
 
 }  // namespace epcomm::kernels

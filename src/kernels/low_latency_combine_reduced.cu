@@ -435,19 +435,8 @@ using ReducedOp = LlOp<LowLatencyCombineParams, ll_reduced_send, ll_reduced_recv
 
 }  // namespace
 
-cudaError_t launch_ll_combine_reduced(const LowLatencyCombineParams& p, int num_blocks,
-                                      cudaStream_t stream) {
-  return launch_ll(ll_single_kernel<ReducedOp>, p, num_blocks, stream);
-}
-
-cudaError_t launch_ll_combine_reduced_send(const LowLatencyCombineParams& p, int num_blocks,
-                                           cudaStream_t stream) {
-  return launch_ll(ll_send_kernel<ReducedOp>, p, num_blocks, stream);
-}
-
-cudaError_t launch_ll_combine_reduced_recv(const LowLatencyCombineParams& p, int num_blocks,
-                                           cudaStream_t stream) {
-  return launch_ll(ll_recv_kernel<ReducedOp>, p, num_blocks, stream);
+LlLaunchers<LowLatencyCombineParams> ll_combine_reduced_launchers() {
+  return make_ll_launchers<ReducedOp>();
 }
 
 }  // namespace epcomm::kernels

@@ -389,19 +389,8 @@ using DispatchOp = LlOp<LowLatencyDispatchParams, ll_dispatch_send, ll_dispatch_
 
 }  // namespace
 
-cudaError_t launch_ll_dispatch_send(const LowLatencyDispatchParams& p, int num_blocks,
-                                    cudaStream_t stream) {
-  return launch_ll(ll_send_kernel<DispatchOp>, p, num_blocks, stream);
-}
-
-cudaError_t launch_ll_dispatch(const LowLatencyDispatchParams& p, int num_blocks,
-                               cudaStream_t stream) {
-  return launch_ll(ll_single_kernel<DispatchOp>, p, num_blocks, stream);
-}
-
-cudaError_t launch_ll_dispatch_recv(const LowLatencyDispatchParams& p, int num_blocks,
-                                    cudaStream_t stream) {
-  return launch_ll(ll_recv_kernel<DispatchOp>, p, num_blocks, stream);
+LlLaunchers<LowLatencyDispatchParams> ll_dispatch_launchers() {
+  return make_ll_launchers<DispatchOp>();
 }
 
 }  // namespace epcomm::kernels

@@ -98,10 +98,7 @@ Buffer::Impl::PendingHook& next_slot(Buffer::Impl& impl, uint64_t** hook_epoch) 
 template <class Params>
 Error launch_or_park(Buffer::Impl& impl, Buffer::Impl::PendingHook& slot, bool return_hook,
                      LowLatencyHook* hook, const Params& p, cudaStream_t stream,
-                     cudaError_t (*launch_both)(const Params&, int, cudaStream_t),
-                     cudaError_t (*launch_send)(const Params&, int, cudaStream_t),
-                     cudaError_t (*launch_recv)(const Params&, int, cudaStream_t),
-                     const char* what) {
+                     const kernels::LlLaunchers<Params>& launch, const char* what) {
   // EPCOMM_LL_TWO_KERNELS=1: the send and receive kernels back to back instead, for measuring
   // what the single kernel saves (docs/perf.md, low-latency v4).
   static const bool two_kernels = kernels::env_is("EPCOMM_LL_TWO_KERNELS", "1");
@@ -115,11 +112,11 @@ Error launch_or_park(Buffer::Impl& impl, Buffer::Impl::PendingHook& slot, bool r
             stream, &q.c.trace);
         !e.ok())
       return e;
-    if (!two_kernels) return cuda_error(launch_both(q, impl.num_device_sms, stream), what);
-    if (auto e = cuda_error(launch_send(q, impl.num_device_sms, stream), what); !e.ok()) return e;
-    return cuda_error(launch_recv(q, impl.num_device_sms, stream), what);
+    if (!two_kernels) return cuda_error(launch.both(q, impl.num_device_sms, stream), what);
+    if (auto e = cuda_error(launch.send(q, impl.num_device_sms, stream), what); !e.ok()) return e;
+    return cuda_error(launch.recv(q, impl.num_device_sms, stream), what);
   }
-  if (auto e = cuda_error(launch_send(p, impl.num_device_sms, stream), what); !e.ok()) {
+  if (auto e = cuda_error(launch.send(p, impl.num_device_sms, stream), what); !e.ok()) {
     slot.id = -1;
     return e;
   }
@@ -193,8 +190,7 @@ Error Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& args, StreamHan
   static const bool hw_cvt = !kernels::env_is("EPCOMM_LL_HW_CVT", "0");
   p.hw_fp8_cvt = hw_cvt;
   return launch_or_park(*impl_, slot, args.return_recv_hook, hook, p, s,
-                        kernels::launch_ll_dispatch, kernels::launch_ll_dispatch_send,
-                        kernels::launch_ll_dispatch_recv, "LL dispatch launch");
+                        kernels::ll_dispatch_launchers(), "LL dispatch launch");
 }
 
 Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandle stream,
@@ -259,12 +255,10 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
   static const uint32_t diag = static_cast<uint32_t>(kernels::env_override("EPCOMM_LL_DIAG"));
   p.diag = diag;
   if (prereduce)
-    return launch_or_park(*impl_, slot, false, hook, p, s, kernels::launch_ll_combine_reduced,
-                          kernels::launch_ll_combine_reduced_send,
-                          kernels::launch_ll_combine_reduced_recv, "LL combine launch");
-  return launch_or_park(*impl_, slot, args.return_recv_hook, hook, p, s, kernels::launch_ll_combine,
-                        kernels::launch_ll_combine_send, kernels::launch_ll_combine_recv,
-                        "LL combine launch");
+    return launch_or_park(*impl_, slot, false, hook, p, s, kernels::ll_combine_reduced_launchers(),
+                          "LL combine launch");
+  return launch_or_park(*impl_, slot, args.return_recv_hook, hook, p, s,
+                        kernels::ll_combine_launchers(), "LL combine launch");
 }
 
 Error Buffer::run_low_latency_hook(const LowLatencyHook& hook, StreamHandle stream) {
@@ -280,10 +274,11 @@ Error Buffer::run_low_latency_hook(const LowLatencyHook& hook, StreamHandle stre
   slot.id = -1;
   if (slot.dispatch)
     return cuda_error(
-        kernels::launch_ll_dispatch_recv(slot.dispatch_params, impl_->num_device_sms, s),
+        kernels::ll_dispatch_launchers().recv(slot.dispatch_params, impl_->num_device_sms, s),
         "LL dispatch receive launch");
-  return cuda_error(kernels::launch_ll_combine_recv(slot.combine_params, impl_->num_device_sms, s),
-                    "LL combine receive launch");
+  return cuda_error(
+      kernels::ll_combine_launchers().recv(slot.combine_params, impl_->num_device_sms, s),
+      "LL combine receive launch");
 }
 
 Error Buffer::get_next_low_latency_combine_buffer(const LowLatencyHandle& handle,
