@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# A/B of low-latency variants in one call: each variant's environment in turn, ROUNDS times
+# (alternating, so drift shows as drift and not as a difference), printing the event and kernel
+# times of the LL ops and the same-run NCCL baseline (docs/perf.md, LL v9-v14 were measured so).
+#   scripts/ab-ll.sh [LOGFILE]
+#   env VARIANTS="name:ENV=.. ENV=..;name2:ENV=.." (default: the current defaults against the
+#       pre-reduced combine), RANKS (default: every GPU), TOKENS=128, HIDDEN=7168, ITERS=300,
+#       ROUNDS=3, TRACE=1 (one traced run per variant), BENCH=binary
+set -u
+cd "$(dirname "$0")/.."
+log=${1:-/dev/stdout}
+bench=${BENCH:-build/release/apps/epcomm_bench}
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+variants=("default:EPCOMM_LL_PREREDUCE=0" "prereduce:EPCOMM_LL_PREREDUCE=1")
+if [ -n "${VARIANTS:-}" ]; then IFS=';' read -r -a variants <<<"$VARIANTS"; fi
+ranks=()
+[ -n "${RANKS:-}" ] && ranks=(--ranks "$RANKS")
+for round in $(seq "${ROUNDS:-3}"); do
+  for v in "${variants[@]}"; do
+    name=${v%%:*} envs=${v#*:}
+    echo "=== round $round variant $name ($envs)" >>"$log"
+    env $envs timeout 120 "$bench" --mode ll "${ranks[@]}" --tokens "${TOKENS:-128}" \
+      --hidden "${HIDDEN:-7168}" --iters "${ITERS:-300}" 2>&1 |
+      grep -E "^#|^  (nccl_)?ll_(dispatch|combine)(_kernel)? " >>"$log"
+  done
+done
+if [ "${TRACE:-0}" = 1 ]; then
+  for v in "${variants[@]}"; do
+    name=${v%%:*} envs=${v#*:}
+    echo "=== trace variant $name ($envs)" >>"$log"
+    env $envs EPCOMM_TRACE=1 timeout 120 "$bench" --mode ll "${ranks[@]}" --tokens "${TOKENS:-128}" \
+      --hidden "${HIDDEN:-7168}" --iters 100 2>&1 | grep "trace\]" | tail -4 >>"$log"
+  done
+fi
