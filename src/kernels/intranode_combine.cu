@@ -1,3 +1,4 @@
+#include "kernels/device/bf16x8.cuh"
 #include "kernels/device/bounded_wait.cuh"
 #include "kernels/device/bulk_copy.cuh"
 #include "kernels/device/copy.cuh"
@@ -26,16 +27,6 @@ constexpr int kMaxCombineRanks = 64;
 // A stage holds one row, 128-byte aligned.
 __host__ __device__ constexpr int64_t staged_row_bytes(int64_t row_bytes) {
   return (row_bytes + 127) / 128 * 128;
-}
-
-__device__ __forceinline__ void add_bf16x8(float* acc, const int4& v) {
-  const auto* h = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __bfloat1622float2(h[i]);
-    acc[2 * i] += f.x;
-    acc[2 * i + 1] += f.y;
-  }
 }
 
 // Preconditions: blockDim = kCombineThreads; grid co-resident; R <= 64; hidden % 8 == 0.
@@ -388,12 +379,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
           if (p.bias1)
             add_bf16x8(acc[u],
                        ld_nc_v4(reinterpret_cast<const int4*>(p.bias1 + t * p.bias1_stride) + c));
-          int4 out;
-          auto* h = reinterpret_cast<__nv_bfloat162*>(&out);
-#pragma unroll
-          for (int i = 0; i < 4; ++i)
-            h[i] = __floats2bfloat162_rn(acc[u][2 * i], acc[u][2 * i + 1]);
-          reinterpret_cast<int4*>(p.combined_x + t * p.combined_stride)[c] = out;
+          reinterpret_cast<int4*>(p.combined_x + t * p.combined_stride)[c] = round_bf16x8(acc[u]);
         }
       }
       if (sum_weights) {

@@ -2,6 +2,7 @@
 // area at (global expert, token); the source sums its top-k rows with their weights.
 #include <cuda_bf16.h>
 
+#include "kernels/device/bf16x8.cuh"
 #include "kernels/device/bounded_wait.cuh"
 #include "kernels/device/copy.cuh"
 #include "kernels/device/expert_rows.cuh"
@@ -169,19 +170,9 @@ __device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {  // k ascending within the item: a fixed order
         if ((groups == 2 ? r / (kRows / 2) : 0) != g) continue;
-        const auto* h2 = reinterpret_cast<const __nv_bfloat162*>(&v[r]);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const float2 f = __bfloat1622float2(h2[i]);
-          acc[2 * i] += wk[r] * f.x;
-          acc[2 * i + 1] += wk[r] * f.y;
-        }
+        add_weighted_bf16x8(acc, wk[r], v[r]);
       }
-      int4 out;
-      auto* o2 = reinterpret_cast<__nv_bfloat162*>(&out);
-#pragma unroll
-      for (int i = 0; i < 4; ++i) o2[i] = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
-      *reinterpret_cast<int4*>(p.out + t * p.out_stride + ch) = out;
+      *reinterpret_cast<int4*>(p.out + t * p.out_stride + ch) = round_bf16x8(acc);
     }
   }
   trace_mark(c, 5);

@@ -6,6 +6,7 @@
 // adds the partials in rank order and rounds once to BF16 (semantics.md section 5).
 #include <cuda_bf16.h>
 
+#include "kernels/device/bf16x8.cuh"
 #include "kernels/device/bounded_wait.cuh"
 #include "kernels/device/copy.cuh"
 #include "kernels/device/expert_rows.cuh"
@@ -290,15 +291,8 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
       if (ch < H) {
         float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll
-        for (int r = 0; r < core::kMaxLowLatencyTopk; ++r) {  // the source's order: fixed
-          const auto* h2 = reinterpret_cast<const __nv_bfloat162*>(&v[r]);
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const float2 f = __bfloat1622float2(h2[i]);
-            acc[2 * i] += wk[r] * f.x;
-            acc[2 * i + 1] += wk[r] * f.y;
-          }
-        }
+        for (int r = 0; r < core::kMaxLowLatencyTopk; ++r)  // the source's order: fixed
+          add_weighted_bf16x8(acc, wk[r], v[r]);
         // Diagnostic bit 1: every partial into our own half (no NVLink; results wrong).
         float* slot = partial_slot(c, half_base(c, (p.diag & 2) ? me : s, epoch), me, t) +
                       int64_t{slice} * kSlice;
@@ -406,11 +400,7 @@ __device__ __forceinline__ void ll_reduced_recv(const LowLatencyCombineParams& p
       acc[4] += __int_as_float(b.x), acc[5] += __int_as_float(b.y);
       acc[6] += __int_as_float(b.z), acc[7] += __int_as_float(b.w);
     }
-    int4 out;
-    auto* o2 = reinterpret_cast<__nv_bfloat162*>(&out);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) o2[i] = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
-    *reinterpret_cast<int4*>(p.out + t * p.out_stride + ch) = out;
+    *reinterpret_cast<int4*>(p.out + t * p.out_stride + ch) = round_bf16x8(acc);
   }
   trace_mark(c, 5);
   const bool last = last_block_done(c.counters + 1);
