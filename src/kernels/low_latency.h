@@ -195,6 +195,19 @@ __global__ void __launch_bounds__(kLowLatencyThreads) ll_single_kernel(typename 
   Op::recv(p, epoch, LlKernel::kSingle);
 }
 
+// Threads d < R of block 0: this call's token count (when >= 0) and signature into rank d's
+// slot for us, then "started" (release: they, and what the block ordered before this by a
+// bar.sync, precede it on rank d).
+__device__ __forceinline__ void publish_started(const LowLatencyCommon& c, uint64_t epoch,
+                                                int64_t num_tokens) {
+  for (int32_t d = threadIdx.x; d < c.num_ranks; d += blockDim.x) {
+    if (num_tokens >= 0)
+      *signal_at<volatile int64_t>(c, d, epoch, c.rank, core::kLlTokens) = num_tokens;
+    *signal_at<volatile uint64_t>(c, d, epoch, c.rank, core::kLlSignature) = c.signature;
+    st_release_sys(signal_at<uint64_t>(c, d, epoch, c.rank, core::kLlStarted), epoch);
+  }
+}
+
 // A receive kernel's last block tells every rank that this rank finished reading what it wrote
 // into the half of `epoch` (the caller's bar.sync orders the block's reads before this).
 __device__ __forceinline__ void release_half(const LowLatencyCommon& c, uint64_t epoch) {

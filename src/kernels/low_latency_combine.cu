@@ -32,13 +32,7 @@ __device__ __forceinline__ bool ll_combine_send(const LowLatencyCombineParams& p
   const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (!wait_half_released(c, epoch)) return false;
-  if (blockIdx.x == 0) {
-    for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
-      *signal_at<volatile uint64_t>(c, d, epoch, me, core::kLlSignature) = c.signature;
-      // Release: the signature precedes "started".
-      st_release_sys(signal_at<uint64_t>(c, d, epoch, me, core::kLlStarted), epoch);
-    }
-  }
+  if (blockIdx.x == 0) publish_started(c, epoch, -1);
   const int64_t H = l.hidden, rows = int64_t{R} * l.num_max_tokens;
   const uint32_t tag = static_cast<uint32_t>(epoch);
   // Every block indexes the valid rows in shared memory, so the warps visit valid rows only

@@ -109,14 +109,7 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
   const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (!wait_half_released(c, epoch)) return false;
-  if (blockIdx.x == 0) {
-    for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
-      *signal_at<volatile int64_t>(c, d, epoch, me, core::kLlTokens) = p.num_tokens;
-      *signal_at<volatile uint64_t>(c, d, epoch, me, core::kLlSignature) = c.signature;
-      // Release: the token count and signature precede "started".
-      st_release_sys(signal_at<uint64_t>(c, d, epoch, me, core::kLlStarted), epoch);
-    }
-  }
+  if (blockIdx.x == 0) publish_started(c, epoch, p.num_tokens);
   const int64_t H = l.hidden, rows = int64_t{R} * l.num_max_tokens;
   const uint32_t tag = static_cast<uint32_t>(epoch);
   const int64_t total_warps = int64_t{gridDim.x} * kWarps;

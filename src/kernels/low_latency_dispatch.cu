@@ -161,12 +161,7 @@ __device__ __forceinline__ bool ll_dispatch_send(const LowLatencyDispatchParams&
     }
     // bar.sync orders the count stores before the releases below (cumulative).
     __syncthreads();
-    for (int32_t d = threadIdx.x; d < R; d += blockDim.x) {
-      *signal_at<volatile int64_t>(c, d, epoch, me, core::kLlTokens) = p.num_tokens;
-      *signal_at<volatile uint64_t>(c, d, epoch, me, core::kLlSignature) = c.signature;
-      // Release: the counts (fenced above), token count and signature precede "started".
-      st_release_sys(signal_at<uint64_t>(c, d, epoch, me, core::kLlStarted), epoch);
-    }
+    publish_started(c, epoch, p.num_tokens);  // the counts (ordered above) precede "started"
   }
   const int64_t H = l.hidden;
   const uint32_t tag = static_cast<uint32_t>(epoch);
