@@ -70,9 +70,7 @@ class OpTimer {
               Prepare&& prepare, Fn&& fn, Finish&& finish) {
     std::vector<float> ms;
     for (int i = 0; i < warmup_ + iters_; ++i) {
-      if (flush_ != nullptr)
-        check_cuda(cudaMemsetAsync(flush_, i & 0xff, flush_bytes_, stream_), "L2 flush");
-      check(buffer_.barrier(stream_), "barrier");
+      flush_and_align(i);
       prepare();
       check_cuda(cudaEventRecord(a_, stream_), "record");
       fn();
@@ -111,9 +109,7 @@ class OpTimer {
     if (timer == nullptr) return false;
     const bool on = timer->begin(why);
     for (int i = 0; i < warmup_ + iters_; ++i) {
-      if (flush_ != nullptr)
-        check_cuda(cudaMemsetAsync(flush_, i & 0xff, flush_bytes_, stream_), "L2 flush");
-      check(buffer_.barrier(stream_), "barrier");
+      flush_and_align(i);
       fn();
     }
     check(buffer_.synchronize(stream_), op);
@@ -133,6 +129,13 @@ class OpTimer {
   }
 
  private:
+  // Before call i: the L2 flush (when asked for), then a GPU barrier that aligns the ranks.
+  void flush_and_align(int i) {
+    if (flush_ != nullptr)
+      check_cuda(cudaMemsetAsync(flush_, i & 0xff, flush_bytes_, stream_), "L2 flush");
+    check(buffer_.barrier(stream_), "barrier");
+  }
+
   Buffer& buffer_;
   cudaStream_t stream_;
   int warmup_, iters_;

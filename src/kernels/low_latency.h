@@ -74,7 +74,7 @@ struct LowLatencyCombineParams {
   int64_t out_stride;
   int64_t* wait_stats;  // [R] ns, or null
   bool pair_items;      // the receive takes two items per warp pass where top-k <= 8
-  uint32_t diag;        // pre-reduced combine diagnostics (EPCOMM_LL_DIAG; results wrong if set)
+  uint32_t diag;  // pre-reduced combine diagnostics (diagnostic builds, EPCOMM_LL_DIAG); else 0
 };
 
 #if defined(__CUDACC__)

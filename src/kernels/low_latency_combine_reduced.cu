@@ -24,6 +24,11 @@ constexpr int kWarps = kThreads / 32;
 constexpr int64_t kSlice = core::kLlCombineSlice;
 constexpr int kMaxRanks = 8;  // low-latency world sizes
 constexpr int kGroup = 8;     // items a warp resolves in one prologue (shared tables per warp)
+#ifdef EPCOMM_DIAGNOSTICS
+constexpr bool kDiagnostics = true;  // p.diag's bits are read (docs/perf.md, LL v14)
+#else
+constexpr bool kDiagnostics = false;
+#endif
 using WeightsMessage = core::LowLatencyWeightsMessage;
 
 __device__ __forceinline__ WeightsMessage* weights_message(const LowLatencyCommon& c, uint8_t* half,
@@ -276,7 +281,7 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
       for (int r = 0; r < core::kMaxLowLatencyTopk; ++r) {
         const int32_t mr = r < n ? item_rows[warp][k][r] : -1;
         wk[r] = r < n ? item_weights[warp][k][r] : 0.0f;
-        if (mr >= 0 && ch < H && !(p.diag & 1))
+        if (mr >= 0 && ch < H && !(kDiagnostics && (p.diag & 1)))
           v[r] = ld_nc_v4(reinterpret_cast<const int4*>(p.x + int64_t{mr} * H + ch));
         else
           wk[r] = 0.0f, v[r] = make_int4(0, 0, 0, 0);
@@ -287,8 +292,8 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
         for (int r = 0; r < core::kMaxLowLatencyTopk; ++r)  // the source's order: fixed
           add_weighted_bf16x8(acc, wk[r], v[r]);
         // Diagnostic bit 1: every partial into our own half (no NVLink; results wrong).
-        float* slot = partial_slot(c, half_base(c, (p.diag & 2) ? me : s, epoch), me, t) +
-                      int64_t{slice} * kSlice;
+        const int32_t to = kDiagnostics && (p.diag & 2) ? me : s;
+        float* slot = partial_slot(c, half_base(c, to, epoch), me, t) + int64_t{slice} * kSlice;
         const int2 at = half_positions(slice, H, lane);
         st_na_v4(reinterpret_cast<int4*>(slot) + at.x,
                  make_int4(__float_as_int(acc[0]), __float_as_int(acc[1]), __float_as_int(acc[2]),

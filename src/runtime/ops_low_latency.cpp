@@ -250,10 +250,13 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
   // LL v10).
   static const bool pairs = !kernels::env_is("EPCOMM_LL_COMBINE_PAIRS", "0");
   p.pair_items = pairs;
-  // EPCOMM_LL_DIAG (pre-reduced combine, diagnosis only; results are wrong): bit 0 skips the
-  // loads of x, bit 1 writes every partial into this rank's own half (docs/perf.md, LL v14).
+  p.diag = 0;
+#ifdef EPCOMM_DIAGNOSTICS
+  // Diagnostic builds only, EPCOMM_LL_DIAG (pre-reduced combine; results are wrong): bit 0 skips
+  // the loads of x, bit 1 writes every partial into this rank's own half (docs/perf.md, LL v14).
   static const uint32_t diag = static_cast<uint32_t>(kernels::env_override("EPCOMM_LL_DIAG"));
   p.diag = diag;
+#endif
   if (prereduce)
     return launch_or_park(*impl_, slot, false, hook, p, s, kernels::ll_combine_reduced_launchers(),
                           "LL combine launch");
