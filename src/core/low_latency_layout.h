@@ -21,7 +21,7 @@
 // The pre-reduced combine (docs/perf.md, LL v14) uses, in the same half:
 //   combine_weights : [R][N_max] messages, one per (source rank, source token): the token's local
 //                     experts here (first top-k slot order) and their summed weights
-//   combine_map     : [R][N_max][2] int32 (claimed, done) row counts of (source, token), and
+//   combine_map     : [R][N_max] int32 rows of (source, token) listed so far, and
 //   combine_entries : [R][N_max][kMaxLowLatencyTopk] int32 rows of x (expert * R*N_max + row)
 //                     for (source, token), filled by this rank (receiver-local, zero between calls)
 //   combine_partial : [R][N_max][H] float32, expert rank d's weighted sum for token t at [d][t]
@@ -116,7 +116,7 @@ struct LowLatencyLayout {
     l.combine_map_offset =
         align_up(l.combine_weights_offset + r * n * int64_t{sizeof(LowLatencyWeightsMessage)},
                  kRegionAlignment);
-    l.combine_entries_offset = align_up(l.combine_map_offset + r * n * 8, kRegionAlignment);
+    l.combine_entries_offset = align_up(l.combine_map_offset + r * n * 4, kRegionAlignment);
     l.combine_partial_offset =
         align_up(l.combine_entries_offset + r * n * kMaxLowLatencyTopk * 4, kRegionAlignment);
     l.combine_slices = (h + kLlCombineSlice - 1) / kLlCombineSlice;

@@ -36,11 +36,11 @@ __device__ __forceinline__ WeightsMessage* weights_message(const LowLatencyCommo
   return reinterpret_cast<WeightsMessage*>(half + c.layout.combine_weights_offset) +
          int64_t{source} * c.layout.num_max_tokens + t;
 }
-// (claimed, done) row counts of (source, token) on this rank.
-__device__ __forceinline__ int32_t* map_counts(const LowLatencyCommon& c, uint8_t* half,
-                                               int32_t source, int64_t t) {
+// Rows of (source, token) listed so far on this rank (each row claims the next entry).
+__device__ __forceinline__ int32_t* map_count(const LowLatencyCommon& c, uint8_t* half,
+                                              int32_t source, int64_t t) {
   return reinterpret_cast<int32_t*>(half + c.layout.combine_map_offset) +
-         (int64_t{source} * c.layout.num_max_tokens + t) * 2;
+         int64_t{source} * c.layout.num_max_tokens + t;
 }
 __device__ __forceinline__ int32_t* map_entries(const LowLatencyCommon& c, uint8_t* half,
                                                 int32_t source, int64_t t) {
@@ -159,7 +159,7 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
     Rows::locate(q, first_row, range, E_local, R, j, i, s);
     const int64_t m = int64_t{j} * rows + i;
     const int64_t t = p.src_info[m];
-    const int32_t pos = atomicAdd(map_counts(c, my_half, s, t), 1);
+    const int32_t pos = atomicAdd(map_count(c, my_half, s, t), 1);
     // The entry is the row + 1 (0: not yet written) and orders nothing: x was written before
     // the kernel, so the reader needs the value alone.
     if (pos < core::kMaxLowLatencyTopk)
@@ -407,8 +407,7 @@ __device__ __forceinline__ void ll_reduced_recv(const LowLatencyCombineParams& p
   if (kernel == LlKernel::kSingle) advance_epoch(c, epoch);
   // Ready for the next call that uses this half: no claims, no entries.
   auto* counts = reinterpret_cast<int32_t*>(half + l.combine_map_offset);
-  for (int64_t i = threadIdx.x; i < int64_t{R} * l.num_max_tokens * 2; i += blockDim.x)
-    counts[i] = 0;
+  for (int64_t i = threadIdx.x; i < int64_t{R} * l.num_max_tokens; i += blockDim.x) counts[i] = 0;
   auto* entries = reinterpret_cast<int32_t*>(half + l.combine_entries_offset);
   for (int64_t i = threadIdx.x; i < int64_t{R} * l.num_max_tokens * core::kMaxLowLatencyTopk;
        i += blockDim.x)

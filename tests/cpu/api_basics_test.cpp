@@ -123,13 +123,13 @@ TEST(Layout, LowLatencyHalvesHoldEveryRegion) {
   EXPECT_GE(l.place_offset, l.counts_offset + int64_t{4} * 72 * 4);
   EXPECT_GE(l.combine_recv_offset, l.place_offset + int64_t{72} * 4 * 4);
   EXPECT_GE(l.combine_tags_offset, l.combine_recv_offset + int64_t{288} * 128 * 7168 * 2);
-  // The pre-reduced combine's regions (perf.md, LL v14): [R][N_max] weights messages, (claim,
-  // done) counts, K entries per (source, token), float32 partials, ceil(H / 256) tags.
+  // The pre-reduced combine's regions (perf.md, LL v14): [R][N_max] weights messages, row
+  // counts, K entries per (source, token), float32 partials, ceil(H / 256) tags.
   EXPECT_GE(l.combine_weights_offset, l.combine_tags_offset + int64_t{288} * 128 * 4);
   EXPECT_GE(l.combine_map_offset,
             l.combine_weights_offset +
                 int64_t{4} * 128 * int64_t{sizeof(core::LowLatencyWeightsMessage)});
-  EXPECT_GE(l.combine_entries_offset, l.combine_map_offset + int64_t{4} * 128 * 8);
+  EXPECT_GE(l.combine_entries_offset, l.combine_map_offset + int64_t{4} * 128 * 4);
   EXPECT_GE(l.combine_partial_offset,
             l.combine_entries_offset + int64_t{4} * 128 * core::kMaxLowLatencyTopk * 4);
   EXPECT_EQ(l.combine_slices, 28);

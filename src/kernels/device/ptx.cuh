@@ -31,19 +31,6 @@ __device__ __forceinline__ void st_release_sys_u32(uint32_t* ptr, uint32_t value
   asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(ptr), "r"(value) : "memory");
 }
 
-// Add with release semantics at GPU scope: every earlier write of this thread is visible to a
-// thread of this GPU that observes the sum through an acquire.
-__device__ __forceinline__ void red_release_gpu_add(int32_t* ptr, int32_t value) {
-  asm volatile("red.release.gpu.global.add.s32 [%0], %1;" ::"l"(ptr), "r"(value) : "memory");
-}
-
-// Load with acquire semantics at GPU scope (a counter written by this GPU's threads).
-__device__ __forceinline__ int32_t ld_acquire_gpu(const int32_t* ptr) {
-  int32_t value;
-  asm volatile("ld.acquire.gpu.global.s32 %0, [%1];" : "=r"(value) : "l"(ptr) : "memory");
-  return value;
-}
-
 // Relaxed store at system scope: a release when it follows a fence.acq_rel.sys
 // (__threadfence_system) of the same thread.
 __device__ __forceinline__ void st_relaxed_sys_u32(uint32_t* ptr, uint32_t value) {
