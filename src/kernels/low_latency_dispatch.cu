@@ -36,6 +36,29 @@ __device__ __forceinline__ int64_t unique_expert(const LowLatencyDispatchParams&
 
 constexpr int kMaxCopyDst = 8;
 constexpr int kCastBatch = 2;  // 256-channel passes per warp whose loads are in flight together
+// Message vectors per lane a receiving warp holds at once: a whole FP8 row at hidden 7168 (more
+// spill at the 128 registers that 512 threads per block leave).
+constexpr int kRecvVecs = 14;
+
+// Vectors [base + lane + 32u] of a message (u < kRecvVecs, those below num_vec), coherent loads
+// (written by a peer during this kernel, read after the tag's acquire).
+__device__ __forceinline__ void load_vecs(const int4* src, int64_t base, int64_t num_vec, int lane,
+                                          int4 (&v)[kRecvVecs]) {
+#pragma unroll
+  for (int u = 0; u < kRecvVecs; ++u) {
+    const int64_t i = base + lane + u * 32;
+    if (i < num_vec) v[u] = ld_na_v4(src + i);
+  }
+}
+
+__device__ __forceinline__ void store_vecs(int4* dst, int64_t base, int64_t num_vec, int lane,
+                                           const int4 (&v)[kRecvVecs]) {
+#pragma unroll
+  for (int u = 0; u < kRecvVecs; ++u) {
+    const int64_t i = base + lane + u * 32;
+    if (i < num_vec) st_na_v4(dst + i, v[u]);
+  }
+}
 
 // float8_e4m3fn bits of one value by the hardware conversion (round to nearest even, finite
 // values saturate at +-448), with NaN as core::float_to_fp8_e4m3 writes it (sign | 0x7f).
@@ -251,9 +274,6 @@ __device__ __forceinline__ void ll_dispatch_recv(const LowLatencyDispatchParams&
   __shared__ int64_t tokens[64];                   // R <= 64
   __shared__ int32_t begin[core::kMaxExperts];     // [E_local][R]
   __shared__ int32_t count_of[core::kMaxExperts];  // [R][E_local]: rows source s sends expert j
-  // Rows each warp claimed for its current message: (local expert, row) per top-k slot.
-  __shared__ int32_t claim_j[kWarps][core::kMaxLowLatencyTopk];
-  __shared__ int32_t claim_row[kWarps][core::kMaxLowLatencyTopk];
   if (threadIdx.x == 0) failed = false;
   __syncthreads();
   for (int32_t s = threadIdx.x; s < R; s += blockDim.x) {
@@ -318,52 +338,63 @@ __device__ __forceinline__ void ll_dispatch_recv(const LowLatencyDispatchParams&
     if (!__shfl_sync(0xffffffffu, arrived, 0)) break;
     __syncwarp();
     const uint8_t* msg = half + l.dispatch_recv_offset + m * l.message_bytes;
-    // The whole header in one load per lane: word 1 is the expert count, words 4.. the experts.
+    const uint8_t* payload = msg + core::kLowLatencyHeaderBytes;
+    const int64_t row_bytes = p.use_fp8 ? H : H * 2, vecs = row_bytes / 16;
+    const auto* src = reinterpret_cast<const int4*>(payload);
+    // The header, the payload's first kRecvVecs vectors per lane and the first scale chunk
+    // load together, so a message costs one memory latency before its stores instead of one
+    // for the header, one per copy pass and one for the scales (LL v15).
     const auto* header = reinterpret_cast<const volatile int32_t*>(msg);
     const int32_t word = lane < 4 + core::kMaxLowLatencyTopk ? header[lane] : 0;
+    int4 v[kRecvVecs];
+    load_vecs(src, 0, vecs, lane, v);
+    // Scales in 16-byte chunks of 4 groups: lane c holds groups [4c, 4c + 4) (the last chunk
+    // may run past the G scales into the message's padding; those words are not stored).
+    const int64_t chunks = p.use_fp8 ? (G + 3) / 4 : 0;
+    const auto* scale_chunks = reinterpret_cast<const int4*>(payload + H);
+    int4 sc = lane < chunks ? ld_na_v4(scale_chunks + lane) : make_int4(0, 0, 0, 0);
+    // Word 1 is the expert count, words 4.. the experts.
     const int32_t n = __shfl_sync(0xffffffffu, word, 1);
     const int32_t expert_word = __shfl_sync(0xffffffffu, word, (lane + 4) % 32);
-    const uint8_t* payload = msg + core::kLowLatencyHeaderBytes;
     // Lane i < n claims the row of local expert header[4 + i] (all claims at once).
     int32_t my_j = -1, my_row = 0;
     if (lane < n) {
       my_j = expert_word;
       my_row = begin[my_j * R + s] + atomicAdd(&place[my_j * R + s], 1);
       p.src_info[int64_t{my_j} * rows + my_row] = static_cast<int32_t>(t);
-      claim_j[warp][lane] = my_j;
-      claim_row[warp][lane] = my_row;
     }
-    __syncwarp();
-    // The payload is read once and written to every claimed row, kMaxCopyDst rows per pass.
-    const int64_t row_bytes = p.use_fp8 ? H : H * 2;
-    for (int32_t i0 = 0; i0 < n; i0 += kMaxCopyDst) {
-      int4* dst[kMaxCopyDst];
-      const int k = n - i0 < kMaxCopyDst ? n - i0 : kMaxCopyDst;
-      for (int i = 0; i < k; ++i) {
-        const int32_t j = __shfl_sync(0xffffffffu, my_j, i0 + i);
-        const int32_t row = __shfl_sync(0xffffffffu, my_row, i0 + i);
-        dst[i] = reinterpret_cast<int4*>(p.packed_recv_x + (int64_t{j} * rows + row) * row_bytes);
+    for (int64_t base = 0; base < vecs; base += kRecvVecs * 32) {
+      if (base > 0) load_vecs(src, base, vecs, lane, v);
+      for (int32_t i = 0; i < n; ++i) {
+        const int32_t j = __shfl_sync(0xffffffffu, my_j, i);
+        const int32_t row = __shfl_sync(0xffffffffu, my_row, i);
+        store_vecs(reinterpret_cast<int4*>(p.packed_recv_x + (int64_t{j} * rows + row) * row_bytes),
+                   base, vecs, lane, v);
       }
-      warp_multicast_copy<true>(dst, k, reinterpret_cast<const int4*>(payload), row_bytes / 16,
-                                lane);
     }
-    if (p.use_fp8) {
-      // Scales, column-major in the last two dimensions: [j][g][row] (or [j][g/4][row] packed).
-      const auto* scales = reinterpret_cast<const float*>(payload + H);
-      const int64_t words = p.use_ue8m0 ? G / 4 : G;
-      for (int64_t q = lane; q < words; q += 32) {
-        uint32_t word = 0;
+    // Scales, column-major in the last two dimensions: [j][g][row] (or [j][g/4][row] packed).
+    for (int64_t c0 = 0; c0 < chunks; c0 += 32) {
+      const int64_t chunk = c0 + lane;
+      if (c0 > 0 && chunk < chunks) sc = ld_na_v4(scale_chunks + chunk);
+      for (int32_t i = 0; i < n; ++i) {
+        const int32_t j = __shfl_sync(0xffffffffu, my_j, i);
+        const int32_t row = __shfl_sync(0xffffffffu, my_row, i);
+        if (chunk >= chunks) continue;
+        auto* out = static_cast<uint32_t*>(p.packed_recv_scales);
+        const uint32_t w4[4] = {static_cast<uint32_t>(sc.x), static_cast<uint32_t>(sc.y),
+                                static_cast<uint32_t>(sc.z), static_cast<uint32_t>(sc.w)};
         if (p.use_ue8m0) {
+          uint32_t packed = 0;
+#pragma unroll
           for (int b = 0; b < 4; ++b)
-            word |= static_cast<uint32_t>(core::ue8m0_from_scale(ld_na_f32(scales + 4 * q + b)))
-                    << (8 * b);
+            packed |= static_cast<uint32_t>(core::ue8m0_from_scale(__uint_as_float(w4[b])))
+                      << (8 * b);
+          out[(int64_t{j} * (G / 4) + chunk) * rows + row] = packed;  // G % 4 == 0 with UE8M0
         } else {
-          word = __float_as_uint(ld_na_f32(scales + q));
+#pragma unroll
+          for (int b = 0; b < 4; ++b)
+            if (4 * chunk + b < G) out[(int64_t{j} * G + 4 * chunk + b) * rows + row] = w4[b];
         }
-        for (int32_t i = 0; i < n; ++i)
-          static_cast<uint32_t*>(
-              p.packed_recv_scales)[(int64_t{claim_j[warp][i]} * words + q) * rows +
-                                    claim_row[warp][i]] = word;
       }
     }
   }

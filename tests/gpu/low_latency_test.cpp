@@ -213,8 +213,12 @@ TEST(GpuLowLatency, DispatchAndCombineMatchTheReference) {
         // A hidden that is a multiple of 128 but not of 256: the combine's last 256-channel slice
         // is half full.
         {.name = "fp8 hidden 640", .hidden = 640},
+        // Messages longer than one register batch of the receiving warp (LL v15): two payload
+        // batches in BF16 at 7168, three and two scale chunks in FP8 at 16512.
+        {.name = "bf16 hidden 7168", .hidden = 7168, .fp8 = false},
+        {.name = "fp8 hidden 16512", .hidden = 16512},
     };
-    LlCase biggest{.name = "size", .hidden = 7168, .topk = 16};
+    LlCase biggest{.name = "size", .hidden = 16512, .topk = 16};
     auto buffer = make_buffer(r, ll_options(r, biggest));
     ASSERT_TRUE(buffer);
     for (size_t i = 0; i < cases.size(); ++i) {
