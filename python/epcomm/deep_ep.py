@@ -146,6 +146,9 @@ class Buffer:
         # Default Configs as C structs, built once (each call would otherwise build two).
         self._dispatch_config_c = Buffer.get_dispatch_config(self.group_size)._c()
         self._combine_config_c = Buffer.get_combine_config(self.group_size)._c()
+        # Prepared argument structs of the low-latency calls, by everything but the addresses
+        # (tv.CallTemplate); decode loops repeat one shape.
+        self._templates = {}
 
     # ---- lifetime ----
     def destroy(self):
@@ -400,6 +403,16 @@ class Buffer:
         h = args.handle if prefix else args
         h.num_max_dispatch_tokens_per_rank, h.hidden, h.num_experts = int(n_max), int(hidden), int(num_experts)
 
+    def _template(self, key):
+        return self._templates.get(key) if key is not None else None
+
+    def _keep_template(self, key, args, paths):
+        if key is None:
+            return
+        if len(self._templates) >= 64:  # shapes that keep changing: start over rather than grow
+            self._templates.clear()
+        self._templates[key] = tv.CallTemplate(args, paths)
+
     def low_latency_dispatch(self, x, topk_idx, num_max_dispatch_tokens_per_rank, num_experts,
                              cumulative_local_expert_recv_stats=None, dispatch_wait_recv_cost_stats=None, use_fp8=True,
                              round_scale=False, use_ue8m0=False, async_finish=False, return_recv_hook=False):
@@ -422,16 +435,29 @@ class Buffer:
         count = torch.empty(E_local, dtype=torch.int32, device=dev)
         src_info = torch.empty((E_local, rows), dtype=torch.int32, device=dev)
         layout_range = torch.empty((E_local, R), dtype=torch.int64, device=dev)
-        a = c.init(c.LowLatencyDispatchArgs)
-        tv.put_present(a, (("x", x), ("topk_idx", topk_idx),
-                           ("cumulative_local_expert_recv_stats", cumulative_local_expert_recv_stats),
-                           ("dispatch_wait_recv_cost_stats", dispatch_wait_recv_cost_stats),
-                           ("packed_recv_x", recv_x), ("packed_recv_x_scales", scales), ("packed_recv_count", count)))
-        a.num_max_dispatch_tokens_per_rank, a.num_experts = n_max, int(num_experts)
-        a.use_fp8, a.round_scale, a.use_ue8m0 = int(use_fp8), int(round_scale), int(use_ue8m0)
-        a.return_recv_hook = int(return_recv_hook)
+        # Everything the struct holds but the addresses (the outputs' shapes follow from it).
+        key = (("d", x.shape, x.stride(), x.dtype, x.get_device(), topk_idx.shape, topk_idx.stride(), topk_idx.dtype,
+                topk_idx.get_device(), n_max, num_experts, use_fp8, round_scale, use_ue8m0, return_recv_hook)
+               if cumulative_local_expert_recv_stats is None and dispatch_wait_recv_cost_stats is None else None)
+        template = self._template(key)
+        if template is not None:
+            a = template.make((x.data_ptr(), topk_idx.data_ptr(), recv_x.data_ptr(),
+                               0 if scales is None else scales.data_ptr(), count.data_ptr(), src_info.data_ptr(),
+                               layout_range.data_ptr()))
+        else:
+            a = c.init(c.LowLatencyDispatchArgs)
+            tv.put_present(a, (("x", x), ("topk_idx", topk_idx),
+                               ("cumulative_local_expert_recv_stats", cumulative_local_expert_recv_stats),
+                               ("dispatch_wait_recv_cost_stats", dispatch_wait_recv_cost_stats),
+                               ("packed_recv_x", recv_x), ("packed_recv_x_scales", scales),
+                               ("packed_recv_count", count), ("handle.src_info", src_info),
+                               ("handle.layout_range", layout_range)))
+            a.num_max_dispatch_tokens_per_rank, a.num_experts = n_max, int(num_experts)
+            a.use_fp8, a.round_scale, a.use_ue8m0 = int(use_fp8), int(round_scale), int(use_ue8m0)
+            a.return_recv_hook = int(return_recv_hook)
+            a.handle.num_max_dispatch_tokens_per_rank, a.handle.hidden, a.handle.num_experts = n_max, H, int(num_experts)
+            self._keep_template(key, a, _LL_DISPATCH_PATHS)
         handle = (src_info, layout_range, n_max, H, int(num_experts))
-        self._put_ll_handle(a, handle)
         c.check(c.library().epcomm_low_latency_dispatch(self._handle, ctypes.byref(a), stream))
         outputs = [x, topk_idx, recv_x, scales, count, src_info, layout_range, cumulative_local_expert_recv_stats,
                    dispatch_wait_recv_cost_stats]
@@ -449,16 +475,33 @@ class Buffer:
         if async_finish and return_recv_hook:
             raise ValueError("low_latency_combine: async_finish and return_recv_hook cannot both be set")
         stream = self._ll_stream(async_finish)
-        hidden = int(handle[3])
-        if out is None:
-            out = torch.empty((topk_idx.size(0), hidden), dtype=torch.bfloat16, device=topk_idx.device)
-        a = c.init(c.LowLatencyCombineArgs)
-        tv.put_present(a, (("x", None if zero_copy else x), ("topk_idx", topk_idx), ("topk_weights", topk_weights),
-                           ("out", out), ("combine_wait_recv_cost_stats", combine_wait_recv_cost_stats)))
-        self._put_ll_handle(a, handle)
-        a.use_logfmt, a.zero_copy, a.return_recv_hook = 0, int(zero_copy), int(return_recv_hook)
+        src_info, layout_range, n_max, hidden, num_experts = handle
+        given_out = out is not None
+        if not given_out:
+            out = torch.empty((topk_idx.size(0), int(hidden)), dtype=torch.bfloat16, device=topk_idx.device)
+        key = None
+        if combine_wait_recv_cost_stats is None:
+            key = ("c", None if zero_copy else (x.shape, x.stride(), x.dtype, x.get_device()), topk_idx.shape,
+                   topk_idx.stride(), topk_idx.dtype, topk_idx.get_device(), topk_weights.shape,
+                   topk_weights.stride(), topk_weights.dtype, topk_weights.get_device(),
+                   (out.shape, out.stride(), out.dtype, out.get_device()) if given_out else None,
+                   src_info.shape, src_info.stride(), src_info.dtype, src_info.get_device(), layout_range.shape,
+                   layout_range.stride(), layout_range.dtype, layout_range.get_device(), n_max, hidden, num_experts,
+                   return_recv_hook)
+        template = self._template(key)
+        if template is not None:
+            a = template.make((0 if zero_copy else x.data_ptr(), topk_idx.data_ptr(), topk_weights.data_ptr(),
+                               out.data_ptr(), src_info.data_ptr(), layout_range.data_ptr()))
+        else:
+            a = c.init(c.LowLatencyCombineArgs)
+            tv.put_present(a, (("x", None if zero_copy else x), ("topk_idx", topk_idx),
+                               ("topk_weights", topk_weights), ("out", out),
+                               ("combine_wait_recv_cost_stats", combine_wait_recv_cost_stats)))
+            self._put_ll_handle(a, handle)
+            a.use_logfmt, a.zero_copy, a.return_recv_hook = 0, int(zero_copy), int(return_recv_hook)
+            self._keep_template(key, a, _LL_COMBINE_PATHS)
         c.check(c.library().epcomm_low_latency_combine(self._handle, ctypes.byref(a), stream))
-        outputs = [x, topk_idx, topk_weights, out, handle[0], handle[1], combine_wait_recv_cost_stats]
+        outputs = [x, topk_idx, topk_weights, out, src_info, layout_range, combine_wait_recv_cost_stats]
         event = self._ll_finish(async_finish, outputs)
         hook = self._ll_hook(a.hook, outputs) if return_recv_hook else None
         return out, event, hook
@@ -491,6 +534,13 @@ class Buffer:
 
     def low_latency_clean_mask_buffer(self):
         _not_supported("low_latency_clean_mask_buffer", "shrinking the group (enable_shrink)")
+
+
+# The tensor fields a low-latency call's template rewrites, in the order of the addresses its
+# make() is given.
+_LL_DISPATCH_PATHS = ("x", "topk_idx", "packed_recv_x", "packed_recv_x_scales", "packed_recv_count",
+                      "handle.src_info", "handle.layout_range")
+_LL_COMBINE_PATHS = ("x", "topk_idx", "topk_weights", "out", "handle.src_info", "handle.layout_range")
 
 
 class _RawCuda:

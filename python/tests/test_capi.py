@@ -231,3 +231,25 @@ def test_put_present_skips_absent_tensors_of_a_fresh_struct(monkeypatch):
     a = c.init(c.DispatchArgs)
     tv.put_present(a, (("x", x), ("x_scales", None), ("topk_idx", None)))
     assert bytes(a) == _put_each(c.DispatchArgs, [("x", x), ("x_scales", None), ("topk_idx", None)])
+
+
+def test_call_template_writes_what_put_writes_for_other_addresses(monkeypatch):
+    monkeypatch.setattr(tv, "_CODES", {"bf16": c.DTYPE_BFLOAT16, "i32": c.DTYPE_INT32, "f32": c.DTYPE_FLOAT32})
+    paths = ("x", "topk_idx", "packed_recv_x_scales", "handle.src_info")
+
+    def tensors(base):  # the same shapes at other addresses; the scales absent
+        return (_FakeTensor(base + 0x100, "bf16", (4, 512), (512, 1), 1),
+                _FakeTensor(base + 0x200, "i32", (4, 8), (8, 1), 1), None,
+                _FakeTensor(base + 0x300, "i32", (2, 64), (64, 1), 1))
+
+    def general(ts):
+        a = c.init(c.LowLatencyDispatchArgs)
+        tv.put_present(a, tuple(zip(paths, ts)))
+        a.num_max_dispatch_tokens_per_rank, a.num_experts, a.use_fp8 = 32, 16, 0
+        return a
+
+    template = tv.CallTemplate(general(tensors(0x10000)), paths)
+    for base in (0x10000, 0x90000):
+        ts = tensors(base)
+        made = template.make(tuple(0 if t is None else t.data_ptr() for t in ts))
+        assert bytes(made) == bytes(general(ts)), hex(base)

@@ -1,0 +1,115 @@
+"""The low-latency methods' prepared argument structs (tv.CallTemplate) give the C library the
+same bytes as the general path, call after call, with each call's own addresses; a call whose
+shapes, dtypes or options differ gets its own template. Runs the Python layer over a recording
+stand-in for the library, with CPU tensors: needs torch, no GPU."""
+import ctypes
+import struct
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed (CPU-only CI)")
+
+import epcomm.deep_ep as deep_ep  # noqa: E402
+from epcomm import _capi as c  # noqa: E402
+from epcomm import _torch_views as tv  # noqa: E402
+
+
+class _Recorder:
+    """Stands in for libepcomm: keeps the argument struct of each LL call, succeeds."""
+
+    def __init__(self):
+        self.structs = []
+
+    def __getattr__(self, name):
+        def call(*args):
+            if name in ("epcomm_low_latency_dispatch", "epcomm_low_latency_combine"):
+                self.structs.append(args[1]._obj.__class__.from_buffer_copy(args[1]._obj))
+            return 0
+
+        return call
+
+
+@pytest.fixture
+def buffer(monkeypatch):
+    # The structs' C defaults from the real library first; what is cached while the stand-in is
+    # loaded is dropped afterwards.
+    for struct_type in (c.LowLatencyDispatchArgs, c.LowLatencyCombineArgs):
+        c.init(struct_type)
+    monkeypatch.setattr(c, "_DEFAULTS", dict(c._DEFAULTS))
+    monkeypatch.setattr(c, "_lib", _Recorder())
+    monkeypatch.setattr(deep_ep, "_raw_current_stream", lambda device: 0)
+    b = object.__new__(deep_ep.Buffer)  # no GPU: only the fields the LL methods read
+    b._handle, b._device, b._dev, b.group_size, b._comm_raw, b._templates = (ctypes.c_void_p(1), 0,
+                                                                            torch.device("cpu"), 2, 0, {})
+    yield b
+    b._handle = None  # not a real Buffer: nothing for destroy() to free
+
+
+def _addresses(s, paths):
+    return [struct.unpack_from("<Q", s, tv._offset(type(s), p))[0] for p in paths]
+
+
+def _without_addresses(s, paths):
+    raw = bytearray(memoryview(s).cast("B"))
+    for p in paths:
+        raw[tv._offset(type(s), p):tv._offset(type(s), p) + 8] = bytes(8)
+    return bytes(raw)
+
+
+def _general(buffer, call):
+    """The struct the general path builds for call() (templates set aside, then restored)."""
+    saved, buffer._templates = buffer._templates, {}
+    call()
+    buffer._templates = saved
+    return c._lib.structs[-1]
+
+
+def _ptr(t):
+    return 0 if t is None else t.data_ptr()
+
+
+@pytest.mark.parametrize("options", [dict(), dict(use_fp8=False), dict(round_scale=True, use_ue8m0=True),
+                                     dict(return_recv_hook=True)])
+def test_templates_give_the_general_path_bytes_with_this_calls_addresses(buffer, options):
+    T, H, K, E, n_max = 6, 512, 4, 16, 8
+    dpaths, cpaths = deep_ep._LL_DISPATCH_PATHS, deep_ep._LL_COMBINE_PATHS
+    for seed in range(3):  # the first call builds each template, the later ones use it
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn((T, H), generator=g).to(torch.bfloat16)
+        idx = torch.stack([torch.randperm(E, generator=g)[:K] for _ in range(T)])
+        w = torch.rand((T, K), generator=g)
+        recv, count, handle, _, _ = buffer.low_latency_dispatch(x, idx, n_max, E, **options)
+        used = c._lib.structs[-1]
+        recv_x, scales = recv if isinstance(recv, tuple) else (recv, None)
+        assert _addresses(used, dpaths) == [_ptr(t) for t in (x, idx, recv_x, scales, count, handle[0], handle[1])]
+        general = _general(buffer, lambda: buffer.low_latency_dispatch(x, idx, n_max, E, **options))
+        assert _without_addresses(used, dpaths) == _without_addresses(general, dpaths)
+
+        expert_x = torch.randn((E // 2, 2 * n_max, H), generator=g).to(torch.bfloat16)
+        for zero_copy in (False, True):
+            for out in (None, torch.empty((T, H), dtype=torch.bfloat16)):
+                res, _, _ = buffer.low_latency_combine(expert_x, idx, w, handle, zero_copy=zero_copy, out=out)
+                used = c._lib.structs[-1]
+                assert _addresses(used, cpaths) == [0 if zero_copy else expert_x.data_ptr(), idx.data_ptr(),
+                                                    w.data_ptr(), res.data_ptr(), _ptr(handle[0]), _ptr(handle[1])]
+                general = _general(buffer, lambda: buffer.low_latency_combine(expert_x, idx, w, handle,
+                                                                              zero_copy=zero_copy, out=out))
+                assert _without_addresses(used, cpaths) == _without_addresses(general, cpaths)
+
+
+def test_a_call_with_other_shapes_or_options_gets_its_own_template(buffer):
+    T, H, K, E = 6, 512, 4, 16
+    x, idx = torch.randn((T, H)).to(torch.bfloat16), torch.randint(0, E, (T, K))
+    buffer.low_latency_dispatch(x, idx, 8, E)
+    buffer.low_latency_dispatch(x, idx, 8, E)
+    assert len(buffer._templates) == 1
+    buffer.low_latency_dispatch(x, idx, 16, E)  # another N_max
+    buffer.low_latency_dispatch(x, idx, 8, E, use_fp8=False)
+    buffer.low_latency_dispatch(x[:, :256].contiguous(), idx, 8, E)  # another hidden
+    buffer.low_latency_dispatch(x, idx.to(torch.int32), 8, E)
+    buffer.low_latency_dispatch(x.t().contiguous().t(), idx, 8, E)  # other strides
+    assert len(buffer._templates) == 6
+    # Statistics tensors take the general path every time.
+    stats = torch.zeros(E // 2, dtype=torch.int32)
+    buffer.low_latency_dispatch(x, idx, 8, E, cumulative_local_expert_recv_stats=stats)
+    assert len(buffer._templates) == 6
