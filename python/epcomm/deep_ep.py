@@ -455,7 +455,8 @@ class Buffer:
             a.num_max_dispatch_tokens_per_rank, a.num_experts = n_max, int(num_experts)
             a.use_fp8, a.round_scale, a.use_ue8m0 = int(use_fp8), int(round_scale), int(use_ue8m0)
             a.return_recv_hook = int(return_recv_hook)
-            a.handle.num_max_dispatch_tokens_per_rank, a.handle.hidden, a.handle.num_experts = n_max, H, int(num_experts)
+            h = a.handle
+            h.num_max_dispatch_tokens_per_rank, h.hidden, h.num_experts = n_max, H, int(num_experts)
             self._keep_template(key, a, _LL_DISPATCH_PATHS)
         handle = (src_info, layout_range, n_max, H, int(num_experts))
         c.check(c.library().epcomm_low_latency_dispatch(self._handle, ctypes.byref(a), stream))
