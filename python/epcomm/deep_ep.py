@@ -143,6 +143,12 @@ class Buffer:
         self._comm_stream = torch.cuda.Stream(priority=-1)
         self._comm_raw = self._comm_stream.cuda_stream
         self._dev = torch.device("cuda", self._device)
+        # Zero-size tensors of each output dtype on this device: t.new_empty(shape) allocates as
+        # torch.empty(shape, dtype=, device=) does (caching allocator, current stream) without
+        # parsing a dtype and a device per output (docs/perf.md, Python layer).
+        self._like = {dt: torch.empty(0, dtype=dt, device=self._dev)
+                      for dt in (torch.int32, torch.int64, torch.float32, torch.bfloat16, torch.float8_e4m3fn,
+                                 torch.bool)}
         # Default Configs as C structs, built once (each call would otherwise build two).
         self._dispatch_config_c = Buffer.get_dispatch_config(self.group_size)._c()
         self._combine_config_c = Buffer.get_combine_config(self.group_size)._c()
@@ -248,6 +254,15 @@ class Buffer:
                 t.record_stream(self._comm_stream)
         return EventOverlap(event, tensors)
 
+    def _new(self, shape, dtype):
+        """An uninitialised tensor on this Buffer's device (torch.empty through self._like)."""
+        like = self._like.get(dtype)
+        if like is None:
+            import torch
+
+            return torch.empty(shape, dtype=dtype, device=self._dev)
+        return like.new_empty(shape)
+
     def _alloc(self, allocate_on_comm_stream):
         import torch
 
@@ -261,9 +276,9 @@ class Buffer:
         compute = self._enter(previous_event, async_finish, allocate_on_comm_stream)
         T, R = topk_idx.size(0), self.group_size
         with self._alloc(allocate_on_comm_stream):
-            per_rank = torch.empty(R, dtype=torch.int32, device=self._dev)
-            per_expert = torch.empty(num_experts, dtype=torch.int32, device=self._dev)
-            in_rank = torch.empty((T, R), dtype=torch.bool, device=self._dev)
+            per_rank = self._new(R, torch.int32)
+            per_expert = self._new(num_experts, torch.int32)
+            in_rank = self._new((T, R), torch.bool)
         a = c.init(c.LayoutArgs)
         a.num_experts = int(num_experts)
         for field, t in (("topk_idx", topk_idx), ("num_tokens_per_rank", per_rank),
@@ -294,8 +309,8 @@ class Buffer:
             # sends its rows with the copy engines where that is faster (docs/perf.md, v23).
             matrix_host = None
             with self._alloc(allocate_on_comm_stream):
-                rank_prefix_matrix = torch.empty((R, R), dtype=torch.int32, device=self._dev)
-                send_slot = torch.empty((T, R), dtype=torch.int32, device=self._dev)
+                rank_prefix_matrix = self._new((R, R), torch.int32)
+                send_slot = self._new((T, R), torch.int32)
             in_rank = is_token_in_rank
             num_recv, per_expert_list = int(num_worst_tokens), []
             if num_worst_tokens == 0:  # the single host wait: learn the receive counts
@@ -314,13 +329,13 @@ class Buffer:
                 c.check(lib.epcomm_dispatch_notify(self._handle, ctypes.byref(n), stream))
                 num_recv, per_expert_list = int(n.num_recv_tokens), list(counts)
         with self._alloc(allocate_on_comm_stream):
-            recv_x = torch.empty((num_recv, H), dtype=x_data.dtype, device=self._dev)
-            recv_scales = torch.empty((num_recv, H // 128), dtype=torch.float32, device=self._dev) if fp8 else None
+            recv_x = self._new((num_recv, H), x_data.dtype)
+            recv_scales = self._new((num_recv, H // 128), torch.float32) if fp8 else None
             if not cached:
-                recv_src_idx = torch.empty(num_recv, dtype=torch.int32, device=self._dev)
+                recv_src_idx = self._new(num_recv, torch.int32)
             with_topk = topk_idx is not None and not cached
-            recv_topk = torch.empty((num_recv, topk_idx.size(1)), dtype=topk_idx.dtype, device=self._dev) if with_topk else None
-            recv_w = torch.empty((num_recv, topk_idx.size(1)), dtype=torch.float32, device=self._dev) if with_topk else None
+            recv_topk = self._new((num_recv, topk_idx.size(1)), topk_idx.dtype) if with_topk else None
+            recv_w = self._new((num_recv, topk_idx.size(1)), torch.float32) if with_topk else None
         a = c.init(c.DispatchArgs)
         tv.put_present(a, (("x", x_data), ("x_scales", x_scales)))
         if not cached:
@@ -352,9 +367,8 @@ class Buffer:
         compute = self._enter(previous_event, async_finish, allocate_on_comm_stream)
         T = in_rank.size(0)
         with self._alloc(allocate_on_comm_stream):
-            combined = torch.empty((T, x.size(1)), dtype=x.dtype, device=self._dev)
-            combined_w = (torch.empty((T, topk_weights.size(1)), dtype=torch.float32, device=self._dev)
-                          if topk_weights is not None else None)
+            combined = self._new((T, x.size(1)), x.dtype)
+            combined_w = self._new((T, topk_weights.size(1)), torch.float32) if topk_weights is not None else None
         a = c.init(c.CombineArgs)
         tv.put_group(a, "handle.rank_prefix_matrix", (rank_prefix_matrix, recv_src_idx, in_rank, send_slot))
         tv.put_present(a, (("x", x), ("topk_weights", topk_weights), ("bias0", bias0), ("bias1", bias1),
@@ -425,16 +439,16 @@ class Buffer:
             raise ValueError(f"low_latency_dispatch: num_experts: expected a multiple of {R} ranks, got {num_experts}")
         E_local, rows = num_experts // R, R * n_max
         stream = self._ll_stream(async_finish)
-        dev = self._dev
-        recv_x = torch.empty((E_local, rows, H), dtype=torch.float8_e4m3fn if use_fp8 else torch.bfloat16, device=dev)
+        like = self._like
+        recv_x = like[torch.float8_e4m3fn if use_fp8 else torch.bfloat16].new_empty((E_local, rows, H))
         scales = None
         if use_fp8:
             groups = H // 512 if use_ue8m0 else H // 128
-            scales = torch.empty((E_local, groups, rows), dtype=torch.int32 if use_ue8m0 else torch.float32,
-                                 device=dev).transpose(1, 2)
-        count = torch.empty(E_local, dtype=torch.int32, device=dev)
-        src_info = torch.empty((E_local, rows), dtype=torch.int32, device=dev)
-        layout_range = torch.empty((E_local, R), dtype=torch.int64, device=dev)
+            scale_type = torch.int32 if use_ue8m0 else torch.float32
+            scales = like[scale_type].new_empty((E_local, groups, rows)).transpose(1, 2)
+        count = like[torch.int32].new_empty(E_local)
+        src_info = like[torch.int32].new_empty((E_local, rows))
+        layout_range = like[torch.int64].new_empty((E_local, R))
         # Everything the struct holds but the addresses (the outputs' shapes follow from it).
         key = (("d", x.shape, x.stride(), x.dtype, x.get_device(), topk_idx.shape, topk_idx.stride(), topk_idx.dtype,
                 topk_idx.get_device(), n_max, num_experts, use_fp8, round_scale, use_ue8m0, return_recv_hook)
@@ -479,7 +493,7 @@ class Buffer:
         src_info, layout_range, n_max, hidden, num_experts = handle
         given_out = out is not None
         if not given_out:
-            out = torch.empty((topk_idx.size(0), int(hidden)), dtype=torch.bfloat16, device=topk_idx.device)
+            out = self._like[torch.bfloat16].new_empty((topk_idx.size(0), int(hidden)))
         key = None
         if combine_wait_recv_cost_stats is None:
             key = ("c", None if zero_copy else (x.shape, x.stride(), x.dtype, x.get_device()), topk_idx.shape,

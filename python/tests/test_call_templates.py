@@ -41,6 +41,8 @@ def buffer(monkeypatch):
     b = object.__new__(deep_ep.Buffer)  # no GPU: only the fields the LL methods read
     b._handle, b._device, b._dev, b.group_size, b._comm_raw, b._templates = (ctypes.c_void_p(1), 0,
                                                                             torch.device("cpu"), 2, 0, {})
+    b._like = {dt: torch.empty(0, dtype=dt) for dt in (torch.int32, torch.int64, torch.float32, torch.bfloat16,
+                                                       torch.float8_e4m3fn, torch.bool)}
     yield b
     b._handle = None  # not a real Buffer: nothing for destroy() to free
 
