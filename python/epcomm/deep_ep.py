@@ -279,11 +279,16 @@ class Buffer:
             per_rank = self._new(R, torch.int32)
             per_expert = self._new(num_experts, torch.int32)
             in_rank = self._new((T, R), torch.bool)
-        a = c.init(c.LayoutArgs)
-        a.num_experts = int(num_experts)
-        for field, t in (("topk_idx", topk_idx), ("num_tokens_per_rank", per_rank),
-                         ("num_tokens_per_expert", per_expert), ("is_token_in_rank", in_rank)):
-            tv.put(a, field, t)
+        key = ("layout", topk_idx.shape, topk_idx.stride(), topk_idx.dtype, topk_idx.get_device(), num_experts)
+        template = self._template(key)
+        if template is not None:
+            a = template.make((topk_idx.data_ptr(), per_rank.data_ptr(), per_expert.data_ptr(), in_rank.data_ptr()))
+        else:
+            a = c.init(c.LayoutArgs)
+            a.num_experts = int(num_experts)
+            for field, t in zip(_LAYOUT_PATHS, (topk_idx, per_rank, per_expert, in_rank)):
+                tv.put(a, field, t)
+            self._keep_template(key, a, _LAYOUT_PATHS)
         c.check(c.library().epcomm_get_dispatch_layout(self._handle, ctypes.byref(a), self._comm_raw))
         event = self._exit(compute, async_finish, [topk_idx, per_rank, per_expert, in_rank])
         return per_rank, None, per_expert, in_rank, event
@@ -336,6 +341,18 @@ class Buffer:
             with_topk = topk_idx is not None and not cached
             recv_topk = self._new((num_recv, topk_idx.size(1)), topk_idx.dtype) if with_topk else None
             recv_w = self._new((num_recv, topk_idx.size(1)), torch.float32) if with_topk else None
+        # A cached dispatch with the default Config: a template for everything but the handle,
+        # whose views put_group keeps on the handle itself.
+        key = (("dispatch", _view_key(x_data), _view_key(x_scales), num_recv, expert_alignment, num_worst_tokens)
+               if cached and config is None else None)
+        template = self._template(key)
+        if template is not None:
+            a = template.make((x_data.data_ptr(), _address(x_scales), recv_x.data_ptr(), _address(recv_scales)))
+            tv.put_group(a, "handle.rank_prefix_matrix", (rank_prefix_matrix, recv_src_idx, in_rank, send_slot))
+            c.check(lib.epcomm_dispatch(self._handle, ctypes.byref(a), stream))
+            event = self._exit(compute, async_finish, [x_data, x_scales, topk_idx, topk_weights, recv_x, recv_scales,
+                                                       rank_prefix_matrix, recv_src_idx, send_slot])
+            return ((recv_x, recv_scales) if fp8 else recv_x), None, None, None, None, event
         a = c.init(c.DispatchArgs)
         tv.put_present(a, (("x", x_data), ("x_scales", x_scales)))
         if not cached:
@@ -348,6 +365,7 @@ class Buffer:
         tv.put_present(a, (("recv_x", recv_x), ("recv_x_scales", recv_scales), ("recv_topk_idx", recv_topk),
                            ("recv_topk_weights", recv_w)))
         a.handle.num_recv_tokens = 0 if num_worst_tokens else num_recv
+        self._keep_template(key, a, _CACHED_DISPATCH_PATHS)
         c.check(lib.epcomm_dispatch(self._handle, ctypes.byref(a), stream))
         event = self._exit(compute, async_finish, [x_data, x_scales, topk_idx, topk_weights, recv_x, recv_scales,
                                                    recv_topk, recv_w, rank_prefix_matrix, recv_src_idx, send_slot])
@@ -369,13 +387,23 @@ class Buffer:
         with self._alloc(allocate_on_comm_stream):
             combined = self._new((T, x.size(1)), x.dtype)
             combined_w = self._new((T, topk_weights.size(1)), torch.float32) if topk_weights is not None else None
-        a = c.init(c.CombineArgs)
+        # With the default Config: a template for everything but the handle (see dispatch).
+        key = (("combine", _view_key(x), _view_key(topk_weights), _view_key(bias0), _view_key(bias1), T, num_recv,
+                matrix_host is None) if config is None else None)
+        template = self._template(key)
+        if template is not None:
+            a = template.make((x.data_ptr(), _address(topk_weights), _address(bias0), _address(bias1),
+                               combined.data_ptr(), _address(combined_w),
+                               0 if matrix_host is None else ctypes.addressof(matrix_host)))
+        else:
+            a = c.init(c.CombineArgs)
+            tv.put_present(a, (("x", x), ("topk_weights", topk_weights), ("bias0", bias0), ("bias1", bias1),
+                               ("combined_x", combined), ("combined_topk_weights", combined_w)))
+            a.handle.num_recv_tokens, a.config = int(num_recv), config_c
+            if matrix_host is not None:
+                tv.put_host_matrix(a, "handle.rank_prefix_matrix_host", matrix_host, self.group_size)
+            self._keep_template(key, a, _COMBINE_PATHS)
         tv.put_group(a, "handle.rank_prefix_matrix", (rank_prefix_matrix, recv_src_idx, in_rank, send_slot))
-        tv.put_present(a, (("x", x), ("topk_weights", topk_weights), ("bias0", bias0), ("bias1", bias1),
-                           ("combined_x", combined), ("combined_topk_weights", combined_w)))
-        a.handle.num_recv_tokens, a.config = int(num_recv), config_c
-        if matrix_host is not None:
-            tv.put_host_matrix(a, "handle.rank_prefix_matrix_host", matrix_host, self.group_size)
         c.check(c.library().epcomm_combine(self._handle, ctypes.byref(a), self._comm_raw))
         event = self._exit(compute, async_finish, [x, topk_weights, bias0, bias1, combined, combined_w])
         return combined, combined_w, event
@@ -551,8 +579,21 @@ class Buffer:
         _not_supported("low_latency_clean_mask_buffer", "shrinking the group (enable_shrink)")
 
 
-# The tensor fields a low-latency call's template rewrites, in the order of the addresses its
-# make() is given.
+def _view_key(t):
+    """What a tensor's view holds besides its address (for template keys); None when absent."""
+    return None if t is None else (t.shape, t.stride(), t.dtype, t.get_device())
+
+
+def _address(t):
+    return 0 if t is None else t.data_ptr()
+
+
+# The tensor fields each call's template rewrites, in the order of the addresses its make() is
+# given.
+_LAYOUT_PATHS = ("topk_idx", "num_tokens_per_rank", "num_tokens_per_expert", "is_token_in_rank")
+_CACHED_DISPATCH_PATHS = ("x", "x_scales", "recv_x", "recv_x_scales")
+_COMBINE_PATHS = ("x", "topk_weights", "bias0", "bias1", "combined_x", "combined_topk_weights",
+                  "handle.rank_prefix_matrix_host")
 _LL_DISPATCH_PATHS = ("x", "topk_idx", "packed_recv_x", "packed_recv_x_scales", "packed_recv_count",
                       "handle.src_info", "handle.layout_range")
 _LL_COMBINE_PATHS = ("x", "topk_idx", "topk_weights", "out", "handle.src_info", "handle.layout_range")

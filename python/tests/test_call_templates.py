@@ -1,4 +1,4 @@
-"""The low-latency methods' prepared argument structs (tv.CallTemplate) give the C library the
+"""The methods' prepared argument structs (tv.CallTemplate) give the C library the
 same bytes as the general path, call after call, with each call's own addresses; a call whose
 shapes, dtypes or options differ gets its own template. Runs the Python layer over a recording
 stand-in for the library, with CPU tensors: needs torch, no GPU."""
@@ -22,7 +22,8 @@ class _Recorder:
 
     def __getattr__(self, name):
         def call(*args):
-            if name in ("epcomm_low_latency_dispatch", "epcomm_low_latency_combine"):
+            if name in ("epcomm_low_latency_dispatch", "epcomm_low_latency_combine", "epcomm_get_dispatch_layout",
+                        "epcomm_dispatch", "epcomm_combine"):
                 self.structs.append(args[1]._obj.__class__.from_buffer_copy(args[1]._obj))
             return 0
 
@@ -33,7 +34,8 @@ class _Recorder:
 def buffer(monkeypatch):
     # The structs' C defaults from the real library first; what is cached while the stand-in is
     # loaded is dropped afterwards.
-    for struct_type in (c.LowLatencyDispatchArgs, c.LowLatencyCombineArgs):
+    for struct_type in (c.LowLatencyDispatchArgs, c.LowLatencyCombineArgs, c.LayoutArgs, c.DispatchArgs,
+                        c.CombineArgs):
         c.init(struct_type)
     monkeypatch.setattr(c, "_DEFAULTS", dict(c._DEFAULTS))
     monkeypatch.setattr(c, "_lib", _Recorder())
@@ -41,6 +43,7 @@ def buffer(monkeypatch):
     b = object.__new__(deep_ep.Buffer)  # no GPU: only the fields the LL methods read
     b._handle, b._device, b._dev, b.group_size, b._comm_raw, b._templates = (ctypes.c_void_p(1), 0,
                                                                             torch.device("cpu"), 2, 0, {})
+    b._dispatch_config_c, b._combine_config_c = c.init(c.Config), c.init(c.Config)
     b._like = {dt: torch.empty(0, dtype=dt) for dt in (torch.int32, torch.int64, torch.float32, torch.bfloat16,
                                                        torch.float8_e4m3fn, torch.bool)}
     yield b
@@ -115,3 +118,47 @@ def test_a_call_with_other_shapes_or_options_gets_its_own_template(buffer):
     stats = torch.zeros(E // 2, dtype=torch.int32)
     buffer.low_latency_dispatch(x, idx, 8, E, cumulative_local_expert_recv_stats=stats)
     assert len(buffer._templates) == 6
+
+
+def _handle(T, R, num_recv, with_host_matrix, seed):
+    g = torch.Generator().manual_seed(seed)
+    matrix_host = (ctypes.c_int32 * (R * R))() if with_host_matrix else None
+    return (torch.randint(0, 9, (R, R), generator=g, dtype=torch.int32),
+            torch.randint(0, T, (num_recv,), generator=g, dtype=torch.int32), torch.rand((T, R), generator=g) < 0.5,
+            torch.randint(0, 9, (T, R), generator=g, dtype=torch.int32), num_recv, matrix_host)
+
+
+@pytest.mark.parametrize("fp8", [False, True])
+def test_normal_templates_give_the_general_path_bytes_with_this_calls_addresses(buffer, fp8):
+    T, H, K, E, R, num_recv = 6, 512, 4, 16, 2, 9
+    lpaths, dpaths, cpaths = deep_ep._LAYOUT_PATHS, deep_ep._CACHED_DISPATCH_PATHS, deep_ep._COMBINE_PATHS
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.stack([torch.randperm(E, generator=g)[:K] for _ in range(T)])
+        per_rank, _, per_expert, in_rank, _ = buffer.get_dispatch_layout(idx, E)
+        used = c._lib.structs[-1]
+        assert _addresses(used, lpaths) == [_ptr(t) for t in (idx, per_rank, per_expert, in_rank)]
+        general = _general(buffer, lambda: buffer.get_dispatch_layout(idx, E))
+        assert _without_addresses(used, lpaths) == _without_addresses(general, lpaths)
+
+        handle = _handle(T, R, num_recv, with_host_matrix=seed != 1, seed=seed)
+        x = torch.randn((T, H), generator=g).to(torch.bfloat16)
+        x_in = (x.to(torch.float8_e4m3fn), torch.rand((T, H // 128), generator=g)) if fp8 else x
+        recv, *_ = buffer.dispatch(x_in, handle=handle)
+        used = c._lib.structs[-1]
+        recv_x, recv_scales = recv if fp8 else (recv, None)
+        x_data, x_scales = x_in if fp8 else (x_in, None)
+        assert _addresses(used, dpaths) == [_ptr(t) for t in (x_data, x_scales, recv_x, recv_scales)]
+        general = _general(buffer, lambda: buffer.dispatch(x_in, handle=handle))
+        assert _without_addresses(used, dpaths) == _without_addresses(general, dpaths)
+
+        rx, w = torch.randn((num_recv, H), generator=g).to(torch.bfloat16), torch.rand((num_recv, K), generator=g)
+        for kwargs in (dict(topk_weights=w), dict(), dict(topk_weights=w, bias=(x, x))):
+            combined, combined_w, _ = buffer.combine(rx, handle, **kwargs)
+            used = c._lib.structs[-1]
+            bias = kwargs.get("bias", (None, None))
+            host = 0 if handle[5] is None else ctypes.addressof(handle[5])
+            assert _addresses(used, cpaths) == [rx.data_ptr(), _ptr(kwargs.get("topk_weights")), _ptr(bias[0]),
+                                                _ptr(bias[1]), combined.data_ptr(), _ptr(combined_w), host]
+            general = _general(buffer, lambda: buffer.combine(rx, handle, **kwargs))
+            assert _without_addresses(used, cpaths) == _without_addresses(general, cpaths)
