@@ -473,7 +473,9 @@ class Buffer:
         if use_fp8:
             groups = H // 512 if use_ue8m0 else H // 128
             scale_type = torch.int32 if use_ue8m0 else torch.float32
-            scales = like[scale_type].new_empty((E_local, groups, rows)).transpose(1, 2)
+            # [E_local, rows, groups] column-major in the last two dimensions, in one call (an empty
+            # [E_local, groups, rows] transposed).
+            scales = like[scale_type].new_empty_strided((E_local, rows, groups), (groups * rows, 1, rows))
         count = like[torch.int32].new_empty(E_local)
         src_info = like[torch.int32].new_empty((E_local, rows))
         layout_range = like[torch.int64].new_empty((E_local, R))
