@@ -5,7 +5,9 @@
 #   scripts/ab-ll.sh [LOGFILE]
 #   env VARIANTS="name:ENV=.. ENV=..;name2:ENV=.." (default: the current defaults against the
 #       pre-reduced combine), RANKS (default: every GPU), TOKENS=128, HIDDEN=7168, ITERS=300,
-#       ROUNDS=3, TRACE=1 (one traced run per variant), BENCH=binary
+#       ROUNDS=3, TRACE=1 (one traced run per variant), BENCH=binary, RUN_TIMEOUT=40 (seconds per
+#       benchmark run; one run takes ~6-10 s, and a variant that hangs should cost little device
+#       time: 120 s per run once spent ~560 s of a session's 1800 on one broken variant)
 set -u
 cd "$(dirname "$0")/.."
 log=${1:-/dev/stdout}
@@ -19,7 +21,7 @@ for round in $(seq "${ROUNDS:-3}"); do
   for v in "${variants[@]}"; do
     name=${v%%:*} envs=${v#*:}
     echo "=== round $round variant $name ($envs)" >>"$log"
-    env $envs timeout 120 "$bench" --mode ll "${ranks[@]}" --tokens "${TOKENS:-128}" \
+    env $envs timeout "${RUN_TIMEOUT:-40}" "$bench" --mode ll "${ranks[@]}" --tokens "${TOKENS:-128}" \
       --hidden "${HIDDEN:-7168}" --iters "${ITERS:-300}" 2>&1 |
       grep -E "^#|^  (nccl_)?ll_(dispatch|combine)(_kernel)? " >>"$log"
   done
@@ -28,7 +30,7 @@ if [ "${TRACE:-0}" = 1 ]; then
   for v in "${variants[@]}"; do
     name=${v%%:*} envs=${v#*:}
     echo "=== trace variant $name ($envs)" >>"$log"
-    env $envs EPCOMM_TRACE=1 timeout 120 "$bench" --mode ll "${ranks[@]}" --tokens "${TOKENS:-128}" \
+    env $envs EPCOMM_TRACE=1 timeout "${RUN_TIMEOUT:-40}" "$bench" --mode ll "${ranks[@]}" --tokens "${TOKENS:-128}" \
       --hidden "${HIDDEN:-7168}" --iters 100 2>&1 | grep "trace\]" | tail -4 >>"$log"
   done
 fi
