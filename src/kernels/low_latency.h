@@ -215,6 +215,25 @@ __device__ __forceinline__ void release_half(const LowLatencyCommon& c, uint64_t
     // Release: our reads of what rank d wrote precede its next write into this half.
     st_release_sys(signal_at<uint64_t>(c, d, epoch, c.rank, core::kLlReleased), epoch);
 }
+
+// End of a receive (every block): the grid-wide count; the last block advances the epoch (one
+// kernel: the send left it to the receive, finish_send), runs `reset` (the half's per-call
+// state cleared for the call that uses it next; may do nothing), then releases the half to
+// every peer.
+template <class Reset>
+__device__ __forceinline__ void finish_recv(const LowLatencyCommon& c, uint64_t epoch,
+                                            LlKernel kernel, Reset reset) {
+  trace_mark(c, 5);
+  const bool last = last_block_done(c.counters + 1);
+  trace_mark(c, 6);
+  if (!last) return;
+  if (kernel == LlKernel::kSingle) advance_epoch(c, epoch);
+  reset();
+  // bar.sync orders the block's reads of the half, and the reset's stores, before the releases.
+  __syncthreads();
+  release_half(c, epoch);
+  trace_mark(c, 7);
+}
 #endif
 
 // The launches of an LL op: `both` sends and receives in one kernel (no hook); with a hook,

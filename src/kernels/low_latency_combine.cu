@@ -169,13 +169,7 @@ __device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p
       *reinterpret_cast<int4*>(p.out + t * p.out_stride + ch) = round_bf16x8(acc);
     }
   }
-  trace_mark(c, 5);
-  const bool last = last_block_done(c.counters + 1);
-  trace_mark(c, 6);
-  if (!last) return;
-  if (kernel == LlKernel::kSingle) advance_epoch(c, epoch);
-  release_half(c, epoch);
-  trace_mark(c, 7);
+  finish_recv(c, epoch, kernel, [] {});
 }
 
 using CombineOp = LlOp<LowLatencyCombineParams, ll_combine_send, ll_combine_recv>;

@@ -400,22 +400,14 @@ __device__ __forceinline__ void ll_reduced_recv(const LowLatencyCombineParams& p
     }
     *reinterpret_cast<int4*>(p.out + t * p.out_stride + ch) = round_bf16x8(acc);
   }
-  trace_mark(c, 5);
-  const bool last = last_block_done(c.counters + 1);
-  trace_mark(c, 6);
-  if (!last) return;
-  if (kernel == LlKernel::kSingle) advance_epoch(c, epoch);
-  // Ready for the next call that uses this half: no claims, no entries.
-  auto* counts = reinterpret_cast<int32_t*>(half + l.combine_map_offset);
-  for (int64_t i = threadIdx.x; i < int64_t{R} * l.num_max_tokens; i += blockDim.x) counts[i] = 0;
-  auto* entries = reinterpret_cast<int32_t*>(half + l.combine_entries_offset);
-  for (int64_t i = threadIdx.x; i < int64_t{R} * l.num_max_tokens * core::kMaxLowLatencyTopk;
-       i += blockDim.x)
-    entries[i] = 0;
-  // bar.sync orders the block's reads of the half before the releases.
-  __syncthreads();
-  release_half(c, epoch);
-  trace_mark(c, 7);
+  finish_recv(c, epoch, kernel, [&] {  // no claims, no entries
+    auto* counts = reinterpret_cast<int32_t*>(half + l.combine_map_offset);
+    for (int64_t i = threadIdx.x; i < int64_t{R} * l.num_max_tokens; i += blockDim.x) counts[i] = 0;
+    auto* entries = reinterpret_cast<int32_t*>(half + l.combine_entries_offset);
+    for (int64_t i = threadIdx.x; i < int64_t{R} * l.num_max_tokens * core::kMaxLowLatencyTopk;
+         i += blockDim.x)
+      entries[i] = 0;
+  });
 }
 
 using ReducedOp = LlOp<LowLatencyCombineParams, ll_reduced_send, ll_reduced_recv>;

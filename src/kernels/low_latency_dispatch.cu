@@ -398,17 +398,9 @@ __device__ __forceinline__ void ll_dispatch_recv(const LowLatencyDispatchParams&
       }
     }
   }
-  trace_mark(c, 5);
-  const bool last = last_block_done(c.counters + 1);
-  trace_mark(c, 6);
-  if (!last) return;
-  if (kernel == LlKernel::kSingle) advance_epoch(c, epoch);
-  for (int32_t i = threadIdx.x; i < E_local * R; i += blockDim.x)
-    place[i] = 0;  // ready for the next call that uses this half
-  // bar.sync orders the block's reads of the half before the releases.
-  __syncthreads();
-  release_half(c, epoch);
-  trace_mark(c, 7);
+  finish_recv(c, epoch, kernel, [&] {
+    for (int32_t i = threadIdx.x; i < E_local * R; i += blockDim.x) place[i] = 0;
+  });
 }
 
 using DispatchOp = LlOp<LowLatencyDispatchParams, ll_dispatch_send, ll_dispatch_recv>;
