@@ -46,6 +46,8 @@ const char* stage_name(WaitStage stage) {
       return "more rows than num_worst_tokens";
     case WaitStage::kHostMatrixMismatch:
       return "host rank_prefix_matrix mismatch";
+    case WaitStage::kRoutingMismatch:
+      return "routing differs from the dispatch's";
   }
   return "unknown stage";
 }

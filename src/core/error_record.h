@@ -30,6 +30,8 @@ enum class WaitStage : int32_t {
   kTooManyTokens = 8,       // value = rows received, limit = num_worst_tokens
   kHostMatrixMismatch = 9,  // handle.rank_prefix_matrix_host differs from the device matrix:
                             // value = rows for rank `peer` by the host copy, limit = by the device
+  kRoutingMismatch = 10,    // LL combine: source `peer`'s token names `limit` experts here, its
+                            // dispatch delivered `value` rows of them (topk_idx differs)
 };
 
 enum RecordStatus : int32_t { kRecordEmpty = 0, kRecordWriting = 1, kRecordValid = 2 };

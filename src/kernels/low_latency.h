@@ -98,11 +98,18 @@ __device__ __forceinline__ void trace_mark(const LowLatencyCommon& c, int slot) 
 }
 
 // Launches a low-latency kernel on every block (its block counter resets itself:
-// last_block_done; a memset per launch cost a kernel's worth of latency).
+// last_block_done; a memset per launch cost a kernel's worth of latency), with `smem` bytes of
+// dynamic shared memory.
 template <class Params>
-cudaError_t launch_ll(void (*kernel)(Params), const Params& p, int num_blocks,
-                      cudaStream_t stream) {
-  kernel<<<num_blocks, kLowLatencyThreads, 0, stream>>>(p);
+cudaError_t launch_ll(void (*kernel)(Params), const Params& p, int num_blocks, cudaStream_t stream,
+                      size_t smem = 0) {
+  if (smem > 0) {  // the kernel's limit for dynamic shared memory is 48 KB unless raised
+    if (auto e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      static_cast<int>(smem));
+        e != cudaSuccess)
+      return e;
+  }
+  kernel<<<num_blocks, kLowLatencyThreads, smem, stream>>>(p);
   return cudaGetLastError();
 }
 
@@ -157,11 +164,19 @@ __device__ __forceinline__ void finish_send(const LowLatencyCommon& c, uint64_t 
   if (last) advance_epoch(c, epoch);
 }
 
-// An LL op as the kernels below take it: its Params and its send and receive device functions.
+template <class P>
+size_t no_dynamic_smem(const P&) {
+  return 0;
+}
+
+// An LL op as the kernels below take it: its Params, its send and receive device functions, and
+// the dynamic shared memory its send needs.
 template <class P, bool (*kSend)(const P&, uint64_t, LlKernel),
-          void (*kRecv)(const P&, uint64_t, LlKernel)>
+          void (*kRecv)(const P&, uint64_t, LlKernel),
+          size_t (*kSendSmem)(const P&) = no_dynamic_smem<P>>
 struct LlOp {
   using Params = P;
+  static size_t send_smem(const P& p) { return kSendSmem(p); }
   static __device__ __forceinline__ bool send(const P& p, uint64_t epoch, LlKernel kernel) {
     return kSend(p, epoch, kernel);
   }
@@ -247,18 +262,28 @@ struct LlLaunchers {
 
 LlLaunchers<LowLatencyDispatchParams> ll_dispatch_launchers();
 LlLaunchers<LowLatencyCombineParams> ll_combine_launchers();
-// The pre-reduced combine (low_latency_combine_reduced.cu).
+// The pre-reduced combine (low_latency_combine_reduced.cu), and the shared memory its per-block
+// row listing takes: [R][N_max] counts and [R][N_max][topk] rows (docs/perf.md, LL v17). The
+// runtime uses it only where that fits kLlReducedIndexMaxBytes.
 LlLaunchers<LowLatencyCombineParams> ll_combine_reduced_launchers();
+inline size_t ll_reduced_index_bytes(int32_t num_ranks, int64_t num_max_tokens, int32_t topk) {
+  return sizeof(int32_t) * static_cast<size_t>(num_ranks) * static_cast<size_t>(num_max_tokens) *
+         static_cast<size_t>(topk + 1);
+}
+constexpr size_t kLlReducedIndexMaxBytes = 128 * 1024;
 
 #if defined(__CUDACC__)
 // The launchers of an LlOp's three kernels (each kernel file instantiates its op's).
 template <class Op>
 LlLaunchers<typename Op::Params> make_ll_launchers() {
   using P = typename Op::Params;
-  return {
-      [](const P& p, int n, cudaStream_t s) { return launch_ll(ll_single_kernel<Op>, p, n, s); },
-      [](const P& p, int n, cudaStream_t s) { return launch_ll(ll_send_kernel<Op>, p, n, s); },
-      [](const P& p, int n, cudaStream_t s) { return launch_ll(ll_recv_kernel<Op>, p, n, s); }};
+  return {[](const P& p, int n, cudaStream_t s) {
+            return launch_ll(ll_single_kernel<Op>, p, n, s, Op::send_smem(p));
+          },
+          [](const P& p, int n, cudaStream_t s) {
+            return launch_ll(ll_send_kernel<Op>, p, n, s, Op::send_smem(p));
+          },
+          [](const P& p, int n, cudaStream_t s) { return launch_ll(ll_recv_kernel<Op>, p, n, s); }};
 }
 #endif
 

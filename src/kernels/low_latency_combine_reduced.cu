@@ -1,9 +1,10 @@
-// Low-latency combine pre-reduced on the expert rank (docs/perf.md, LL v14). Each source first
-// tells every rank, per token, which of that rank's experts the token uses and with what summed
-// weight. The expert rank indexes its received rows by (source, token), sums each token's rows
-// there with those weights in float32, and sends one float32 partial per (token, expert rank)
-// instead of one BF16 row per (token, expert): at top-8 over 2 ranks half the bytes. The source
-// adds the partials in rank order and rounds once to BF16 (semantics.md section 5).
+// Low-latency combine pre-reduced on the expert rank (docs/perf.md, LL v14, v17). Each source
+// first tells every rank, per token, which of that rank's experts the token uses and with what
+// summed weight. Each block of the expert rank lists its received rows by (source, token) in
+// shared memory, sums each token's rows there with those weights in float32, and sends one
+// float32 partial per (token, expert rank) instead of one BF16 row per (token, expert): at top-8
+// over 2 ranks half the bytes. The source adds the partials in rank order and rounds once to
+// BF16 (semantics.md section 5).
 #include <cuda_bf16.h>
 
 #include "kernels/device/bf16x8.cuh"
@@ -35,17 +36,6 @@ __device__ __forceinline__ WeightsMessage* weights_message(const LowLatencyCommo
                                                            int32_t source, int64_t t) {
   return reinterpret_cast<WeightsMessage*>(half + c.layout.combine_weights_offset) +
          int64_t{source} * c.layout.num_max_tokens + t;
-}
-// Rows of (source, token) listed so far on this rank (each row claims the next entry).
-__device__ __forceinline__ int32_t* map_count(const LowLatencyCommon& c, uint8_t* half,
-                                              int32_t source, int64_t t) {
-  return reinterpret_cast<int32_t*>(half + c.layout.combine_map_offset) +
-         int64_t{source} * c.layout.num_max_tokens + t;
-}
-__device__ __forceinline__ int32_t* map_entries(const LowLatencyCommon& c, uint8_t* half,
-                                                int32_t source, int64_t t) {
-  return reinterpret_cast<int32_t*>(half + c.layout.combine_entries_offset) +
-         (int64_t{source} * c.layout.num_max_tokens + t) * core::kMaxLowLatencyTopk;
 }
 // Expert rank d's partial for token t, in the token's rank's half.
 __device__ __forceinline__ float* partial_slot(const LowLatencyCommon& c, uint8_t* half,
@@ -97,15 +87,16 @@ __device__ __forceinline__ TokenExpert token_expert(const LowLatencyCombineParam
   return first ? TokenExpert{e, sum} : TokenExpert{-1, 0.0f};
 }
 
-// Preconditions: blockDim = kThreads; K <= 16; R <= kMaxRanks.
+// Preconditions: blockDim = kThreads; K <= 16; R <= kMaxRanks; ll_reduced_index_bytes(R, N_max,
+// K) bytes of dynamic shared memory.
 // (0) wait until every peer released this half from call epoch - 2; block 0 publishes the token
 //     count and the signature ("started") to every peer.
 // (1) warps over this rank's tokens: one weights message to every rank (count 0 where the token
 //     has no expert), then the tags.
-// (2) threads over received rows: each row is added to its (source, token) entry list.
+// (2) threads over received rows: each block lists every row under its (source, token).
 // (3) warps over (source, token, slice) items, 32 at a time: wait for the items' weights messages
-//     and entry lists, then per item the weighted float32 sum of the token's rows here goes to
-//     the source's partial slot; the group's tags follow in one batch.
+//     (their rows from the block's listing), then per item the weighted float32 sum of the token's
+//     rows here goes to the source's partial slot; the group's tags follow in one batch.
 // Returns false when a wait failed (recorded; the block skips the call).
 __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p, uint64_t epoch,
                                                 LlKernel kernel) {
@@ -142,30 +133,50 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
     if (lane < R)
       st_release_sys_u32(&weights_message(c, half_base(c, lane, epoch), me, t)->tag, tag);
   }
-  // (2) Every block indexes the valid rows in shared memory; threads take one row each.
+  // (2) Every block lists, in its own shared memory, the rows of x of every (source, token):
+  // no global atomics, no reset, and no item waits for another block's listing (the global
+  // index of LL v14 cost ~6-10 us before the first item; docs/perf.md, LL v17).
   __shared__ int64_t range[core::kMaxExperts];  // [E_local][R], E_local * R <= kMaxExperts
   __shared__ int32_t first_row[core::kMaxExperts + 1];
   __shared__ int64_t tokens[kMaxRanks];
   __shared__ bool failed;
   using Rows = ExpertRows<kThreads>;
   __shared__ typename Rows::TempStorage scan_storage;
+  extern __shared__ int32_t index_smem[];
+  const int32_t n_max = l.num_max_tokens, list_k = p.topk;
+  int32_t* const listed = index_smem;               // [R][N_max] rows listed per (s, t)
+  int32_t* const entries = index_smem + R * n_max;  // [R][N_max][topk] rows of x
+  for (int32_t i = threadIdx.x; i < R * n_max; i += blockDim.x) listed[i] = 0;
   if (threadIdx.x == 0) failed = false;  // ordered before its readers by index()'s barriers
-  const int32_t total = Rows::index(p.layout_range, E_local, R, range, first_row, scan_storage);
   uint8_t* const my_half = half_base(c, me, epoch);
-  for (int64_t q = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; q < total;
-       q += int64_t{gridDim.x} * blockDim.x) {
-    int32_t j, s;
-    int64_t i;
-    Rows::locate(q, first_row, range, E_local, R, j, i, s);
-    const int64_t m = int64_t{j} * rows + i;
-    const int64_t t = p.src_info[m];
-    const int32_t pos = atomicAdd(map_count(c, my_half, s, t), 1);
-    // The entry is the row + 1 (0: not yet written) and orders nothing: x was written before
-    // the kernel, so the reader needs the value alone.
-    if (pos < core::kMaxLowLatencyTopk)
-      reinterpret_cast<volatile int32_t*>(map_entries(c, my_half, s, t))[pos] =
-          static_cast<int32_t>(m + 1);
+  // index() starts and ends with a bar.sync: the zeroed counts precede the claims below.
+  const int32_t total = Rows::index(p.layout_range, E_local, R, range, first_row, scan_storage);
+  constexpr int kListBatch = 4;  // src_info loads per thread in flight together
+  for (int32_t q0 = threadIdx.x; q0 < total; q0 += kListBatch * kThreads) {
+    int32_t m[kListBatch], t[kListBatch], s_of[kListBatch];
+#pragma unroll
+    for (int u = 0; u < kListBatch; ++u) {
+      const int32_t q = q0 + u * kThreads;
+      m[u] = -1;
+      if (q < total) {
+        int32_t j;
+        int64_t i;
+        Rows::locate(q, first_row, range, E_local, R, j, i, s_of[u]);
+        m[u] = static_cast<int32_t>(int64_t{j} * rows + i);
+        t[u] = p.src_info[m[u]];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kListBatch; ++u) {
+      // A token index out of range is no row of this call's sources: the items' count check
+      // below reports the mismatch.
+      if (m[u] < 0 || t[u] < 0 || t[u] >= n_max) continue;
+      const int32_t key = s_of[u] * n_max + t[u];
+      const int32_t pos = atomicAdd(&listed[key], 1);
+      if (pos < list_k) entries[key * list_k + pos] = m[u];
+    }
   }
+  __syncthreads();  // orders every listing before the items read it
   // (3) Every source's token count, published before its "started".
   for (int32_t s = threadIdx.x; s < R; s += blockDim.x) {
     if (!source_started(c.wait, signal_at<const uint64_t>(c, me, epoch, s, core::kLlStarted),
@@ -226,38 +237,41 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
                           [&] { return ld_acquire_sys_u32(&msg->tag) == tag; });
       if (ok) {
         my_n = *reinterpret_cast<const volatile int32_t*>(&msg->count);
-        const auto* entries =
-            reinterpret_cast<const volatile int32_t*>(map_entries(c, my_half, s, t));
-        // Every row of the token here is listed (the entry is the row + 1). A routing that
-        // differs from the dispatch's (fewer rows here than the message names) times out here,
-        // naming the source. All of the item's loads are issued together (unrolled, predicated):
-        // one memory latency for the table, not one per row.
+        // The block's listing of the token's rows here; the message must name as many experts
+        // as the dispatch (the handle) delivered rows, else topk_idx is not the dispatch's.
+        const int32_t key = s * n_max + t, found = listed[key];
+        if (found != my_n) {
+          record_input_error(c.wait, core::WaitStage::kRoutingMismatch, s, found, my_n);
+          ok = false;
+          my_n = 0;
+        }
+        const int32_t* const list = entries + key * list_k;
         constexpr int K = core::kMaxLowLatencyTopk;
         int32_t ent[K], ex[K];
         float wt[K];
 #pragma unroll
         for (int u = 0; u < K; ++u) {
-          ent[u] = u < my_n ? entries[u] : 1;
+          ent[u] = u < my_n ? list[u] : -1;
           ex[u] = u < my_n ? reinterpret_cast<const volatile int32_t*>(msg->expert)[u] : -1;
           wt[u] = u < my_n ? reinterpret_cast<const volatile float*>(msg->weight)[u] : 0.0f;
         }
-#pragma unroll
-        for (int u = 0; u < K; ++u)
-          if (ent[u] == 0 && ok)
-            ok = bounded_wait(c.wait, s, core::WaitStage::kDataArrival,
-                              [&] { return (ent[u] = entries[u]) != 0; });
-        int32_t ej[K];  // each entry's local expert
-#pragma unroll
-        for (int v = 0; v < K; ++v) ej[v] = (ent[v] - 1) / rows32;
-          // The message's experts in its order, each with its row of x.
+        // The message's experts in its order, each with its row of x (the listing's order
+        // depends on the claims; the message's is the source's top-k order, which fixes the
+        // summation order).
+        int32_t missing = 0;
 #pragma unroll
         for (int u = 0; u < K; ++u) {
           int32_t m = -1;
 #pragma unroll
           for (int v = 0; v < K; ++v)
-            if (v < my_n && ej[v] == ex[u]) m = ent[v] - 1;
+            if (v < my_n && ent[v] / rows32 == ex[u]) m = ent[v];
+          if (u < my_n && m < 0) ++missing;
           item_rows[warp][lane][u] = u < my_n ? m : -1;
           item_weights[warp][lane][u] = wt[u];
+        }
+        if (missing > 0) {  // as many rows as experts, but not the experts the message names
+          record_input_error(c.wait, core::WaitStage::kRoutingMismatch, s, my_n - missing, my_n);
+          ok = false;
         }
       }
     }
@@ -334,7 +348,7 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
 // Preconditions: blockDim = kThreads; R <= kMaxRanks.
 // (1) warps over (token t, slice): lane d waits for expert rank d's partial of the slice where
 //     t has an expert on d; each lane sums its 8 channels over d ascending and rounds once.
-// (2) last block: reset the (source, token) counts; release the half to every peer.
+// (2) last block: release the half to every peer.
 __device__ __forceinline__ void ll_reduced_recv(const LowLatencyCombineParams& p, uint64_t epoch,
                                                 LlKernel kernel) {
   const LowLatencyCommon& c = p.c;
@@ -400,17 +414,15 @@ __device__ __forceinline__ void ll_reduced_recv(const LowLatencyCombineParams& p
     }
     *reinterpret_cast<int4*>(p.out + t * p.out_stride + ch) = round_bf16x8(acc);
   }
-  finish_recv(c, epoch, kernel, [&] {  // no claims, no entries
-    auto* counts = reinterpret_cast<int32_t*>(half + l.combine_map_offset);
-    for (int64_t i = threadIdx.x; i < int64_t{R} * l.num_max_tokens; i += blockDim.x) counts[i] = 0;
-    auto* entries = reinterpret_cast<int32_t*>(half + l.combine_entries_offset);
-    for (int64_t i = threadIdx.x; i < int64_t{R} * l.num_max_tokens * core::kMaxLowLatencyTopk;
-         i += blockDim.x)
-      entries[i] = 0;
-  });
+  finish_recv(c, epoch, kernel, [] {});  // nothing of the half's to reset: the listing is per block
 }
 
-using ReducedOp = LlOp<LowLatencyCombineParams, ll_reduced_send, ll_reduced_recv>;
+size_t reduced_send_smem(const LowLatencyCombineParams& p) {
+  return ll_reduced_index_bytes(p.c.num_ranks, p.c.layout.num_max_tokens, p.topk);
+}
+
+using ReducedOp =
+    LlOp<LowLatencyCombineParams, ll_reduced_send, ll_reduced_recv, reduced_send_smem>;
 
 }  // namespace
 

@@ -219,6 +219,12 @@ Error Buffer::Impl::read_error_record() {
          << rec.value << " rows for rank " << rec.peer << " where the device matrix has "
          << rec.limit << " (a stale host copy: no rank takes these rows as arrived)";
       break;
+    case core::WaitStage::kRoutingMismatch:
+      code = ErrorCode::kInvalidArgument;
+      os << ": topk_idx: expected the routing of the handle's dispatch, got a token of rank "
+         << rec.peer << " naming " << rec.limit << " experts on this rank where the dispatch"
+         << " delivered " << rec.value << " of them";
+      break;
     case core::WaitStage::kArgumentMismatch:
       code = ErrorCode::kInvalidArgument;
       os << ": rank " << rec.peer

@@ -224,8 +224,13 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
   // every rank's weights messages, which a hook's send kernel should not. Off unless
   // EPCOMM_LL_PREREDUCE=1 (slower so far). Part of the signature, so ranks that differ are
   // reported.
+  // Its send lists the received rows in each block's shared memory (LL v17): only where that fits.
   static const bool prereduce_knob = kernels::env_is("EPCOMM_LL_PREREDUCE", "1");
-  const bool prereduce = prereduce_knob && !args.return_recv_hook && impl_->topo.num_ranks <= 8;
+  const bool prereduce =
+      prereduce_knob && !args.return_recv_hook && impl_->topo.num_ranks <= 8 &&
+      kernels::ll_reduced_index_bytes(impl_->topo.num_ranks, h.num_max_dispatch_tokens_per_rank,
+                                      static_cast<int32_t>(args.topk_idx.shape[1])) <=
+          kernels::kLlReducedIndexMaxBytes;
   p.c.signature = low_latency_signature(2, h.num_max_dispatch_tokens_per_rank, h.hidden,
                                         h.num_experts, prereduce ? 1 : 0);
   p.x = args.zero_copy
