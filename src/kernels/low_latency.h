@@ -100,16 +100,20 @@ __device__ __forceinline__ void trace_mark(const LowLatencyCommon& c, int slot) 
 // Launches a low-latency kernel on every block (its block counter resets itself:
 // last_block_done; a memset per launch cost a kernel's worth of latency), with `smem` bytes of
 // dynamic shared memory.
-template <class Params>
-cudaError_t launch_ll(void (*kernel)(Params), const Params& p, int num_blocks, cudaStream_t stream,
-                      size_t smem = 0) {
-  if (smem > 0) {  // the kernel's limit for dynamic shared memory is 48 KB unless raised
-    if (auto e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+template <class Params, void (*kKernel)(Params)>
+cudaError_t launch_ll(const Params& p, int num_blocks, cudaStream_t stream, size_t smem = 0) {
+  // Past 48 KB a kernel needs its limit raised. Only then, and once per larger size: a
+  // cudaFuncSetAttribute before every launch delayed each rank's kernel start by tens of us
+  // (the ranks' kernels then started apart: docs/perf.md, LL v17). One limit per kernel.
+  static size_t raised = 48 * 1024;
+  if (smem > raised) {
+    if (auto e = cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       static_cast<int>(smem));
         e != cudaSuccess)
       return e;
+    raised = smem;
   }
-  kernel<<<num_blocks, kLowLatencyThreads, smem, stream>>>(p);
+  kKernel<<<num_blocks, kLowLatencyThreads, smem, stream>>>(p);
   return cudaGetLastError();
 }
 
@@ -277,13 +281,14 @@ constexpr size_t kLlReducedIndexMaxBytes = 128 * 1024;
 template <class Op>
 LlLaunchers<typename Op::Params> make_ll_launchers() {
   using P = typename Op::Params;
-  return {[](const P& p, int n, cudaStream_t s) {
-            return launch_ll(ll_single_kernel<Op>, p, n, s, Op::send_smem(p));
-          },
-          [](const P& p, int n, cudaStream_t s) {
-            return launch_ll(ll_send_kernel<Op>, p, n, s, Op::send_smem(p));
-          },
-          [](const P& p, int n, cudaStream_t s) { return launch_ll(ll_recv_kernel<Op>, p, n, s); }};
+  return {
+      [](const P& p, int n, cudaStream_t s) {
+        return launch_ll<P, ll_single_kernel<Op>>(p, n, s, Op::send_smem(p));
+      },
+      [](const P& p, int n, cudaStream_t s) {
+        return launch_ll<P, ll_send_kernel<Op>>(p, n, s, Op::send_smem(p));
+      },
+      [](const P& p, int n, cudaStream_t s) { return launch_ll<P, ll_recv_kernel<Op>>(p, n, s); }};
 }
 #endif
 

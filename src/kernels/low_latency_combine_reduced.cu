@@ -153,27 +153,30 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
   const int32_t total = Rows::index(p.layout_range, E_local, R, range, first_row, scan_storage);
   constexpr int kListBatch = 4;  // src_info loads per thread in flight together
   for (int32_t q0 = threadIdx.x; q0 < total; q0 += kListBatch * kThreads) {
-    int32_t m[kListBatch], t[kListBatch], s_of[kListBatch];
+    // A listed row is (local expert << 16) | row within the expert (R * N_max <= 8192), so the
+    // items need no division to tell its expert (one per pair of entries and experts cost
+    // ~40 us of integer division in every block at the standard setting: docs/perf.md, LL v17).
+    int32_t packed[kListBatch], t[kListBatch], s_of[kListBatch];
 #pragma unroll
     for (int u = 0; u < kListBatch; ++u) {
       const int32_t q = q0 + u * kThreads;
-      m[u] = -1;
+      packed[u] = -1;
       if (q < total) {
         int32_t j;
         int64_t i;
         Rows::locate(q, first_row, range, E_local, R, j, i, s_of[u]);
-        m[u] = static_cast<int32_t>(int64_t{j} * rows + i);
-        t[u] = p.src_info[m[u]];
+        packed[u] = j << 16 | static_cast<int32_t>(i);
+        t[u] = p.src_info[int64_t{j} * rows + i];
       }
     }
 #pragma unroll
     for (int u = 0; u < kListBatch; ++u) {
       // A token index out of range is no row of this call's sources: the items' count check
       // below reports the mismatch.
-      if (m[u] < 0 || t[u] < 0 || t[u] >= n_max) continue;
+      if (packed[u] < 0 || t[u] < 0 || t[u] >= n_max) continue;
       const int32_t key = s_of[u] * n_max + t[u];
       const int32_t pos = atomicAdd(&listed[key], 1);
-      if (pos < list_k) entries[key * list_k + pos] = m[u];
+      if (pos < list_k) entries[key * list_k + pos] = packed[u];
     }
   }
   __syncthreads();  // orders every listing before the items read it
@@ -264,7 +267,8 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
           int32_t m = -1;
 #pragma unroll
           for (int v = 0; v < K; ++v)
-            if (v < my_n && ent[v] / rows32 == ex[u]) m = ent[v];
+            if (v < my_n && (ent[v] >> 16) == ex[u])
+              m = (ent[v] >> 16) * rows32 + (ent[v] & 0xffff);
           if (u < my_n && m < 0) ++missing;
           item_rows[warp][lane][u] = u < my_n ? m : -1;
           item_weights[warp][lane][u] = wt[u];
