@@ -261,16 +261,20 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
         // The message's experts in its order, each with its row of x (the listing's order
         // depends on the claims; the message's is the source's top-k order, which fixes the
         // summation order).
+        // The loops stop at the item's n (n^2 steps, not K^2: 16 warps per SM run this at
+        // once, and the K^2 form cost ~2 us before the first item; docs/perf.md, LL v17).
         int32_t missing = 0;
 #pragma unroll
         for (int u = 0; u < K; ++u) {
+          if (u >= my_n) break;
           int32_t m = -1;
 #pragma unroll
-          for (int v = 0; v < K; ++v)
-            if (v < my_n && (ent[v] >> 16) == ex[u])
-              m = (ent[v] >> 16) * rows32 + (ent[v] & 0xffff);
-          if (u < my_n && m < 0) ++missing;
-          item_rows[warp][lane][u] = u < my_n ? m : -1;
+          for (int v = 0; v < K; ++v) {
+            if (v >= my_n) break;
+            if ((ent[v] >> 16) == ex[u]) m = (ent[v] >> 16) * rows32 + (ent[v] & 0xffff);
+          }
+          if (m < 0) ++missing;
+          item_rows[warp][lane][u] = m;
           item_weights[warp][lane][u] = wt[u];
         }
         if (missing > 0) {  // as many rows as experts, but not the experts the message names
