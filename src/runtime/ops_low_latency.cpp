@@ -220,15 +220,18 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
   p.c = common(*impl_, h.num_max_dispatch_tokens_per_rank, h.hidden, h.num_experts,
                core::OpId::kLowLatencyCombine, impl_->block_counters + 6);
   p.c.hook_epoch = hook_epoch;
-  // Pre-reduced on the expert rank (docs/perf.md, LL v14) without a hook: its send waits for
-  // every rank's weights messages, which a hook's send kernel should not. Off unless
-  // EPCOMM_LL_PREREDUCE=1 (slower so far). Part of the signature, so ranks that differ are
-  // reported.
-  // Its send lists the received rows in each block's shared memory (LL v17): only where that fits.
-  static const bool prereduce_knob = kernels::env_is("EPCOMM_LL_PREREDUCE", "1");
+  // Pre-reduced on the expert rank (docs/perf.md, LL v14, v17) without a hook: its send waits for
+  // every rank's weights messages, which a hook's send kernel should not. Its send lists the
+  // received rows in each block's shared memory: only where that fits. The default at 2 ranks,
+  // where it sends half the bytes and measured 35.2 against 37.1 us (LL v17); at 3+ ranks it
+  // saves fewer bytes and is not measured yet. EPCOMM_LL_PREREDUCE=1 / 0 forces it on (up to 8
+  // ranks) / off. Part of the signature, so ranks that differ are reported.
+  static const bool prereduce_on = kernels::env_is("EPCOMM_LL_PREREDUCE", "1");
+  static const bool prereduce_off = kernels::env_is("EPCOMM_LL_PREREDUCE", "0");
+  const int32_t R = impl_->topo.num_ranks;
   const bool prereduce =
-      prereduce_knob && !args.return_recv_hook && impl_->topo.num_ranks <= 8 &&
-      kernels::ll_reduced_index_bytes(impl_->topo.num_ranks, h.num_max_dispatch_tokens_per_rank,
+      !prereduce_off && (prereduce_on ? R <= 8 : R == 2) && !args.return_recv_hook &&
+      kernels::ll_reduced_index_bytes(R, h.num_max_dispatch_tokens_per_rank,
                                       static_cast<int32_t>(args.topk_idx.shape[1])) <=
           kernels::kLlReducedIndexMaxBytes;
   p.c.signature = low_latency_signature(2, h.num_max_dispatch_tokens_per_rank, h.hidden,

@@ -344,6 +344,53 @@ TEST(GpuLowLatency, BadInputsAreRejectedOrReported) {
       }
       r.ctx->host_barrier();
     }
+    {
+      // A combine whose topk_idx is not its dispatch's: rank 0's token 0 names, in its slot 0,
+      // an expert of the last rank that the dispatch did not send it to. Rank 0 fails within
+      // the timeout (it waits for a row or partial that never comes); with the pre-reduced
+      // combine (the default at 2 ranks) the last rank reports the routing itself.
+      auto buffer = make_buffer(r, ll_options(r, c, 3.0));
+      ASSERT_TRUE(buffer);
+      LowLatencyDispatchArgs a = dispatch_args(want, c, keep, want.inputs[me].topk_idx);
+      ASSERT_TRUE(buffer->low_latency_dispatch(a, r.stream, nullptr).ok());
+      ASSERT_TRUE(buffer->synchronize(r.stream).ok());
+      HostTensor moved = want.inputs[me].topk_idx;
+      const int64_t K = moved.size(1);
+      auto get = [&](int64_t k) {
+        return moved.dtype() == DType::kInt64 ? moved.at<int64_t>({0, k})
+                                              : int64_t{moved.at<int32_t>({0, k})};
+      };
+      int64_t fresh = -1;  // an expert of the last rank that token 0 does not name
+      for (int64_t e = int64_t{c.experts_per_rank} * (R - 1);
+           fresh < 0 && e < int64_t{c.experts_per_rank} * R; ++e) {
+        bool named = false;
+        for (int64_t k = 0; k < K; ++k) named = named || get(k) == e;
+        if (!named) fresh = e;
+      }
+      ASSERT_GE(fresh, 0);
+      if (me == 0 && moved.dtype() == DType::kInt64) moved.at<int64_t>({0, 0}) = fresh;
+      if (me == 0 && moved.dtype() == DType::kInt32)
+        moved.at<int32_t>({0, 0}) = static_cast<int32_t>(fresh);
+      DeviceTensor topk(moved, r.device), w(want.inputs[me].topk_weights, r.device);
+      DeviceTensor out = DeviceTensor::poisoned(want.out[me], r.device);
+      LowLatencyCombineArgs cb;
+      cb.x = keep[2].view();  // identity experts: the received rows
+      cb.topk_idx = topk.view();
+      cb.topk_weights = w.view();
+      cb.handle = a.handle;
+      cb.out = out.view();
+      ASSERT_TRUE(buffer->low_latency_combine(cb, r.stream, nullptr).ok());
+      const Error e = buffer->synchronize(r.stream);
+      if (me == 0)
+        EXPECT_FALSE(e.ok()) << "rank 0: a combine routed unlike its dispatch went unreported";
+      if (R == 2 && me == R - 1) {
+        EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.to_string();
+        EXPECT_NE(e.message().find("topk_idx: expected the routing of the handle's dispatch"),
+                  std::string::npos)
+            << e.message();
+      }
+      r.ctx->host_barrier();
+    }
   });
 }
 
