@@ -18,12 +18,10 @@
 //   combine_recv  : [E][N_max][H] bf16, one row per (global expert, token of this rank), so the
 //                   source finds the row of (t, topk_idx[t, k]) without any per-row state
 //   combine_tags  : [E][N_max] uint32 arrival tags
-// The pre-reduced combine (docs/perf.md, LL v14) uses, in the same half:
+// The pre-reduced combine (docs/perf.md, LL v14, v17; it lists its rows in shared memory) uses,
+// in the same half:
 //   combine_weights : [R][N_max] messages, one per (source rank, source token): the token's local
 //                     experts here (first top-k slot order) and their summed weights
-//   combine_map     : [R][N_max] int32 rows of (source, token) listed so far, and
-//   combine_entries : [R][N_max][kMaxLowLatencyTopk] int32 rows of x (expert * R*N_max + row)
-//                     for (source, token), filled by this rank (receiver-local, zero between calls)
 //   combine_partial : [R][N_max][H] float32, expert rank d's weighted sum for token t at [d][t]
 //   combine_partial_tags : [R][N_max][ceil(H / kLlCombineSlice)] uint32 arrival tags
 // A call whose (N_max, hidden, E) differs from the previous call's moves the halves' contents;
@@ -84,8 +82,6 @@ struct LowLatencyLayout {
   int64_t combine_recv_offset = 0;
   int64_t combine_tags_offset = 0;
   int64_t combine_weights_offset = 0;
-  int64_t combine_map_offset = 0;
-  int64_t combine_entries_offset = 0;
   int64_t combine_partial_offset = 0;
   int64_t combine_slices = 0;  // partial tags per (expert rank, token)
   int64_t combine_partial_tags_offset = 0;
@@ -113,12 +109,9 @@ struct LowLatencyLayout {
     l.combine_recv_offset = align_up(l.place_offset + local_experts * r * 4, kRegionAlignment);
     l.combine_tags_offset = align_up(l.combine_recv_offset + e * n * h * 2, kRegionAlignment);
     l.combine_weights_offset = align_up(l.combine_tags_offset + e * n * 4, kRegionAlignment);
-    l.combine_map_offset =
+    l.combine_partial_offset =
         align_up(l.combine_weights_offset + r * n * int64_t{sizeof(LowLatencyWeightsMessage)},
                  kRegionAlignment);
-    l.combine_entries_offset = align_up(l.combine_map_offset + r * n * 4, kRegionAlignment);
-    l.combine_partial_offset =
-        align_up(l.combine_entries_offset + r * n * kMaxLowLatencyTopk * 4, kRegionAlignment);
     l.combine_slices = (h + kLlCombineSlice - 1) / kLlCombineSlice;
     l.combine_partial_tags_offset =
         align_up(l.combine_partial_offset + r * n * h * 4, kRegionAlignment);

@@ -123,23 +123,20 @@ TEST(Layout, LowLatencyHalvesHoldEveryRegion) {
   EXPECT_GE(l.place_offset, l.counts_offset + int64_t{4} * 72 * 4);
   EXPECT_GE(l.combine_recv_offset, l.place_offset + int64_t{72} * 4 * 4);
   EXPECT_GE(l.combine_tags_offset, l.combine_recv_offset + int64_t{288} * 128 * 7168 * 2);
-  // The pre-reduced combine's regions (perf.md, LL v14): [R][N_max] weights messages, row
-  // counts, K entries per (source, token), float32 partials, ceil(H / 256) tags.
+  // The pre-reduced combine's regions (perf.md, LL v14, v17): [R][N_max] weights messages,
+  // float32 partials, ceil(H / 256) tags.
   EXPECT_GE(l.combine_weights_offset, l.combine_tags_offset + int64_t{288} * 128 * 4);
-  EXPECT_GE(l.combine_map_offset,
+  EXPECT_GE(l.combine_partial_offset,
             l.combine_weights_offset +
                 int64_t{4} * 128 * int64_t{sizeof(core::LowLatencyWeightsMessage)});
-  EXPECT_GE(l.combine_entries_offset, l.combine_map_offset + int64_t{4} * 128 * 4);
-  EXPECT_GE(l.combine_partial_offset,
-            l.combine_entries_offset + int64_t{4} * 128 * core::kMaxLowLatencyTopk * 4);
   EXPECT_EQ(l.combine_slices, 28);
   EXPECT_EQ(core::LowLatencyLayout::make(8, 640, 2, 4).combine_slices, 3) << "half-full last slice";
   EXPECT_GE(l.combine_partial_tags_offset, l.combine_partial_offset + int64_t{4} * 128 * 7168 * 4);
   EXPECT_GE(l.half_bytes, l.combine_partial_tags_offset + int64_t{4} * 128 * 28 * 4);
-  for (int64_t off : {l.combine_send_offset, l.halves_offset, l.dispatch_tags_offset,
-                      l.counts_offset, l.combine_recv_offset, l.combine_tags_offset,
-                      l.combine_weights_offset, l.combine_map_offset, l.combine_entries_offset,
-                      l.combine_partial_offset, l.combine_partial_tags_offset})
+  for (int64_t off :
+       {l.combine_send_offset, l.halves_offset, l.dispatch_tags_offset, l.counts_offset,
+        l.combine_recv_offset, l.combine_tags_offset, l.combine_weights_offset,
+        l.combine_partial_offset, l.combine_partial_tags_offset})
     EXPECT_EQ(off % core::kRegionAlignment, 0);
   EXPECT_EQ(l.half_offset(3), l.halves_offset + l.half_bytes);
   EXPECT_EQ(l.half_offset(4), l.halves_offset);
