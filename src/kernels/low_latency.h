@@ -30,11 +30,13 @@ struct LowLatencyCommon {
   uint64_t* trace;
 };
 
-constexpr int kLlTraceSlots = 8;
-// What each slot marks the end of (slot 0: the block's start).
+constexpr int kLlTraceSlots = 15;
+// What each slot marks the end of (slot 0: the block's start). Slots 8-14: phases of the
+// pre-reduced combine only (docs/perf.md, LL v18).
 inline constexpr const char* kLlTraceSlotNames[kLlTraceSlots] = {
-    "start",     "half released",   "sent", "send counted", "sources started",
-    "rows done", "receive counted", "end"};
+    "start",       "half released",   "sent",         "send counted",  "sources started",
+    "rows done",   "receive counted", "end",          "messages sent", "counts read",
+    "rows listed", "first items",     "warp 0 items", "block items",   "first partials in"};
 
 struct LowLatencyDispatchParams {
   LowLatencyCommon c;
@@ -91,9 +93,11 @@ __device__ __forceinline__ uint8_t* half_base(const LowLatencyCommon& c, int32_t
 }
 constexpr int kLowLatencyThreads = 512;
 
-// Block's global-timer ns at the end of phase `slot` (kLlTraceSlotNames), when tracing.
-__device__ __forceinline__ void trace_mark(const LowLatencyCommon& c, int slot) {
-  if (c.trace != nullptr && threadIdx.x == 0)
+// Block's global-timer ns at the end of phase `slot` (kLlTraceSlotNames), when tracing, as
+// thread `thread` sees it.
+__device__ __forceinline__ void trace_mark(const LowLatencyCommon& c, int slot,
+                                           unsigned thread = 0) {
+  if (c.trace != nullptr && threadIdx.x == thread)
     c.trace[blockIdx.x * kLlTraceSlots + slot] = global_timer_ns();
 }
 
@@ -243,7 +247,8 @@ template <class Reset>
 __device__ __forceinline__ void finish_recv(const LowLatencyCommon& c, uint64_t epoch,
                                             LlKernel kernel, Reset reset) {
   trace_mark(c, 5);
-  const bool last = last_block_done(c.counters + 1);
+  // The receive's writes are its outputs, local and read only after the kernel: a GPU-scope count.
+  const bool last = last_block_done_local(c.counters + 1);
   trace_mark(c, 6);
   if (!last) return;
   if (kernel == LlKernel::kSingle) advance_epoch(c, epoch);

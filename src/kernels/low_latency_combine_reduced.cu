@@ -7,6 +7,8 @@
 // BF16 (semantics.md section 5).
 #include <cuda_bf16.h>
 
+#include <type_traits>
+
 #include "kernels/device/bf16x8.cuh"
 #include "kernels/device/bounded_wait.cuh"
 #include "kernels/device/copy.cuh"
@@ -91,12 +93,14 @@ __device__ __forceinline__ TokenExpert token_expert(const LowLatencyCombineParam
 // K) bytes of dynamic shared memory.
 // (0) wait until every peer released this half from call epoch - 2; block 0 publishes the token
 //     count and the signature ("started") to every peer.
-// (1) warps over this rank's tokens: one weights message to every rank (count 0 where the token
-//     has no expert), then the tags.
-// (2) threads over received rows: each block lists every row under its (source, token).
-// (3) warps over (source, token, slice) items, 32 at a time: wait for the items' weights messages
-//     (their rows from the block's listing), then per item the weighted float32 sum of the token's
-//     rows here goes to the source's partial slot; the group's tags follow in one batch.
+// (1) the block's first warps over this rank's tokens: one weights message to every rank (count
+//     0 where the token has no expert), then the tags; then warp 0 reads every source's "started"
+//     and token count (3).
+// (2) meanwhile the block's other warps list every received row under its (source, token).
+// (4) warps over (source, token, slice) items, 8 at a time: wait for the items' weights messages
+//     (their rows from the block's listing), then the weighted float32 sums of the token's rows
+//     here, two items at a time where top-k <= 8, go to the sources' partial slots; one fence
+//     and the block's tags at the end.
 // Returns false when a wait failed (recorded; the block skips the call).
 __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p, uint64_t epoch,
                                                 LlKernel kernel) {
@@ -104,101 +108,123 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
   const core::LowLatencyLayout& l = c.layout;
   const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __shared__ int64_t range[core::kMaxExperts];  // [E_local][R], E_local * R <= kMaxExperts
+  __shared__ int32_t first_row[core::kMaxExperts + 1];
+  __shared__ int64_t tokens[kMaxRanks];
+  __shared__ bool failed;
+  // The items' tags, released by one thread of the block after one system-scope fence at the
+  // end, instead of one fence per item or per warp (every fence waits for NVLink stores; a few
+  // thousand of them per call cost more than the bytes: docs/perf.md, LL v14).
+  constexpr int kBlockTags = 512;
+  __shared__ uint32_t* block_tags[kBlockTags];
+  __shared__ int block_tag_count;
+  if (threadIdx.x == 0)
+    failed = false, block_tag_count = 0;  // before wait_half_released's bar.sync
+  // Warps [0, msg_warps) send the weights messages, then warp 0 reads every source's token
+  // count; the other warps list the received rows meanwhile (one after the other, the two phases
+  // took ~3.5 us before the first item: docs/perf.md, LL v18). As many message warps as this
+  // rank's tokens need at one token per warp per block (the same in every block), at most half.
+  const int64_t per_block = (p.num_tokens + gridDim.x - 1) / gridDim.x;
+  const int msg_warps = static_cast<int>(per_block <= 1           ? 1
+                                         : per_block < kWarps / 2 ? per_block
+                                                                  : kWarps / 2);
   if (!wait_half_released(c, epoch)) return false;
   if (blockIdx.x == 0) publish_started(c, epoch, p.num_tokens);
   const int64_t H = l.hidden, rows = int64_t{R} * l.num_max_tokens;
   const uint32_t tag = static_cast<uint32_t>(epoch);
   const int64_t total_warps = int64_t{gridDim.x} * kWarps;
   const int64_t first_item = int64_t{warp} * gridDim.x + blockIdx.x;
-  // (1) The weights messages never wait, so no rank's pre-reduction waits behind another's send.
-  // A token's messages to every rank are written first, then lane d releases rank d's tag: the
-  // ranks' system-scope releases run side by side, not one after the other.
-  for (int64_t t = first_item; t < p.num_tokens; t += total_warps) {
-    const TokenExpert te = token_expert(p, t, lane);
-    const int32_t d_of = te.expert >= 0 ? te.expert / E_local : -1;
-    for (int32_t d = 0; d < R; ++d) {
-      const uint32_t mask = __ballot_sync(0xffffffffu, d_of == d);
-      WeightsMessage* msg = weights_message(c, half_base(c, d, epoch), me, t);
-      if (d_of == d) {
-        const int pos = __popc(mask & lanemask_lt());
-        msg->expert[pos] = te.expert - d * E_local;
-        msg->weight[pos] = te.weight;
-      }
-      if (lane == 0) msg->count = __popc(mask);
-    }
-    // __syncwarp orders every lane's message stores before the tag releases, which (cumulative)
-    // carry them to their ranks.
-    __syncwarp();
-    // Release: token t's message precedes its tag on rank `lane`.
-    if (lane < R)
-      st_release_sys_u32(&weights_message(c, half_base(c, lane, epoch), me, t)->tag, tag);
-  }
-  // (2) Every block lists, in its own shared memory, the rows of x of every (source, token):
-  // no global atomics, no reset, and no item waits for another block's listing (the global
-  // index of LL v14 cost ~6-10 us before the first item; docs/perf.md, LL v17).
-  __shared__ int64_t range[core::kMaxExperts];  // [E_local][R], E_local * R <= kMaxExperts
-  __shared__ int32_t first_row[core::kMaxExperts + 1];
-  __shared__ int64_t tokens[kMaxRanks];
-  __shared__ bool failed;
-  using Rows = ExpertRows<kThreads>;
-  __shared__ typename Rows::TempStorage scan_storage;
   extern __shared__ int32_t index_smem[];
   const int32_t n_max = l.num_max_tokens, list_k = p.topk;
   int32_t* const listed = index_smem;               // [R][N_max] rows listed per (s, t)
   int32_t* const entries = index_smem + R * n_max;  // [R][N_max][topk] rows of x
-  for (int32_t i = threadIdx.x; i < R * n_max; i += blockDim.x) listed[i] = 0;
-  if (threadIdx.x == 0) failed = false;  // ordered before its readers by index()'s barriers
   uint8_t* const my_half = half_base(c, me, epoch);
-  // index() starts and ends with a bar.sync: the zeroed counts precede the claims below.
-  const int32_t total = Rows::index(p.layout_range, E_local, R, range, first_row, scan_storage);
-  constexpr int kListBatch = 4;  // src_info loads per thread in flight together
-  for (int32_t q0 = threadIdx.x; q0 < total; q0 += kListBatch * kThreads) {
-    // A listed row is (local expert << 16) | row within the expert (R * N_max <= 8192), so the
-    // items need no division to tell its expert (one per pair of entries and experts cost
-    // ~40 us of integer division in every block at the standard setting: docs/perf.md, LL v17).
-    int32_t packed[kListBatch], t[kListBatch], s_of[kListBatch];
+  if (warp < msg_warps) {
+    // (1) The weights messages never wait, so no rank's pre-reduction waits behind another's
+    // send. A token's messages to every rank are written first, then lane d releases rank d's
+    // tag: the ranks' system-scope releases run side by side, not one after the other.
+    for (int64_t t = first_item; t < p.num_tokens; t += int64_t{msg_warps} * gridDim.x) {
+      const TokenExpert te = token_expert(p, t, lane);
+      const int32_t d_of = te.expert >= 0 ? te.expert / E_local : -1;
+      for (int32_t d = 0; d < R; ++d) {
+        const uint32_t mask = __ballot_sync(0xffffffffu, d_of == d);
+        WeightsMessage* msg = weights_message(c, half_base(c, d, epoch), me, t);
+        if (d_of == d) {
+          const int pos = __popc(mask & lanemask_lt());
+          msg->expert[pos] = te.expert - d * E_local;
+          msg->weight[pos] = te.weight;
+        }
+        if (lane == 0) msg->count = __popc(mask);
+      }
+      // __syncwarp orders every lane's message stores before the tag releases, which
+      // (cumulative) carry them to their ranks.
+      __syncwarp();
+      // Release: token t's message precedes its tag on rank `lane`.
+      if (lane < R)
+        st_release_sys_u32(&weights_message(c, half_base(c, lane, epoch), me, t)->tag, tag);
+    }
+    trace_mark(c, 8);
+    // (3) Every source's token count, published before its "started".
+    if (warp == 0 && lane < R) {
+      if (source_started(c.wait, signal_at<const uint64_t>(c, me, epoch, lane, core::kLlStarted),
+                         signal_at<const volatile uint64_t>(c, me, epoch, lane, core::kLlSignature),
+                         c.signature, epoch, lane))
+        tokens[lane] = *signal_at<const volatile int64_t>(c, me, epoch, lane, core::kLlTokens);
+      else
+        failed = true;
+    }
+    trace_mark(c, 9);
+  } else {
+    // (2) Every block lists, in its own shared memory, the rows of x of every (source, token):
+    // no global atomics, no reset, and no item waits for another block's listing (the global
+    // index of LL v14 cost ~6-10 us before the first item; docs/perf.md, LL v17).
+    const int first_thread = msg_warps * 32, num_threads = kThreads - first_thread;
+    const int me_t = static_cast<int>(threadIdx.x) - first_thread;
+    for (int32_t i = me_t; i < R * n_max; i += num_threads) listed[i] = 0;
+    // index_by_warps starts and ends with a barrier of these threads: the zeroed counts precede
+    // the claims below.
+    using Rows = ExpertRows<kThreads>;
+    const int32_t total = Rows::index_by_warps(p.layout_range, E_local, R, range, first_row,
+                                               first_thread, num_threads, /*barrier_id=*/1);
+    constexpr int kListBatch = 4;  // src_info loads per thread in flight together
+    for (int32_t q0 = me_t; q0 < total; q0 += kListBatch * num_threads) {
+      // A listed row is (local expert << 16) | row within the expert (R * N_max <= 8192), so
+      // the items need no division to tell its expert (one per pair of entries and experts cost
+      // ~40 us of integer division in every block at the standard setting: docs/perf.md, LL v17).
+      int32_t packed[kListBatch], t[kListBatch], s_of[kListBatch];
 #pragma unroll
-    for (int u = 0; u < kListBatch; ++u) {
-      const int32_t q = q0 + u * kThreads;
-      packed[u] = -1;
-      if (q < total) {
-        int32_t j;
-        int64_t i;
-        Rows::locate(q, first_row, range, E_local, R, j, i, s_of[u]);
-        packed[u] = j << 16 | static_cast<int32_t>(i);
-        t[u] = p.src_info[int64_t{j} * rows + i];
+      for (int u = 0; u < kListBatch; ++u) {
+        const int32_t q = q0 + u * num_threads;
+        packed[u] = -1;
+        if (q < total) {
+          int32_t j;
+          int64_t i;
+          Rows::locate(q, first_row, range, E_local, R, j, i, s_of[u]);
+          packed[u] = j << 16 | static_cast<int32_t>(i);
+          t[u] = p.src_info[int64_t{j} * rows + i];
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kListBatch; ++u) {
+        // A token index out of range is no row of this call's sources: the items' count check
+        // below reports the mismatch.
+        if (packed[u] < 0 || t[u] < 0 || t[u] >= n_max) continue;
+        const int32_t key = s_of[u] * n_max + t[u];
+        const int32_t pos = atomicAdd(&listed[key], 1);
+        if (pos < list_k) entries[key * list_k + pos] = packed[u];
       }
     }
-#pragma unroll
-    for (int u = 0; u < kListBatch; ++u) {
-      // A token index out of range is no row of this call's sources: the items' count check
-      // below reports the mismatch.
-      if (packed[u] < 0 || t[u] < 0 || t[u] >= n_max) continue;
-      const int32_t key = s_of[u] * n_max + t[u];
-      const int32_t pos = atomicAdd(&listed[key], 1);
-      if (pos < list_k) entries[key * list_k + pos] = packed[u];
-    }
+    trace_mark(c, 10, first_thread);
   }
-  __syncthreads();  // orders every listing before the items read it
-  // (3) Every source's token count, published before its "started".
-  for (int32_t s = threadIdx.x; s < R; s += blockDim.x) {
-    if (!source_started(c.wait, signal_at<const uint64_t>(c, me, epoch, s, core::kLlStarted),
-                        signal_at<const volatile uint64_t>(c, me, epoch, s, core::kLlSignature),
-                        c.signature, epoch, s)) {
-      failed = true;
-      continue;
-    }
-    tokens[s] = *signal_at<const volatile int64_t>(c, me, epoch, s, core::kLlTokens);
-  }
-  __syncthreads();
+  __syncthreads();  // orders the listing and the token counts before the items read them
   if (failed) return false;
   const int64_t slices = l.combine_slices;
   int64_t all_tokens = 0;
   for (int32_t s = 0; s < R; ++s) all_tokens += tokens[s];
-  // The warp's items go in groups of 32: lane k first waits for item k's weights message and
-  // row entries, then the warp sums and stores the items one by one, then releases their tags
-  // together. The waits' acquires (system scope) come before the group's NVLink stores, so none
-  // of them waits for stores in flight (docs/perf.md, LL v14).
+  // (4) The warp's items go in groups of kGroup: lane k first waits for item k's weights message
+  // and row entries, then the warp sums and stores the items (sum_items), then their tags are
+  // listed for the block's release at the end. The waits' acquires (system scope) come before the
+  // group's NVLink stores, so none of them waits for stores in flight (docs/perf.md, LL v14).
   // 32-bit item arithmetic: R * N_max * slices < 2^31, and 64-bit divisions cost ~70
   // instructions each.
   const int32_t num_items = static_cast<int32_t>(all_tokens * slices);
@@ -211,14 +237,6 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
     t = st;
   };
   const int32_t warps32 = static_cast<int32_t>(total_warps);
-  // The items' tags, released by one thread of the block after one system-scope fence at the
-  // end, instead of one fence per item or per warp (every fence waits for NVLink stores; a few
-  // thousand of them per call cost more than the bytes: docs/perf.md, LL v14).
-  constexpr int kBlockTags = 512;
-  __shared__ uint32_t* block_tags[kBlockTags];
-  __shared__ int block_tag_count;
-  if (threadIdx.x == 0) block_tag_count = 0;
-  __syncthreads();
   // Per warp, the rows and weights of its current group's items, resolved once in the group's
   // prologue so that an item's loop has no dependent global load before its loads of x.
   __shared__ int32_t item_rows[kWarps][kGroup][core::kMaxLowLatencyTopk];
@@ -287,62 +305,87 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
     // Lane k acquired item k's message tag and wrote its table; __syncwarp orders every lane's
     // later reads after both.
     __syncwarp();
-    if (kernel == LlKernel::kSingle && warp == 0 && group == first_item) trace_mark(c, 3);
-    for (int k = 0; k < kGroup; ++k) {
-      const int32_t item = group + k * warps32;
-      if (item >= num_items) break;
-      const int32_t n = __shfl_sync(0xffffffffu, my_n, k);
-      if (n == 0) continue;  // no expert of the token here: its source waits for no partial
-      int32_t s, t, slice;
-      decode(item, s, t, slice);
-      // Lane l's 8 channels of the slice (stored where half_positions says).
-      const int64_t ch = int64_t{slice} * kSlice + lane * 8;
-      int4 v[core::kMaxLowLatencyTopk];
-      float wk[core::kMaxLowLatencyTopk];
+    if (warp == 0 && group == first_item) trace_mark(c, 11);
+    // Items k0 .. k0 + kItems - 1 of the group, each with at most kRows rows here: every row
+    // load of the kItems items is issued before the first sum, so a warp's items wait for one
+    // memory latency together instead of one each (docs/perf.md, LL v18).
+    const auto sum_items = [&](auto rows_c, auto items_c, int k0) {
+      constexpr int kRows = decltype(rows_c)::value, kItems = decltype(items_c)::value;
+      int32_t n[kItems], s[kItems], t[kItems], slice[kItems];
+      int4 v[kItems][kRows];
+      float wk[kItems][kRows];
 #pragma unroll
-      for (int r = 0; r < core::kMaxLowLatencyTopk; ++r) {
-        const int32_t mr = r < n ? item_rows[warp][k][r] : -1;
-        wk[r] = r < n ? item_weights[warp][k][r] : 0.0f;
-        if (mr >= 0 && ch < H && !(kDiagnostics && (p.diag & 1)))
-          v[r] = ld_nc_v4(reinterpret_cast<const int4*>(p.x + int64_t{mr} * H + ch));
-        else
-          wk[r] = 0.0f, v[r] = make_int4(0, 0, 0, 0);
-      }
-      if (ch < H) {
-        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (int i = 0; i < kItems; ++i) {
+        const int32_t item = group + (k0 + i) * warps32;
+        n[i] = __shfl_sync(0xffffffffu, my_n, (k0 + i) % kGroup);
+        if (k0 + i >= kGroup || item >= num_items) n[i] = 0;
+        s[i] = t[i] = slice[i] = 0;
+        if (n[i] > 0) decode(item, s[i], t[i], slice[i]);
+        // Lane l's 8 channels of the slice (stored where half_positions says).
+        const int64_t ch = int64_t{slice[i]} * kSlice + lane * 8;
 #pragma unroll
-        for (int r = 0; r < core::kMaxLowLatencyTopk; ++r)  // the source's order: fixed
-          add_weighted_bf16x8(acc, wk[r], v[r]);
-        // Diagnostic bit 1: every partial into our own half (no NVLink; results wrong).
-        const int32_t to = kDiagnostics && (p.diag & 2) ? me : s;
-        float* slot = partial_slot(c, half_base(c, to, epoch), me, t) + int64_t{slice} * kSlice;
-        const int2 at = half_positions(slice, H, lane);
-        st_na_v4(reinterpret_cast<int4*>(slot) + at.x,
-                 make_int4(__float_as_int(acc[0]), __float_as_int(acc[1]), __float_as_int(acc[2]),
-                           __float_as_int(acc[3])));
-        st_na_v4(reinterpret_cast<int4*>(slot) + at.y,
-                 make_int4(__float_as_int(acc[4]), __float_as_int(acc[5]), __float_as_int(acc[6]),
-                           __float_as_int(acc[7])));
+        for (int r = 0; r < kRows; ++r) {
+          const int32_t mr = r < n[i] ? item_rows[warp][k0 + i][r] : -1;
+          wk[i][r] = r < n[i] ? item_weights[warp][k0 + i][r] : 0.0f;
+          if (mr >= 0 && ch < H && !(kDiagnostics && (p.diag & 1)))
+            v[i][r] = ld_nc_v4(reinterpret_cast<const int4*>(p.x + int64_t{mr} * H + ch));
+          else
+            wk[i][r] = 0.0f, v[i][r] = make_int4(0, 0, 0, 0);
+        }
       }
-      uint32_t* tag_ptr = partial_tag(c, half_base(c, s, epoch), me, t, slice);
-      const int slot = lane == 0 ? atomicAdd(&block_tag_count, 1) : 0;
-      if (__shfl_sync(0xffffffffu, slot, 0) < kBlockTags) {
-        if (lane == 0) block_tags[slot] = tag_ptr;
-      } else {  // the block's list is full: this item's own release
-        // __syncwarp orders every lane's stores of the item before lane 0's release.
-        __syncwarp();
-        // Release: the item's partial precedes its tag on the source.
-        if (lane == 0) st_release_sys_u32(tag_ptr, tag);
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) {
+        if (n[i] == 0) continue;  // no expert of the token here: its source waits for no partial
+        const int64_t ch = int64_t{slice[i]} * kSlice + lane * 8;
+        if (ch < H) {
+          float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll
+          for (int r = 0; r < kRows; ++r)  // the source's order: fixed
+            add_weighted_bf16x8(acc, wk[i][r], v[i][r]);
+          // Diagnostic bit 1: every partial into our own half (no NVLink; results wrong).
+          const int32_t to = kDiagnostics && (p.diag & 2) ? me : s[i];
+          float* slot =
+              partial_slot(c, half_base(c, to, epoch), me, t[i]) + int64_t{slice[i]} * kSlice;
+          const int2 at = half_positions(slice[i], H, lane);
+          st_na_v4(reinterpret_cast<int4*>(slot) + at.x,
+                   make_int4(__float_as_int(acc[0]), __float_as_int(acc[1]), __float_as_int(acc[2]),
+                             __float_as_int(acc[3])));
+          st_na_v4(reinterpret_cast<int4*>(slot) + at.y,
+                   make_int4(__float_as_int(acc[4]), __float_as_int(acc[5]), __float_as_int(acc[6]),
+                             __float_as_int(acc[7])));
+        }
+        uint32_t* tag_ptr = partial_tag(c, half_base(c, s[i], epoch), me, t[i], slice[i]);
+        const int at_tag = lane == 0 ? atomicAdd(&block_tag_count, 1) : 0;
+        if (__shfl_sync(0xffffffffu, at_tag, 0) < kBlockTags) {
+          if (lane == 0) block_tags[at_tag] = tag_ptr;
+        } else {  // the block's list is full: this item's own release
+          // __syncwarp orders every lane's stores of the item before lane 0's release.
+          __syncwarp();
+          // Release: the item's partial precedes its tag on the source.
+          if (lane == 0) st_release_sys_u32(tag_ptr, tag);
+        }
       }
+    };
+    // Two items at a time where no item has more than 8 rows (top-k <= 8), else one at a time:
+    // the registers of 16 row loads either way.
+    if (p.topk <= 8) {
+      for (int k = 0; k < kGroup && group + k * warps32 < num_items; k += 2)
+        sum_items(std::integral_constant<int, 8>{}, std::integral_constant<int, 2>{}, k);
+    } else {
+      for (int k = 0; k < kGroup && group + k * warps32 < num_items; ++k)
+        sum_items(std::integral_constant<int, core::kMaxLowLatencyTopk>{},
+                  std::integral_constant<int, 1>{}, k);
     }
     // The next group's prologue rewrites the tables: every lane is done reading them.
     __syncwarp();
   }
+  trace_mark(c, 12);
   // A failed wait (recorded) leaves the block's tags unreleased: the sources time out naming us.
   if (!warp_ok && lane == 0) failed = true;
   // bar.sync orders every thread's partial stores before thread 0's fence, which (cumulative)
   // orders them before its tag stores: a release of every listed tag.
   __syncthreads();
+  trace_mark(c, 13);
   if (failed) return false;
   if (threadIdx.x == 0) {
     __threadfence_system();
@@ -392,6 +435,7 @@ __device__ __forceinline__ void ll_reduced_recv(const LowLatencyCombineParams& p
       }
     }
     if (!__all_sync(0xffffffffu, arrived)) break;
+    if (warp == 0 && item == blockIdx.x) trace_mark(c, 14);
     // Lane d acquired rank d's tag; __syncwarp orders every lane's loads after those acquires.
     __syncwarp();
     const int64_t ch = slice * kSlice + lane * 8;

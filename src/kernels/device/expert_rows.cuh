@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "kernels/device/ptx.cuh"
+
 namespace epcomm::kernels {
 
 template <int kThreads>
@@ -39,6 +41,39 @@ struct ExpertRows {
     if (threadIdx.x == 0) first_row[E_local] = total;
     __syncthreads();
     return total;
+  }
+
+  // The same index built by the `num_threads` threads from `first_thread` on (whole warps) while
+  // the block's other warps do other work: named barrier `barrier_id` instead of bar.sync 0, and
+  // the scan by their first warp. Preconditions: E_local <= 1024 (32 experts per lane).
+  static __device__ __forceinline__ int32_t index_by_warps(const int64_t* layout_range,
+                                                           int32_t E_local, int32_t R,
+                                                           int64_t* range, int32_t* first_row,
+                                                           int first_thread, int num_threads,
+                                                           int barrier_id) {
+    const int me = static_cast<int>(threadIdx.x) - first_thread;
+    for (int32_t i = me; i < E_local * R; i += num_threads) range[i] = layout_range[i];
+    named_barrier_sync(barrier_id, num_threads);  // the ranges, before the scan reads them
+    if (me < 32) {
+      const int32_t per = (E_local + 31) / 32, j0 = me * per;
+      int32_t mine = 0;
+      for (int32_t j = j0; j < j0 + per && j < E_local; ++j)
+        for (int32_t r = 0; r < R; ++r) mine += static_cast<int32_t>(range[j * R + r] & 0xffffffff);
+      int32_t inclusive = mine;
+      for (int d = 1; d < 32; d *= 2) {
+        const int32_t other = __shfl_up_sync(0xffffffffu, inclusive, d);
+        if (me >= d) inclusive += other;
+      }
+      int32_t before = inclusive - mine;
+      for (int32_t j = j0; j < j0 + per && j < E_local; ++j) {
+        first_row[j] = before;
+        for (int32_t r = 0; r < R; ++r)
+          before += static_cast<int32_t>(range[j * R + r] & 0xffffffff);
+      }
+      if (me == 31) first_row[E_local] = inclusive;
+    }
+    named_barrier_sync(barrier_id, num_threads);  // first_row, before every reader
+    return first_row[E_local];
   }
 
   // Row q of the index: its local expert j, its row i among j's rows, and the source s whose

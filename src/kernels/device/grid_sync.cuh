@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "kernels/device/ptx.cuh"
+
 namespace epcomm::kernels {
 
 // Counts finished blocks in a local counter; true in the last block (all threads). One thread per
@@ -25,6 +27,22 @@ __device__ __forceinline__ bool last_block_done(uint32_t* counter) {
     }
   }
   __syncthreads();
+  return last;
+}
+
+// The same count for blocks whose writes since their last system fence are local and read by
+// nothing outside this GPU before the kernel ends (a receive's outputs): a GPU-scope
+// acquire-release add instead of a system fence per block, which waits for the block's stores
+// to be performed (docs/perf.md, LL v19). What the last block then releases at system scope
+// (cumulatively, through its acquire) still follows every block's reads and writes.
+__device__ __forceinline__ bool last_block_done_local(uint32_t* counter) {
+  __shared__ bool last;
+  __syncthreads();  // orders the block's accesses before thread 0's release
+  if (threadIdx.x == 0) {
+    last = atom_add_acq_rel_gpu_u32(counter, 1u) == gridDim.x - 1;
+    if (last) *counter = 0;  // the next launch starts after this kernel ends
+  }
+  __syncthreads();  // orders thread 0's acquire before the block's later accesses
   return last;
 }
 

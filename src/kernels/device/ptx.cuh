@@ -31,6 +31,18 @@ __device__ __forceinline__ void st_release_sys_u32(uint32_t* ptr, uint32_t value
   asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(ptr), "r"(value) : "memory");
 }
 
+// Atomic add with acquire-release semantics at GPU scope; returns the old value. Release: this
+// thread's earlier accesses (and what it observed) precede the add; acquire: the accesses that
+// preceded the adds it follows precede this thread's later ones.
+__device__ __forceinline__ uint32_t atom_add_acq_rel_gpu_u32(uint32_t* ptr, uint32_t value) {
+  uint32_t old;
+  asm volatile("atom.add.acq_rel.gpu.global.u32 %0, [%1], %2;"
+               : "=r"(old)
+               : "l"(ptr), "r"(value)
+               : "memory");
+  return old;
+}
+
 // Relaxed store at system scope: a release when it follows a fence.acq_rel.sys
 // (__threadfence_system) of the same thread.
 __device__ __forceinline__ void st_relaxed_sys_u32(uint32_t* ptr, uint32_t value) {
@@ -49,6 +61,13 @@ __device__ __forceinline__ uint64_t global_timer_ns() {
   uint64_t ns;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(ns));
   return ns;
+}
+
+// Barrier `id` (1-15; 0 is the one __syncthreads uses) among `threads` threads of the block, a
+// multiple of 32: like bar.sync, it orders their shared-memory accesses before it before their
+// accesses after it.
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
 // A hint, not a load: asks L2 to fetch the line holding `ptr` (no ordering, no result).
