@@ -257,7 +257,24 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
         ok = bounded_wait(c.wait, s, core::WaitStage::kDataArrival,
                           [&] { return ld_acquire_sys_u32(&msg->tag) == tag; });
       if (ok) {
-        my_n = *reinterpret_cast<const volatile int32_t*>(&msg->count);
+        // The whole message in one round of 16-byte loads from L2 (after the acquire; its
+        // experts and weights were a second round after the count: docs/perf.md, LL v19).
+        constexpr int K = core::kMaxLowLatencyTopk;
+        static_assert(sizeof(WeightsMessage) == 16 + 8 * K, "header, experts, weights");
+        const int4* const m4 = reinterpret_cast<const int4*>(msg);
+        int4 words[1 + K / 2];
+#pragma unroll
+        for (int u = 0; u < 1 + K / 2; ++u) words[u] = __ldcg(m4 + u);
+        int32_t ex[K];
+        float wt[K];
+#pragma unroll
+        for (int u = 0; u < K / 4; ++u) {
+          const int4 e = words[1 + u], w = words[1 + K / 4 + u];
+          ex[4 * u] = e.x, ex[4 * u + 1] = e.y, ex[4 * u + 2] = e.z, ex[4 * u + 3] = e.w;
+          wt[4 * u] = __int_as_float(w.x), wt[4 * u + 1] = __int_as_float(w.y);
+          wt[4 * u + 2] = __int_as_float(w.z), wt[4 * u + 3] = __int_as_float(w.w);
+        }
+        my_n = words[0].y;  // the count
         // The block's listing of the token's rows here; the message must name as many experts
         // as the dispatch (the handle) delivered rows, else topk_idx is not the dispatch's.
         const int32_t key = s * n_max + t, found = listed[key];
@@ -267,15 +284,9 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
           my_n = 0;
         }
         const int32_t* const list = entries + key * list_k;
-        constexpr int K = core::kMaxLowLatencyTopk;
-        int32_t ent[K], ex[K];
-        float wt[K];
+        int32_t ent[K];
 #pragma unroll
-        for (int u = 0; u < K; ++u) {
-          ent[u] = u < my_n ? list[u] : -1;
-          ex[u] = u < my_n ? reinterpret_cast<const volatile int32_t*>(msg->expert)[u] : -1;
-          wt[u] = u < my_n ? reinterpret_cast<const volatile float*>(msg->weight)[u] : 0.0f;
-        }
+        for (int u = 0; u < K; ++u) ent[u] = u < my_n ? list[u] : -1;
         // The message's experts in its order, each with its row of x (the listing's order
         // depends on the claims; the message's is the source's top-k order, which fixes the
         // summation order).
