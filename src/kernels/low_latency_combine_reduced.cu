@@ -128,6 +128,20 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
   const int msg_warps = static_cast<int>(per_block <= 1           ? 1
                                          : per_block < kWarps / 2 ? per_block
                                                                   : kWarps / 2);
+  {
+    // The listing's inputs (the handle's src_info and layout_range), asked of L2 before the
+    // half's wait, which they do not need: the listing then reads them from L2 (docs/perf.md,
+    // LL v21). src_info split over the grid (every line once), layout_range by every block.
+    const char* info = reinterpret_cast<const char*>(p.src_info);
+    const int64_t info_bytes = int64_t{E_local} * R * l.num_max_tokens * 4;
+    const int64_t step = int64_t{gridDim.x} * blockDim.x * 128;
+    for (int64_t at = (int64_t{threadIdx.x} * gridDim.x + blockIdx.x) * 128; at < info_bytes;
+         at += step)
+      prefetch_l2(info + at);
+    const int64_t range_bytes = int64_t{E_local} * R * 8;
+    if (int64_t{threadIdx.x} * 128 < range_bytes)
+      prefetch_l2(reinterpret_cast<const char*>(p.layout_range) + threadIdx.x * 128);
+  }
   if (!wait_half_released(c, epoch)) return false;
   if (blockIdx.x == 0) publish_started(c, epoch, p.num_tokens);
   const int64_t H = l.hidden, rows = int64_t{R} * l.num_max_tokens;
