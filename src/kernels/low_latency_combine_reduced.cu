@@ -91,8 +91,9 @@ __device__ __forceinline__ TokenExpert token_expert(const LowLatencyCombineParam
 
 // Preconditions: blockDim = kThreads; K <= 16; R <= kMaxRanks; ll_reduced_index_bytes(R, N_max,
 // K) bytes of dynamic shared memory.
-// (0) wait until every peer released this half from call epoch - 2; block 0 publishes the token
-//     count and the signature ("started") to every peer.
+// (0) ask L2 for the handle's src_info and layout_range; wait until every peer released this
+//     half from call epoch - 2; block 0 publishes the token count and the signature ("started")
+//     to every peer.
 // (1) the block's first warps over this rank's tokens: one weights message to every rank (count
 //     0 where the token has no expert), then the tags; then warp 0 reads every source's "started"
 //     and token count (3).
