@@ -106,10 +106,17 @@ __device__ __forceinline__ void trace_mark(const LowLatencyCommon& c, int slot,
 // dynamic shared memory.
 template <class Params, void (*kKernel)(Params)>
 cudaError_t launch_ll(const Params& p, int num_blocks, cudaStream_t stream, size_t smem = 0) {
-  // Past 48 KB a kernel needs its limit raised. Only then, and once per larger size: a
-  // cudaFuncSetAttribute before every launch delayed each rank's kernel start by tens of us
-  // (the ranks' kernels then started apart: docs/perf.md, LL v17). One limit per kernel.
-  static size_t raised = 48 * 1024;
+  // Past 48 KB of static and dynamic shared memory together a kernel needs its dynamic limit
+  // raised (the pre-reduced combine has ~30 KB static, so 4 ranks at N_max 128 already pass
+  // it). Only then, and once per larger size: a cudaFuncSetAttribute before every launch
+  // delayed each rank's kernel start by tens of us (the ranks' kernels then started apart:
+  // docs/perf.md, LL v17). One limit per kernel, read from the kernel once.
+  static size_t raised = [] {
+    cudaFuncAttributes attr{};
+    return cudaFuncGetAttributes(&attr, kKernel) == cudaSuccess
+               ? static_cast<size_t>(attr.maxDynamicSharedSizeBytes)
+               : size_t{0};
+  }();
   if (smem > raised) {
     if (auto e = cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       static_cast<int>(smem));

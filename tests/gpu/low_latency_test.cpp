@@ -217,8 +217,15 @@ TEST(GpuLowLatency, DispatchAndCombineMatchTheReference) {
         // batches in BF16 at 7168, three and two scale chunks in FP8 at 16512.
         {.name = "bf16 hidden 7168", .hidden = 7168, .fp8 = false},
         {.name = "fp8 hidden 16512", .hidden = 16512},
+        // The pre-reduced combine's row listing past 48 KB of shared memory with its static
+        // tables from 3 ranks (a launch that needs its limit raised).
+        {.name = "bf16 N_max 128, top-16, hidden 7168",
+         .n_max = 128,
+         .hidden = 7168,
+         .topk = 16,
+         .fp8 = false},
     };
-    LlCase biggest{.name = "size", .hidden = 16512, .topk = 16};
+    LlCase biggest{.name = "size", .n_max = 128, .hidden = 16512, .topk = 16};
     auto buffer = make_buffer(r, ll_options(r, biggest));
     ASSERT_TRUE(buffer);
     for (size_t i = 0; i < cases.size(); ++i) {
