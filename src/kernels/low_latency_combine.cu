@@ -31,6 +31,8 @@ __device__ __forceinline__ bool ll_combine_send(const LowLatencyCombineParams& p
   const core::LowLatencyLayout& l = c.layout;
   const int32_t R = c.num_ranks, me = c.rank, E_local = c.experts_per_rank;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  // The index's and the rows' inputs, asked of L2 during the half's wait (LL v24).
+  ExpertRows::prefetch_l2_handle(p.src_info, p.layout_range, E_local, R, l.num_max_tokens);
   if (!wait_half_released(c, epoch)) return false;
   if (blockIdx.x == 0) publish_started(c, epoch, -1);
   const int64_t H = l.hidden, rows = int64_t{R} * l.num_max_tokens;
@@ -39,14 +41,13 @@ __device__ __forceinline__ bool ll_combine_send(const LowLatencyCombineParams& p
   // instead of scanning every (expert, row) slot (docs/perf.md, v8).
   __shared__ int64_t range[core::kMaxExperts];  // [E_local][R], E_local * R <= kMaxExperts
   __shared__ int32_t first_row[core::kMaxExperts + 1];
-  using Rows = ExpertRows<kThreads>;
-  __shared__ typename Rows::TempStorage scan_storage;
-  const int32_t total = Rows::index(p.layout_range, E_local, R, range, first_row, scan_storage);
+  const int32_t total = ExpertRows::index(p.layout_range, E_local, R, range, first_row,
+                                          /*first_thread=*/0, kThreads, /*barrier_id=*/0);
   const int64_t total_warps = int64_t{gridDim.x} * kWarps;
   for (int64_t q = int64_t{warp} * gridDim.x + blockIdx.x; q < total; q += total_warps) {
     int32_t j, s;
     int64_t i;
-    Rows::locate(q, first_row, range, E_local, R, j, i, s);
+    ExpertRows::locate(q, first_row, range, E_local, R, j, i, s);
     const int64_t m = int64_t{j} * rows + i;
     const int64_t t = p.src_info[m];
     const int64_t e = int64_t{me} * E_local + j;

@@ -129,20 +129,9 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
   const int msg_warps = static_cast<int>(per_block <= 1           ? 1
                                          : per_block < kWarps / 2 ? per_block
                                                                   : kWarps / 2);
-  {
-    // The listing's inputs (the handle's src_info and layout_range), asked of L2 before the
-    // half's wait, which they do not need: the listing then reads them from L2 (docs/perf.md,
-    // LL v21). src_info split over the grid (every line once), layout_range by every block.
-    const char* info = reinterpret_cast<const char*>(p.src_info);
-    const int64_t info_bytes = int64_t{E_local} * R * l.num_max_tokens * 4;
-    const int64_t step = int64_t{gridDim.x} * blockDim.x * 128;
-    for (int64_t at = (int64_t{threadIdx.x} * gridDim.x + blockIdx.x) * 128; at < info_bytes;
-         at += step)
-      prefetch_l2(info + at);
-    const int64_t range_bytes = int64_t{E_local} * R * 8;
-    if (int64_t{threadIdx.x} * 128 < range_bytes)
-      prefetch_l2(reinterpret_cast<const char*>(p.layout_range) + threadIdx.x * 128);
-  }
+  // The listing's inputs, asked of L2 before the half's wait, which they do not need
+  // (docs/perf.md, LL v21).
+  ExpertRows::prefetch_l2_handle(p.src_info, p.layout_range, E_local, R, l.num_max_tokens);
   if (!wait_half_released(c, epoch)) return false;
   if (blockIdx.x == 0) publish_started(c, epoch, p.num_tokens);
   const int64_t H = l.hidden, rows = int64_t{R} * l.num_max_tokens;
@@ -196,11 +185,10 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
     const int first_thread = msg_warps * 32, num_threads = kThreads - first_thread;
     const int me_t = static_cast<int>(threadIdx.x) - first_thread;
     for (int32_t i = me_t; i < R * n_max; i += num_threads) listed[i] = 0;
-    // index_by_warps starts and ends with a barrier of these threads: the zeroed counts precede
+    // ExpertRows::index starts and ends with a barrier of these threads: the zeroed counts precede
     // the claims below.
-    using Rows = ExpertRows<kThreads>;
-    const int32_t total = Rows::index_by_warps(p.layout_range, E_local, R, range, first_row,
-                                               first_thread, num_threads, /*barrier_id=*/1);
+    const int32_t total = ExpertRows::index(p.layout_range, E_local, R, range, first_row,
+                                            first_thread, num_threads, /*barrier_id=*/1);
     constexpr int kListBatch = 4;  // src_info loads per thread in flight together
     for (int32_t q0 = me_t; q0 < total; q0 += kListBatch * num_threads) {
       // A listed row is (local expert << 16) | row within the expert (R * N_max <= 8192), so
@@ -214,7 +202,7 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
         if (q < total) {
           int32_t j;
           int64_t i;
-          Rows::locate(q, first_row, range, E_local, R, j, i, s_of[u]);
+          ExpertRows::locate(q, first_row, range, E_local, R, j, i, s_of[u]);
           packed[u] = j << 16 | static_cast<int32_t>(i);
           t[u] = p.src_info[int64_t{j} * rows + i];
         }
