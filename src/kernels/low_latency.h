@@ -22,8 +22,11 @@ struct LowLatencyCommon {
   int32_t num_ranks, rank, num_experts, experts_per_rank;
   uint64_t* epoch_counter;  // device: epoch of the last LL call (dispatch or combine)
   uint64_t* hook_epoch;     // device slot: the epoch the send kernel used, for the receive kernel
-  uint32_t* counters;       // [2] device block counters: send, receive (reset by their last blocks)
-  uint64_t signature;       // N_max, hidden, experts, options: checked by every receiver
+  // device: the epoch whose half the next LL kernel releases to the peers at its start (0: none);
+  // a single kernel leaves its release there instead of sending it at its end (LL v25).
+  uint64_t* pending_release;
+  uint32_t* counters;  // [2] device block counters: send, receive (reset by their last blocks)
+  uint64_t signature;  // N_max, hidden, experts, options: checked by every receiver
   WaitContext wait;
   // Null, or [gridDim.x][kLlTraceSlots] global-timer ns per block, one per phase end
   // (EPCOMM_TRACE=1, calls without a hook; runtime/trace.h). Zeroed by the launcher's caller.
@@ -135,6 +138,33 @@ __device__ __forceinline__ T* signal_at(const LowLatencyCommon& c, int32_t rank,
   return reinterpret_cast<T*>(c.peer_bases[rank] + c.region_offset +
                               c.layout.signal(epoch, peer, field));
 }
+// A receive's last block tells every rank that this rank finished reading what it wrote into
+// the half of `epoch` (the caller's bar.sync, or the kernel boundary, orders the reads before
+// this). Threads d < R.
+__device__ __forceinline__ void release_half(const LowLatencyCommon& c, uint64_t epoch) {
+  for (int32_t d = threadIdx.x; d < c.num_ranks; d += blockDim.x)
+    // Release: our reads of what rank d wrote precede its next write into this half.
+    st_release_sys(signal_at<uint64_t>(c, d, epoch, c.rank, core::kLlReleased), epoch);
+}
+
+// Warp 0 of the last block, at the end of its send: the release a previous single kernel left
+// pending (finish_recv), then none pending. A peer needs our release of the half of call e only
+// for its call e + 2, which cannot start before our call e + 1 sent to it, so releasing after
+// the next kernel's send delays no peer, and the release's system fence leaves the end of the
+// single kernel. Not at the next kernel's start: block 0 publishes "started" there, and the
+// fence delayed it ~1.5 us (LL v25).
+__device__ __forceinline__ void flush_pending_release(const LowLatencyCommon& c) {
+  if (blockIdx.x != gridDim.x - 1 || threadIdx.x >= 32) return;
+  // Written by an earlier kernel on this stream: the kernel boundary orders it before this load.
+  const uint64_t pending = *reinterpret_cast<volatile uint64_t*>(c.pending_release);
+  if (pending == 0) return;
+  release_half(c, pending);
+  // __syncwarp: every lane read `pending` before lane 0 clears it (a release sent twice could
+  // later overwrite a newer one of the same half with this older epoch).
+  __syncwarp();
+  if (threadIdx.x == 0) *reinterpret_cast<volatile uint64_t*>(c.pending_release) = 0;
+}
+
 // Block-collective start of a send kernel: true once every peer released this half from call
 // epoch - 2 (false after a failed wait, which recorded the error).
 __device__ __forceinline__ bool wait_half_released(const LowLatencyCommon& c, uint64_t epoch) {
@@ -166,13 +196,15 @@ __device__ __forceinline__ void advance_epoch(const LowLatencyCommon& c, uint64_
   }
 }
 
-// End of a send (every block). In its own kernel the last block advances the epoch. In the single
-// kernel the receive's last block does it instead, since every block has read the epoch by then:
-// that saves a grid-wide count, whose system fence waits for the block's sends to land, before
-// each block can start receiving (docs/perf.md, LL v7).
+// End of a send (every block; the last block's warp 0 sends the release left pending, if any).
+// In its own kernel the last block advances the epoch. In the single kernel the receive's last
+// block does it instead, since every block has read the epoch by then: that saves a grid-wide
+// count, whose system fence waits for the block's sends to land, before each block can start
+// receiving (docs/perf.md, LL v7).
 __device__ __forceinline__ void finish_send(const LowLatencyCommon& c, uint64_t epoch,
                                             LlKernel kernel) {
   trace_mark(c, 2);
+  flush_pending_release(c);
   if (kernel == LlKernel::kSingle) return;
   const bool last = last_block_done(c.counters);
   trace_mark(c, 3);
@@ -238,18 +270,12 @@ __device__ __forceinline__ void publish_started(const LowLatencyCommon& c, uint6
   }
 }
 
-// A receive kernel's last block tells every rank that this rank finished reading what it wrote
-// into the half of `epoch` (the caller's bar.sync orders the block's reads before this).
-__device__ __forceinline__ void release_half(const LowLatencyCommon& c, uint64_t epoch) {
-  for (int32_t d = threadIdx.x; d < c.num_ranks; d += blockDim.x)
-    // Release: our reads of what rank d wrote precede its next write into this half.
-    st_release_sys(signal_at<uint64_t>(c, d, epoch, c.rank, core::kLlReleased), epoch);
-}
-
 // End of a receive (every block): the grid-wide count; the last block advances the epoch (one
 // kernel: the send left it to the receive, finish_send), runs `reset` (the half's per-call
 // state cleared for the call that uses it next; may do nothing), then releases the half to
-// every peer.
+// every peer: in a receive kernel of its own now, in the single kernel through the next LL
+// kernel (flush_pending_release), so that the release's system fence (~0.8 us) is not this
+// kernel's last step.
 template <class Reset>
 __device__ __forceinline__ void finish_recv(const LowLatencyCommon& c, uint64_t epoch,
                                             LlKernel kernel, Reset reset) {
@@ -260,9 +286,15 @@ __device__ __forceinline__ void finish_recv(const LowLatencyCommon& c, uint64_t 
   if (!last) return;
   if (kernel == LlKernel::kSingle) advance_epoch(c, epoch);
   reset();
-  // bar.sync orders the block's reads of the half, and the reset's stores, before the releases.
+  // bar.sync orders the block's reads of the half, and the reset's stores, before the releases
+  // (and, in the single kernel, before the kernel's end, which orders them before the next LL
+  // kernel's release).
   __syncthreads();
-  release_half(c, epoch);
+  if (kernel == LlKernel::kSingle) {
+    if (threadIdx.x == 0) *c.pending_release = epoch;
+  } else {
+    release_half(c, epoch);
+  }
   trace_mark(c, 7);
 }
 #endif

@@ -93,7 +93,8 @@ Error setup_local(Buffer::Impl& impl, runtime::RankInfo* info) {
     return e;
   impl.notify_device = static_cast<kernels::NotifyHostCounts*>(dev_record);
   void* block_counters = nullptr;
-  // Device scratch: [0, 64) epochs (8 x uint64: barrier, notify, dispatch, combine, LL);
+  // Device scratch: [0, 64) epochs (8 x uint64: barrier, notify, dispatch, combine, LL, the LL
+  // release left pending);
   // [64, 128) block counters (16 x uint32); [128, 192) LL hook slots (8 x uint64);
   // [192, 196) the device-local copy of "a wait failed" (WaitContext::failed); [200, 204) the
   // arrival tag the copy-engine combine writes (runtime/combine_copy.cpp).

@@ -54,6 +54,7 @@ kernels::LowLatencyCommon common(Buffer::Impl& impl, int32_t n_max, int32_t hidd
   c.num_experts = experts;
   c.experts_per_rank = experts / impl.topo.num_ranks;
   c.epoch_counter = impl.epochs + 4;
+  c.pending_release = impl.epochs + 5;
   c.counters = counters;
   c.wait = impl.wait_context(op);
   return c;
@@ -329,7 +330,9 @@ Error Buffer::clean_low_latency_buffer(int32_t n_max, int32_t hidden, int32_t nu
                           "cudaMemsetAsync of the low-latency region");
       !e.ok())
     return e;
-  if (auto e = cuda_error(cudaMemsetAsync(impl_->epochs + 4, 0, sizeof(uint64_t), s),
+  // The LL epoch and the release a single kernel left pending (the flags it would set are
+  // cleared above).
+  if (auto e = cuda_error(cudaMemsetAsync(impl_->epochs + 4, 0, 2 * sizeof(uint64_t), s),
                           "cudaMemsetAsync of the LL epoch");
       !e.ok())
     return e;
