@@ -224,7 +224,7 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
   // Pre-reduced on the expert rank (docs/perf.md, LL v14, v17) without a hook: its send waits for
   // every rank's weights messages, which a hook's send kernel should not. Its send lists the
   // received rows in each block's shared memory: only where that fits. The default at 2 ranks,
-  // where it sends half the bytes and measured 31.4 against 36.4 us (LL v18-v21); at 3+ ranks its
+  // where it sends half the bytes and measured 30.1-30.3 against 36.3 us (LL v24); at 3+ ranks its
   // float32 partials save ~10 % of the bytes or less and it measured slower (LL v23: 48.8 against
   // 43.4 us at 3 ranks, 67.6 against 47.2 at 4). EPCOMM_LL_PREREDUCE=1 / 0 forces it on (up to 8
   // ranks) / off. Part of the signature, so ranks that differ are reported.
