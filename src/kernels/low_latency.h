@@ -22,8 +22,9 @@ struct LowLatencyCommon {
   int32_t num_ranks, rank, num_experts, experts_per_rank;
   uint64_t* epoch_counter;  // device: epoch of the last LL call (dispatch or combine)
   uint64_t* hook_epoch;     // device slot: the epoch the send kernel used, for the receive kernel
-  // device: the epoch whose half the next LL kernel releases to the peers at its start (0: none);
-  // a single kernel leaves its release there instead of sending it at its end (LL v25).
+  // device: the epoch whose half the next LL kernel's last block releases to the peers after
+  // its send (0: none); a single kernel leaves its release there instead of sending it at its
+  // end (flush_pending_release, LL v25).
   uint64_t* pending_release;
   uint32_t* counters;  // [2] device block counters: send, receive (reset by their last blocks)
   uint64_t signature;  // N_max, hidden, experts, options: checked by every receiver

@@ -38,8 +38,8 @@ struct Buffer::Impl {
 
   // Normal kernels: one epoch per kind of call, equal on every rank (same call sequence).
   uint64_t notify_ticket = 0;  // host-side count of eager count exchanges
-  uint64_t* epochs =
-      nullptr;  // [8] device: barrier, notify, dispatch, combine, LL, LL pending release
+  // [8] device: barrier, notify, dispatch, combine, LL, the LL release left pending.
+  uint64_t* epochs = nullptr;
   kernels::NotifyHostCounts* notify_host = nullptr;  // mapped pinned (host address)
   kernels::NotifyHostCounts* notify_device = nullptr;
   uint32_t* block_counters = nullptr;   // [16] device: dispatch 0-1, combine 2-3, LL 4-7
