@@ -2,17 +2,21 @@
 # Python-layer overhead of two package trees, interleaved (A B A B ...), so that host-timing
 # drift over the run hits both alike (docs/perf.md, Python layer: one A-then-B pair drifted more
 # than the change it measured). Needs 2 GPUs, torch, and a built libepcomm.
-#   scripts/ab-python-overhead.sh OLD_PYTHONPATH NEW_PYTHONPATH [ROUNDS] [OUTDIR]
+#   [OLD_LIBRARY=path] scripts/ab-python-overhead.sh OLD_PYTHONPATH NEW_PYTHONPATH [ROUNDS] [OUTDIR]
+# OLD_LIBRARY: the libepcomm.so the old package runs on, where the C structs changed between the two
+# (default: the one the new package uses).
 # Prints every round and, per op and package, the median over rounds of the overhead (us).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old=$1 new=$2 rounds=${3:-3} out=${4:-${OUT:-/tmp/epcomm-ab-python}}
 mkdir -p "$out"
-export EPCOMM_LIBRARY=${EPCOMM_LIBRARY:-$PWD/build/release/src/libepcomm.so}
+new_lib=${EPCOMM_LIBRARY:-$PWD/build/release/src/libepcomm.so}
+old_lib=${OLD_LIBRARY:-$new_lib}
 for r in $(seq 1 "$rounds"); do
   for side in old new; do
-    path=$old; [ "$side" = new ] && path=$new
-    PYTHONPATH=$path timeout 120 python3 python/benchmarks/overhead.py --json "$out/$side-$r.json" \
+    path=$old lib=$old_lib
+    [ "$side" = new ] && path=$new lib=$new_lib
+    EPCOMM_LIBRARY=$lib PYTHONPATH=$path timeout 120 python3 python/benchmarks/overhead.py --json "$out/$side-$r.json" \
       >"$out/$side-$r.txt" 2>&1
     echo "round $r $side: $(grep -v '^#' "$out/$side-$r.txt" | awk '{printf "%s %s; ", $1, $NF}')"
   done

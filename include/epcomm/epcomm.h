@@ -83,6 +83,11 @@ typedef struct epcomm_layout_args {
   epcomm_tensor_t num_tokens_per_rdma_rank;
   epcomm_tensor_t num_tokens_per_expert;
   epcomm_tensor_t is_token_in_rank;
+  /* Stream handoffs done by this call (optional, NULL: none), so that a caller following
+     DeepEP's stream rules makes one C call per op: before the op, `stream` waits for the work
+     enqueued on `upstream` so far; once the op is enqueued, `downstream` waits for it. */
+  void* upstream;
+  void* downstream;
 } epcomm_layout_args_t;
 
 typedef struct epcomm_dispatch_handle {
@@ -121,6 +126,8 @@ typedef struct epcomm_dispatch_args {
   epcomm_config_t config;
   epcomm_dispatch_handle_t handle;
   epcomm_tensor_t recv_x, recv_x_scales, recv_topk_idx, recv_topk_weights;
+  void* upstream; /* see epcomm_layout_args_t */
+  void* downstream;
 } epcomm_dispatch_args_t;
 
 typedef struct epcomm_combine_args {
@@ -130,6 +137,8 @@ typedef struct epcomm_combine_args {
   epcomm_tensor_t topk_weights, bias0, bias1;
   epcomm_config_t config;
   epcomm_tensor_t combined_x, combined_topk_weights;
+  void* upstream; /* see epcomm_layout_args_t */
+  void* downstream;
 } epcomm_combine_args_t;
 
 typedef struct epcomm_low_latency_handle {

@@ -138,6 +138,8 @@ class LayoutArgs(ctypes.Structure):
         ("num_tokens_per_rdma_rank", Tensor),
         ("num_tokens_per_expert", Tensor),
         ("is_token_in_rank", Tensor),
+        ("upstream", c_void_p),
+        ("downstream", c_void_p),
     ]
 
 
@@ -187,6 +189,8 @@ class DispatchArgs(ctypes.Structure):
         ("recv_x_scales", Tensor),
         ("recv_topk_idx", Tensor),
         ("recv_topk_weights", Tensor),
+        ("upstream", c_void_p),
+        ("downstream", c_void_p),
     ]
 
 
@@ -201,6 +205,8 @@ class CombineArgs(ctypes.Structure):
         ("config", Config),
         ("combined_x", Tensor),
         ("combined_topk_weights", Tensor),
+        ("upstream", c_void_p),
+        ("downstream", c_void_p),
     ]
 
 

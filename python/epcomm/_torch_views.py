@@ -41,18 +41,32 @@ _PACK = struct.Struct("<Qii4q4qii")
 _OFFSETS = {}  # (struct type, field path) -> byte offset of that Tensor field
 
 
+def _field(struct_type, path):
+    """(byte offset, ctypes type) of the field `path` ("x", "handle.send_slot") of struct_type."""
+    offset, t = 0, struct_type
+    for name in path.split("."):
+        offset += getattr(t, name).offset
+        t = dict(t._fields_)[name]
+    return offset, t
+
+
 def _offset(struct_type, path):
     key = (struct_type, path)
     offset = _OFFSETS.get(key)
     if offset is None:
-        offset, t = 0, struct_type
-        for name in path.split("."):
-            offset += getattr(t, name).offset
-            t = dict(t._fields_)[name]
+        offset, t = _field(struct_type, path)
         if t is not c.Tensor:
             raise TypeError(f"{struct_type.__name__}.{path} is not a tensor field")
         _OFFSETS[key] = offset
     return offset
+
+
+def _address_offset(struct_type, path):
+    """Where the address of `path` lies: the data field of a tensor field, or a pointer field."""
+    offset, t = _field(struct_type, path)
+    if t is not c.Tensor and t is not ctypes.c_void_p:
+        raise TypeError(f"{struct_type.__name__}.{path} is neither a tensor nor a pointer field")
+    return offset  # epcomm_tensor_t's data pointer is its first field
 
 
 def put(args, path, t):
@@ -108,25 +122,33 @@ class CallTemplate:
     """An argument struct prepared once for calls that differ only in their tensors' addresses.
 
     Built from a struct filled the general way (tensor views and scalars), just before its C call;
-    make() copies it and writes the given addresses into the data fields of `paths`. The caller
-    keys templates by everything else a view holds (shapes, strides, dtypes, devices) and by every
-    scalar it set, so a template is reused only where the general path would write the same bytes
-    apart from those addresses. Per call that is one copy and one 8-byte write per tensor instead
-    of a view packed from torch attributes per tensor (docs/perf.md, Python layer)."""
+    make() copies it and writes the given addresses into the data fields of `paths` (tensor fields)
+    or into `paths` themselves (pointer fields: the stream handoffs). The caller keys templates by
+    everything else a view holds (shapes, strides, dtypes, devices) and by every scalar it set, so
+    a template is reused only where the general path would write the same bytes apart from those
+    addresses. Per call that is one copy and one 8-byte write per address instead of a view packed
+    from torch attributes per tensor (docs/perf.md, Python layer).
 
-    __slots__ = ("_type", "_blob", "_offsets")
+    `outputs` holds a stand-in for each contiguous output the call allocates (a one-element tensor
+    of its dtype and device, expanded to its shape): torch.empty_like(stand_in) allocates the same
+    contiguous tensor as new_empty(shape) without parsing a shape (the caller checks the strides
+    in python/tests/test_call_templates.py)."""
 
-    def __init__(self, args, paths):
+    __slots__ = ("_type", "_blob", "_offsets", "outputs")
+
+    def __init__(self, args, paths, outputs=()):
         self._type = type(args)
         self._blob = bytes(memoryview(args).cast("B"))
-        self._offsets = tuple(_OFFSETS.get((self._type, p)) or _offset(self._type, p) for p in paths)
+        self._offsets = tuple(_address_offset(self._type, p) for p in paths)
+        self.outputs = tuple(t.new_empty(1).expand(t.shape) for t in outputs)
 
     def make(self, addresses):
-        """A copy of the template with addresses[i] (an int, 0 for an absent tensor) as the data
-        pointer of paths[i]."""
+        """A copy of the template with addresses[i] (an int, 0 for an absent tensor or stream)
+        written at paths[i]."""
         args = self._type.from_buffer_copy(self._blob)
+        pack = _POINTER.pack_into
         for offset, address in zip(self._offsets, addresses):
-            _POINTER.pack_into(args, offset, address)
+            pack(args, offset, address)
         return args
 
 

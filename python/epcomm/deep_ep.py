@@ -142,18 +142,27 @@ class Buffer:
         c.check(c.library().epcomm_buffer_create(ctypes.byref(o), self._gather, None, ctypes.byref(self._handle)))
         self._comm_stream = torch.cuda.Stream(priority=-1)
         self._comm_raw = self._comm_stream.cuda_stream
-        self._dev = torch.device("cuda", self._device)
+        self._init_calls(torch.device("cuda", self._device), Buffer.get_dispatch_config(self.group_size)._c(),
+                         Buffer.get_combine_config(self.group_size)._c())
+
+    def _init_calls(self, device, dispatch_config_c, combine_config_c):
+        """What the per-call paths keep (the CPU tests call this on a Buffer built without a GPU)."""
+        import torch
+
+        self._dev = device
         # Zero-size tensors of each output dtype on this device: t.new_empty(shape) allocates as
         # torch.empty(shape, dtype=, device=) does (caching allocator, current stream) without
         # parsing a dtype and a device per output (docs/perf.md, Python layer).
-        self._like = {dt: torch.empty(0, dtype=dt, device=self._dev)
+        self._like = {dt: torch.empty(0, dtype=dt, device=device)
                       for dt in (torch.int32, torch.int64, torch.float32, torch.bfloat16, torch.float8_e4m3fn,
                                  torch.bool)}
+        self._scales_like = (self._like[torch.float32], self._like[torch.int32])  # by use_ue8m0
+        self._bfloat16_like = self._like[torch.bfloat16]
+        self._empty_like = torch.empty_like
         # Default Configs as C structs, built once (each call would otherwise build two).
-        self._dispatch_config_c = Buffer.get_dispatch_config(self.group_size)._c()
-        self._combine_config_c = Buffer.get_combine_config(self.group_size)._c()
-        # Prepared argument structs of the low-latency calls, by everything but the addresses
-        # (tv.CallTemplate); decode loops repeat one shape.
+        self._dispatch_config_c, self._combine_config_c = dispatch_config_c, combine_config_c
+        # Prepared argument structs by everything but the addresses (tv.CallTemplate): training
+        # steps and decode loops repeat their shapes.
         self._templates = {}
 
     # ---- lifetime ----
@@ -224,23 +233,18 @@ class Buffer:
         return flat if size is None else flat.view(size)
 
     # ---- stream and event plumbing (DeepEP's rules) ----
-    def _enter(self, previous_event, async_finish, allocate_on_comm_stream):
-        """Orders the comm stream after the caller's stream (or previous_event); returns the
-        caller's stream as a raw handle."""
+    def _handoffs(self, previous_event, async_finish, allocate_on_comm_stream):
+        """The stream handoffs of a normal op, as raw handles for its args (upstream, downstream):
+        the op's C call makes the comm stream wait for the caller's stream (upstream; for
+        previous_event the wait is made here instead) and, unless async_finish, the caller's
+        stream wait for the op (downstream). One C call per op instead of three."""
         if allocate_on_comm_stream and not (previous_event is not None and async_finish):
             raise ValueError("allocate_on_comm_stream=True needs previous_event and async_finish=True")
         compute = _raw_current_stream(self._device)
         if previous_event is not None:
             self._comm_stream.wait_event(previous_event.event)
-        else:  # one C call (a Buffer-owned event) instead of torch's Stream and Event objects
-            c.check(c.library().epcomm_buffer_stream_wait(self._handle, self._comm_raw, compute))
-        return compute
-
-    def _exit(self, compute, async_finish, tensors):
-        if async_finish:
-            return self._comm_event(tensors)
-        c.check(c.library().epcomm_buffer_stream_wait(self._handle, compute, self._comm_raw))
-        return EventOverlap()
+            return 0, 0 if async_finish else compute
+        return compute, 0 if async_finish else compute
 
     def _comm_event(self, tensors):
         """async_finish: an event recorded on the comm stream, with `tensors` kept alive and
@@ -269,44 +273,72 @@ class Buffer:
         return torch.cuda.stream(self._comm_stream) if allocate_on_comm_stream else _NO_CONTEXT
 
     # ---- normal kernels ----
+    # Calls that repeat a shape take a prepared argument struct (tv.CallTemplate, kept in
+    # self._templates by everything the struct holds but addresses) and allocate their outputs
+    # from its stand-ins; the first call of a shape builds the struct the general way.
     def get_dispatch_layout(self, topk_idx, num_experts, previous_event=None, async_finish=False,
                             allocate_on_comm_stream=False):
-        import torch
-
-        compute = self._enter(previous_event, async_finish, allocate_on_comm_stream)
-        T, R = topk_idx.size(0), self.group_size
-        with self._alloc(allocate_on_comm_stream):
-            per_rank = self._new(R, torch.int32)
-            per_expert = self._new(num_experts, torch.int32)
-            in_rank = self._new((T, R), torch.bool)
+        upstream, downstream = self._handoffs(previous_event, async_finish, allocate_on_comm_stream)
         key = ("layout", topk_idx.shape, topk_idx.stride(), topk_idx.dtype, topk_idx.get_device(), num_experts)
-        template = self._template(key)
+        template = self._templates.get(key)
+        with self._alloc(allocate_on_comm_stream):
+            if template is not None:
+                per_rank, per_expert, in_rank = map(self._empty_like, template.outputs)
+            else:
+                import torch
+
+                per_rank = self._new(self.group_size, torch.int32)
+                per_expert = self._new(num_experts, torch.int32)
+                in_rank = self._new((topk_idx.size(0), self.group_size), torch.bool)
         if template is not None:
-            a = template.make((topk_idx.data_ptr(), per_rank.data_ptr(), per_expert.data_ptr(), in_rank.data_ptr()))
+            a = template.make((topk_idx.data_ptr(), per_rank.data_ptr(), per_expert.data_ptr(), in_rank.data_ptr(),
+                               upstream, downstream))
         else:
             a = c.init(c.LayoutArgs)
             a.num_experts = int(num_experts)
             for field, t in zip(_LAYOUT_PATHS, (topk_idx, per_rank, per_expert, in_rank)):
                 tv.put(a, field, t)
-            self._keep_template(key, a, _LAYOUT_PATHS)
+            a.upstream, a.downstream = upstream, downstream
+            self._keep_template(key, a, _LAYOUT_PATHS, (per_rank, per_expert, in_rank))
         c.check(c.library().epcomm_get_dispatch_layout(self._handle, ctypes.byref(a), self._comm_raw))
-        event = self._exit(compute, async_finish, [topk_idx, per_rank, per_expert, in_rank])
+        event = self._comm_event([topk_idx, per_rank, per_expert, in_rank]) if async_finish else EventOverlap()
         return per_rank, None, per_expert, in_rank, event
 
     def dispatch(self, x, handle=None, num_tokens_per_rank=None, num_tokens_per_rdma_rank=None, is_token_in_rank=None,
                  num_tokens_per_expert=None, topk_idx=None, topk_weights=None, expert_alignment=1, num_worst_tokens=0,
                  config=None, previous_event=None, async_finish=False, allocate_on_comm_stream=False):
-        import torch
-
         if num_tokens_per_rdma_rank is not None:
             _not_supported("num_tokens_per_rdma_rank", "multi-node dispatch")
-        config_c = self._dispatch_config_c if config is None else config._c()
         fp8 = isinstance(x, tuple)
         x_data, x_scales = (x[0], x[1]) if fp8 else (x, None)
+        upstream, downstream = self._handoffs(previous_event, async_finish, allocate_on_comm_stream)
+        cached = handle is not None
+        # A cached dispatch with the default Config: a template for everything but the handle,
+        # whose views put_group keeps on the handle itself.
+        key = (("dispatch", x_data.shape, x_data.stride(), x_data.dtype, x_data.get_device(), _view_key(x_scales),
+                handle[4], expert_alignment, num_worst_tokens) if cached and config is None else None)
+        template = self._templates.get(key) if key is not None else None
+        if template is not None:
+            rank_prefix_matrix, recv_src_idx, in_rank, send_slot = handle[0], handle[1], handle[2], handle[3]
+            with self._alloc(allocate_on_comm_stream):
+                if fp8:
+                    recv_x, recv_scales = map(self._empty_like, template.outputs)
+                else:
+                    recv_x, recv_scales = self._empty_like(template.outputs[0]), None
+            a = template.make((x_data.data_ptr(), _address(x_scales), recv_x.data_ptr(), _address(recv_scales),
+                               upstream, downstream))
+            tv.put_group(a, "handle.rank_prefix_matrix", (rank_prefix_matrix, recv_src_idx, in_rank, send_slot))
+            c.check(c.library().epcomm_dispatch(self._handle, ctypes.byref(a), self._comm_raw))
+            event = (self._comm_event([x_data, x_scales, topk_idx, topk_weights, recv_x, recv_scales,
+                                       rank_prefix_matrix, recv_src_idx, send_slot]) if async_finish else EventOverlap())
+            return ((recv_x, recv_scales) if fp8 else recv_x), None, None, None, None, event
+        # The general path: the notify step when the receive counts are unknown, the struct built
+        # view by view (and kept as a template under `key` when that is not None).
+        import torch
+
+        config_c = self._dispatch_config_c if config is None else config._c()
         T, H, R = x_data.size(0), x_data.size(1), self.group_size
         lib, stream = c.library(), self._comm_raw
-        compute = self._enter(previous_event, async_finish, allocate_on_comm_stream)
-        cached = handle is not None
         if cached:
             rank_prefix_matrix, recv_src_idx, in_rank, send_slot, num_recv, matrix_host = handle
         else:
@@ -319,6 +351,9 @@ class Buffer:
             in_rank = is_token_in_rank
             num_recv, per_expert_list = int(num_worst_tokens), []
             if num_worst_tokens == 0:  # the single host wait: learn the receive counts
+                if upstream:  # the notify runs first on the comm stream: the handoff moves before it
+                    c.check(lib.epcomm_buffer_stream_wait(self._handle, stream, upstream))
+                    upstream = 0
                 E_local = num_tokens_per_expert.size(0) // R
                 counts = (ctypes.c_int32 * E_local)()
                 n = c.init(c.DispatchNotifyArgs)
@@ -341,18 +376,6 @@ class Buffer:
             with_topk = topk_idx is not None and not cached
             recv_topk = self._new((num_recv, topk_idx.size(1)), topk_idx.dtype) if with_topk else None
             recv_w = self._new((num_recv, topk_idx.size(1)), torch.float32) if with_topk else None
-        # A cached dispatch with the default Config: a template for everything but the handle,
-        # whose views put_group keeps on the handle itself.
-        key = (("dispatch", _view_key(x_data), _view_key(x_scales), num_recv, expert_alignment, num_worst_tokens)
-               if cached and config is None else None)
-        template = self._template(key)
-        if template is not None:
-            a = template.make((x_data.data_ptr(), _address(x_scales), recv_x.data_ptr(), _address(recv_scales)))
-            tv.put_group(a, "handle.rank_prefix_matrix", (rank_prefix_matrix, recv_src_idx, in_rank, send_slot))
-            c.check(lib.epcomm_dispatch(self._handle, ctypes.byref(a), stream))
-            event = self._exit(compute, async_finish, [x_data, x_scales, topk_idx, topk_weights, recv_x, recv_scales,
-                                                       rank_prefix_matrix, recv_src_idx, send_slot])
-            return ((recv_x, recv_scales) if fp8 else recv_x), None, None, None, None, event
         a = c.init(c.DispatchArgs)
         tv.put_present(a, (("x", x_data), ("x_scales", x_scales)))
         if not cached:
@@ -365,10 +388,11 @@ class Buffer:
         tv.put_present(a, (("recv_x", recv_x), ("recv_x_scales", recv_scales), ("recv_topk_idx", recv_topk),
                            ("recv_topk_weights", recv_w)))
         a.handle.num_recv_tokens = 0 if num_worst_tokens else num_recv
-        self._keep_template(key, a, _CACHED_DISPATCH_PATHS)
+        a.upstream, a.downstream = upstream, downstream
+        self._keep_template(key, a, _CACHED_DISPATCH_PATHS, (recv_x, recv_scales) if fp8 else (recv_x,))
         c.check(lib.epcomm_dispatch(self._handle, ctypes.byref(a), stream))
-        event = self._exit(compute, async_finish, [x_data, x_scales, topk_idx, topk_weights, recv_x, recv_scales,
-                                                   recv_topk, recv_w, rank_prefix_matrix, recv_src_idx, send_slot])
+        event = (self._comm_event([x_data, x_scales, topk_idx, topk_weights, recv_x, recv_scales, recv_topk, recv_w,
+                                   rank_prefix_matrix, recv_src_idx, send_slot]) if async_finish else EventOverlap())
         recv = (recv_x, recv_scales) if fp8 else recv_x
         if cached:
             return recv, None, None, None, None, event
@@ -377,35 +401,44 @@ class Buffer:
 
     def combine(self, x, handle, topk_weights=None, bias=None, config=None, previous_event=None, async_finish=False,
                 allocate_on_comm_stream=False):
-        import torch
-
-        config_c = self._combine_config_c if config is None else config._c()
         rank_prefix_matrix, recv_src_idx, in_rank, send_slot, num_recv, matrix_host = handle
         bias0, bias1 = (bias if isinstance(bias, tuple) else (bias, None)) if bias is not None else (None, None)
-        compute = self._enter(previous_event, async_finish, allocate_on_comm_stream)
+        upstream, downstream = self._handoffs(previous_event, async_finish, allocate_on_comm_stream)
         T = in_rank.size(0)
-        with self._alloc(allocate_on_comm_stream):
-            combined = self._new((T, x.size(1)), x.dtype)
-            combined_w = self._new((T, topk_weights.size(1)), torch.float32) if topk_weights is not None else None
         # With the default Config: a template for everything but the handle (see dispatch).
-        key = (("combine", _view_key(x), _view_key(topk_weights), _view_key(bias0), _view_key(bias1), T, num_recv,
-                matrix_host is None) if config is None else None)
-        template = self._template(key)
+        key = (("combine", x.shape, x.stride(), x.dtype, x.get_device(), _view_key(topk_weights), _view_key(bias0),
+                _view_key(bias1), T, num_recv, matrix_host is None) if config is None else None)
+        template = self._templates.get(key) if key is not None else None
+        with self._alloc(allocate_on_comm_stream):
+            if template is not None:
+                if topk_weights is not None:
+                    combined, combined_w = map(self._empty_like, template.outputs)
+                else:
+                    combined, combined_w = self._empty_like(template.outputs[0]), None
+            else:
+                import torch
+
+                combined = self._new((T, x.size(1)), x.dtype)
+                combined_w = self._new((T, topk_weights.size(1)), torch.float32) if topk_weights is not None else None
         if template is not None:
             a = template.make((x.data_ptr(), _address(topk_weights), _address(bias0), _address(bias1),
                                combined.data_ptr(), _address(combined_w),
-                               0 if matrix_host is None else ctypes.addressof(matrix_host)))
+                               0 if matrix_host is None else ctypes.addressof(matrix_host), upstream, downstream))
         else:
             a = c.init(c.CombineArgs)
             tv.put_present(a, (("x", x), ("topk_weights", topk_weights), ("bias0", bias0), ("bias1", bias1),
                                ("combined_x", combined), ("combined_topk_weights", combined_w)))
-            a.handle.num_recv_tokens, a.config = int(num_recv), config_c
+            a.handle.num_recv_tokens = int(num_recv)
+            a.config = self._combine_config_c if config is None else config._c()
             if matrix_host is not None:
                 tv.put_host_matrix(a, "handle.rank_prefix_matrix_host", matrix_host, self.group_size)
-            self._keep_template(key, a, _COMBINE_PATHS)
+            a.upstream, a.downstream = upstream, downstream
+            self._keep_template(key, a, _COMBINE_PATHS,
+                                (combined,) if combined_w is None else (combined, combined_w))
         tv.put_group(a, "handle.rank_prefix_matrix", (rank_prefix_matrix, recv_src_idx, in_rank, send_slot))
         c.check(c.library().epcomm_combine(self._handle, ctypes.byref(a), self._comm_raw))
-        event = self._exit(compute, async_finish, [x, topk_weights, bias0, bias1, combined, combined_w])
+        event = (self._comm_event([x, topk_weights, bias0, bias1, combined, combined_w]) if async_finish
+                 else EventOverlap())
         return combined, combined_w, event
 
     # ---- low-latency kernels ----
@@ -421,14 +454,10 @@ class Buffer:
             return self._comm_raw
         return compute
 
-    def _ll_finish(self, async_finish, tensors):
-        return self._comm_event(tensors) if async_finish else EventOverlap()
-
     def _ll_hook(self, hook_id, tensors):
         """The receive half as a callable: launches on the stream current when it is called."""
         if hook_id < 0:
             return None
-        import torch
 
         def hook():
             c.check(c.library().epcomm_run_low_latency_hook(self._handle, int(hook_id),
@@ -445,45 +474,44 @@ class Buffer:
         h = args.handle if prefix else args
         h.num_max_dispatch_tokens_per_rank, h.hidden, h.num_experts = int(n_max), int(hidden), int(num_experts)
 
-    def _template(self, key):
-        return self._templates.get(key) if key is not None else None
-
-    def _keep_template(self, key, args, paths):
+    def _keep_template(self, key, args, paths, outputs=()):
         if key is None:
             return
         if len(self._templates) >= 64:  # shapes that keep changing: start over rather than grow
             self._templates.clear()
-        self._templates[key] = tv.CallTemplate(args, paths)
+        self._templates[key] = tv.CallTemplate(args, paths, outputs)
 
     def low_latency_dispatch(self, x, topk_idx, num_max_dispatch_tokens_per_rank, num_experts,
                              cumulative_local_expert_recv_stats=None, dispatch_wait_recv_cost_stats=None, use_fp8=True,
                              round_scale=False, use_ue8m0=False, async_finish=False, return_recv_hook=False):
-        import torch
-
         if async_finish and return_recv_hook:
             raise ValueError("low_latency_dispatch: async_finish and return_recv_hook cannot both be set")
-        R, H, n_max = self.group_size, x.size(1), int(num_max_dispatch_tokens_per_rank)
+        R, H, n_max, num_experts = self.group_size, x.size(1), int(num_max_dispatch_tokens_per_rank), int(num_experts)
         if num_experts % R != 0:
             raise ValueError(f"low_latency_dispatch: num_experts: expected a multiple of {R} ranks, got {num_experts}")
-        E_local, rows = num_experts // R, R * n_max
         stream = self._ll_stream(async_finish)
-        like = self._like
-        recv_x = like[torch.float8_e4m3fn if use_fp8 else torch.bfloat16].new_empty((E_local, rows, H))
-        scales = None
-        if use_fp8:
-            groups = H // 512 if use_ue8m0 else H // 128
-            scale_type = torch.int32 if use_ue8m0 else torch.float32
-            # [E_local, rows, groups] column-major in the last two dimensions, in one call (an empty
-            # [E_local, groups, rows] transposed).
-            scales = like[scale_type].new_empty_strided((E_local, rows, groups), (groups * rows, 1, rows))
-        count = like[torch.int32].new_empty(E_local)
-        src_info = like[torch.int32].new_empty((E_local, rows))
-        layout_range = like[torch.int64].new_empty((E_local, R))
         # Everything the struct holds but the addresses (the outputs' shapes follow from it).
         key = (("d", x.shape, x.stride(), x.dtype, x.get_device(), topk_idx.shape, topk_idx.stride(), topk_idx.dtype,
                 topk_idx.get_device(), n_max, num_experts, use_fp8, round_scale, use_ue8m0, return_recv_hook)
                if cumulative_local_expert_recv_stats is None and dispatch_wait_recv_cost_stats is None else None)
-        template = self._template(key)
+        template = self._templates.get(key) if key is not None else None
+        E_local, rows = num_experts // R, R * n_max
+        if template is not None:
+            recv_x, count, src_info, layout_range = map(self._empty_like, template.outputs)
+        else:
+            import torch
+
+            recv_x = self._like[torch.float8_e4m3fn if use_fp8 else torch.bfloat16].new_empty((E_local, rows, H))
+            count = self._like[torch.int32].new_empty(E_local)
+            src_info = self._like[torch.int32].new_empty((E_local, rows))
+            layout_range = self._like[torch.int64].new_empty((E_local, R))
+        scales = None
+        if use_fp8:
+            # [E_local, rows, groups] column-major in the last two dimensions, in one call (an empty
+            # [E_local, groups, rows] transposed).
+            groups = H // 512 if use_ue8m0 else H // 128
+            scales = self._scales_like[use_ue8m0].new_empty_strided(
+                (E_local, rows, groups), (groups * rows, 1, rows))
         if template is not None:
             a = template.make((x.data_ptr(), topk_idx.data_ptr(), recv_x.data_ptr(),
                                0 if scales is None else scales.data_ptr(), count.data_ptr(), src_info.data_ptr(),
@@ -496,25 +524,25 @@ class Buffer:
                                ("packed_recv_x", recv_x), ("packed_recv_x_scales", scales),
                                ("packed_recv_count", count), ("handle.src_info", src_info),
                                ("handle.layout_range", layout_range)))
-            a.num_max_dispatch_tokens_per_rank, a.num_experts = n_max, int(num_experts)
+            a.num_max_dispatch_tokens_per_rank, a.num_experts = n_max, num_experts
             a.use_fp8, a.round_scale, a.use_ue8m0 = int(use_fp8), int(round_scale), int(use_ue8m0)
             a.return_recv_hook = int(return_recv_hook)
             h = a.handle
-            h.num_max_dispatch_tokens_per_rank, h.hidden, h.num_experts = n_max, H, int(num_experts)
-            self._keep_template(key, a, _LL_DISPATCH_PATHS)
-        handle = (src_info, layout_range, n_max, H, int(num_experts))
+            h.num_max_dispatch_tokens_per_rank, h.hidden, h.num_experts = n_max, H, num_experts
+            self._keep_template(key, a, _LL_DISPATCH_PATHS, (recv_x, count, src_info, layout_range))
         c.check(c.library().epcomm_low_latency_dispatch(self._handle, ctypes.byref(a), stream))
+        handle = (src_info, layout_range, n_max, H, num_experts)
+        recv = (recv_x, scales) if use_fp8 else recv_x
+        if not (async_finish or return_recv_hook):
+            return recv, count, handle, EventOverlap(), None
         outputs = [x, topk_idx, recv_x, scales, count, src_info, layout_range, cumulative_local_expert_recv_stats,
                    dispatch_wait_recv_cost_stats]
-        event = self._ll_finish(async_finish, outputs)
+        event = self._comm_event(outputs) if async_finish else EventOverlap()
         hook = self._ll_hook(a.hook, outputs) if return_recv_hook else None
-        recv = (recv_x, scales) if use_fp8 else recv_x
         return recv, count, handle, event, hook
 
     def low_latency_combine(self, x, topk_idx, topk_weights, handle, use_logfmt=False, zero_copy=False,
                             async_finish=False, return_recv_hook=False, out=None, combine_wait_recv_cost_stats=None):
-        import torch
-
         if use_logfmt:
             _not_supported("use_logfmt", "LogFMT combine")
         if async_finish and return_recv_hook:
@@ -522,8 +550,6 @@ class Buffer:
         stream = self._ll_stream(async_finish)
         src_info, layout_range, n_max, hidden, num_experts = handle
         given_out = out is not None
-        if not given_out:
-            out = self._like[torch.bfloat16].new_empty((topk_idx.size(0), int(hidden)))
         key = None
         if combine_wait_recv_cost_stats is None:
             key = ("c", None if zero_copy else (x.shape, x.stride(), x.dtype, x.get_device()), topk_idx.shape,
@@ -533,21 +559,27 @@ class Buffer:
                    src_info.shape, src_info.stride(), src_info.dtype, src_info.get_device(), layout_range.shape,
                    layout_range.stride(), layout_range.dtype, layout_range.get_device(), n_max, hidden, num_experts,
                    return_recv_hook)
-        template = self._template(key)
+        template = self._templates.get(key) if key is not None else None
         if template is not None:
+            if not given_out:
+                out = self._empty_like(template.outputs[0])
             a = template.make((0 if zero_copy else x.data_ptr(), topk_idx.data_ptr(), topk_weights.data_ptr(),
                                out.data_ptr(), src_info.data_ptr(), layout_range.data_ptr()))
         else:
+            if not given_out:
+                out = self._bfloat16_like.new_empty((topk_idx.size(0), int(hidden)))
             a = c.init(c.LowLatencyCombineArgs)
             tv.put_present(a, (("x", None if zero_copy else x), ("topk_idx", topk_idx),
                                ("topk_weights", topk_weights), ("out", out),
                                ("combine_wait_recv_cost_stats", combine_wait_recv_cost_stats)))
             self._put_ll_handle(a, handle)
             a.use_logfmt, a.zero_copy, a.return_recv_hook = 0, int(zero_copy), int(return_recv_hook)
-            self._keep_template(key, a, _LL_COMBINE_PATHS)
+            self._keep_template(key, a, _LL_COMBINE_PATHS, () if given_out else (out,))
         c.check(c.library().epcomm_low_latency_combine(self._handle, ctypes.byref(a), stream))
+        if not (async_finish or return_recv_hook):
+            return out, EventOverlap(), None
         outputs = [x, topk_idx, topk_weights, out, src_info, layout_range, combine_wait_recv_cost_stats]
-        event = self._ll_finish(async_finish, outputs)
+        event = self._comm_event(outputs) if async_finish else EventOverlap()
         hook = self._ll_hook(a.hook, outputs) if return_recv_hook else None
         return out, event, hook
 
@@ -592,10 +624,11 @@ def _address(t):
 
 # The tensor fields each call's template rewrites, in the order of the addresses its make() is
 # given.
-_LAYOUT_PATHS = ("topk_idx", "num_tokens_per_rank", "num_tokens_per_expert", "is_token_in_rank")
-_CACHED_DISPATCH_PATHS = ("x", "x_scales", "recv_x", "recv_x_scales")
+_LAYOUT_PATHS = ("topk_idx", "num_tokens_per_rank", "num_tokens_per_expert", "is_token_in_rank", "upstream",
+                 "downstream")
+_CACHED_DISPATCH_PATHS = ("x", "x_scales", "recv_x", "recv_x_scales", "upstream", "downstream")
 _COMBINE_PATHS = ("x", "topk_weights", "bias0", "bias1", "combined_x", "combined_topk_weights",
-                  "handle.rank_prefix_matrix_host")
+                  "handle.rank_prefix_matrix_host", "upstream", "downstream")
 _LL_DISPATCH_PATHS = ("x", "topk_idx", "packed_recv_x", "packed_recv_x_scales", "packed_recv_count",
                       "handle.src_info", "handle.layout_range")
 _LL_COMBINE_PATHS = ("x", "topk_idx", "topk_weights", "out", "handle.src_info", "handle.layout_range")

@@ -30,6 +30,19 @@ class _Recorder:
         return call
 
 
+_CALLER_STREAM, _COMM_STREAM = 0x5100, 0xC000  # raw stream handles the stand-in library receives
+
+
+class _FakeStream:
+    """The comm stream of a Buffer without a GPU: records the events it is made to wait for."""
+
+    def __init__(self):
+        self.waited = []
+
+    def wait_event(self, event):
+        self.waited.append(event)
+
+
 @pytest.fixture
 def buffer(monkeypatch):
     # The structs' C defaults from the real library first; what is cached while the stand-in is
@@ -39,25 +52,23 @@ def buffer(monkeypatch):
         c.init(struct_type)
     monkeypatch.setattr(c, "_DEFAULTS", dict(c._DEFAULTS))
     monkeypatch.setattr(c, "_lib", _Recorder())
-    monkeypatch.setattr(deep_ep, "_raw_current_stream", lambda device: 0)
-    b = object.__new__(deep_ep.Buffer)  # no GPU: only the fields the LL methods read
-    b._handle, b._device, b._dev, b.group_size, b._comm_raw, b._templates = (ctypes.c_void_p(1), 0,
-                                                                            torch.device("cpu"), 2, 0, {})
-    b._dispatch_config_c, b._combine_config_c = c.init(c.Config), c.init(c.Config)
-    b._like = {dt: torch.empty(0, dtype=dt) for dt in (torch.int32, torch.int64, torch.float32, torch.bfloat16,
-                                                       torch.float8_e4m3fn, torch.bool)}
+    monkeypatch.setattr(deep_ep, "_raw_current_stream", lambda device: _CALLER_STREAM)
+    b = object.__new__(deep_ep.Buffer)  # no GPU: only the fields the methods read
+    b._handle, b._device, b.group_size, b._comm_raw = ctypes.c_void_p(1), 0, 2, _COMM_STREAM
+    b._comm_stream = _FakeStream()
+    b._init_calls(torch.device("cpu"), c.init(c.Config), c.init(c.Config))
     yield b
     b._handle = None  # not a real Buffer: nothing for destroy() to free
 
 
 def _addresses(s, paths):
-    return [struct.unpack_from("<Q", s, tv._offset(type(s), p))[0] for p in paths]
+    return [struct.unpack_from("<Q", s, tv._address_offset(type(s), p))[0] for p in paths]
 
 
 def _without_addresses(s, paths):
     raw = bytearray(memoryview(s).cast("B"))
     for p in paths:
-        raw[tv._offset(type(s), p):tv._offset(type(s), p) + 8] = bytes(8)
+        raw[tv._address_offset(type(s), p):tv._address_offset(type(s), p) + 8] = bytes(8)
     return bytes(raw)
 
 
@@ -71,6 +82,13 @@ def _general(buffer, call):
 
 def _ptr(t):
     return 0 if t is None else t.data_ptr()
+
+
+def _assert_contiguous(*tensors):
+    """Outputs allocated from a template's stand-ins are as torch.empty would make them."""
+    for t in tensors:
+        if t is not None:
+            assert t.is_contiguous() and t.stride() == torch.empty(t.shape).stride(), (t.shape, t.stride())
 
 
 @pytest.mark.parametrize("options", [dict(), dict(use_fp8=False), dict(round_scale=True, use_ue8m0=True),
@@ -87,6 +105,7 @@ def test_templates_give_the_general_path_bytes_with_this_calls_addresses(buffer,
         used = c._lib.structs[-1]
         recv_x, scales = recv if isinstance(recv, tuple) else (recv, None)
         assert _addresses(used, dpaths) == [_ptr(t) for t in (x, idx, recv_x, scales, count, handle[0], handle[1])]
+        _assert_contiguous(recv_x, count, handle[0], handle[1])
         general = _general(buffer, lambda: buffer.low_latency_dispatch(x, idx, n_max, E, **options))
         assert _without_addresses(used, dpaths) == _without_addresses(general, dpaths)
 
@@ -94,6 +113,7 @@ def test_templates_give_the_general_path_bytes_with_this_calls_addresses(buffer,
         for zero_copy in (False, True):
             for out in (None, torch.empty((T, H), dtype=torch.bfloat16)):
                 res, _, _ = buffer.low_latency_combine(expert_x, idx, w, handle, zero_copy=zero_copy, out=out)
+                _assert_contiguous(res)
                 used = c._lib.structs[-1]
                 assert _addresses(used, cpaths) == [0 if zero_copy else expert_x.data_ptr(), idx.data_ptr(),
                                                     w.data_ptr(), res.data_ptr(), _ptr(handle[0]), _ptr(handle[1])]
@@ -137,7 +157,8 @@ def test_normal_templates_give_the_general_path_bytes_with_this_calls_addresses(
         idx = torch.stack([torch.randperm(E, generator=g)[:K] for _ in range(T)])
         per_rank, _, per_expert, in_rank, _ = buffer.get_dispatch_layout(idx, E)
         used = c._lib.structs[-1]
-        assert _addresses(used, lpaths) == [_ptr(t) for t in (idx, per_rank, per_expert, in_rank)]
+        assert _addresses(used, lpaths) == [_ptr(t) for t in (idx, per_rank, per_expert, in_rank)] + [_CALLER_STREAM] * 2
+        _assert_contiguous(per_rank, per_expert, in_rank)
         general = _general(buffer, lambda: buffer.get_dispatch_layout(idx, E))
         assert _without_addresses(used, lpaths) == _without_addresses(general, lpaths)
 
@@ -148,7 +169,8 @@ def test_normal_templates_give_the_general_path_bytes_with_this_calls_addresses(
         used = c._lib.structs[-1]
         recv_x, recv_scales = recv if fp8 else (recv, None)
         x_data, x_scales = x_in if fp8 else (x_in, None)
-        assert _addresses(used, dpaths) == [_ptr(t) for t in (x_data, x_scales, recv_x, recv_scales)]
+        assert _addresses(used, dpaths) == [_ptr(t) for t in (x_data, x_scales, recv_x, recv_scales)] + [_CALLER_STREAM] * 2
+        _assert_contiguous(recv_x, recv_scales)
         general = _general(buffer, lambda: buffer.dispatch(x_in, handle=handle))
         assert _without_addresses(used, dpaths) == _without_addresses(general, dpaths)
 
@@ -159,6 +181,31 @@ def test_normal_templates_give_the_general_path_bytes_with_this_calls_addresses(
             bias = kwargs.get("bias", (None, None))
             host = 0 if handle[5] is None else ctypes.addressof(handle[5])
             assert _addresses(used, cpaths) == [rx.data_ptr(), _ptr(kwargs.get("topk_weights")), _ptr(bias[0]),
-                                                _ptr(bias[1]), combined.data_ptr(), _ptr(combined_w), host]
+                                                _ptr(bias[1]), combined.data_ptr(), _ptr(combined_w), host,
+                                                _CALLER_STREAM, _CALLER_STREAM]
+            _assert_contiguous(combined, combined_w)
             general = _general(buffer, lambda: buffer.combine(rx, handle, **kwargs))
             assert _without_addresses(used, cpaths) == _without_addresses(general, cpaths)
+
+
+def test_normal_ops_hand_their_stream_handoffs_to_the_c_call(buffer):
+    """DeepEP's stream rules in the op's own call (semantics of epcomm_layout_args_t::upstream):
+    the comm stream waits for the caller's stream, or for previous_event (then made here), and the
+    caller's stream waits for the op, both with the template and on the general path."""
+    T, E, R, num_recv = 6, 16, 2, 9
+    idx = torch.randint(0, E, (T, 4))
+    handle = _handle(T, R, num_recv, with_host_matrix=True, seed=0)
+    rx = torch.randn((num_recv, 512)).to(torch.bfloat16)
+    previous = deep_ep.EventOverlap(event="previous")
+    for _ in range(2):  # general path, then template
+        for call in (lambda **kw: buffer.get_dispatch_layout(idx, E, **kw),
+                     lambda **kw: buffer.dispatch(rx[:T], handle=handle, **kw),
+                     lambda **kw: buffer.combine(rx, handle, **kw)):
+            call()
+            used = c._lib.structs[-1]
+            assert (used.upstream, used.downstream) == (_CALLER_STREAM, _CALLER_STREAM)
+            waited = len(buffer._comm_stream.waited)
+            call(previous_event=previous)
+            used = c._lib.structs[-1]
+            assert (used.upstream or 0, used.downstream) == (0, _CALLER_STREAM)
+            assert buffer._comm_stream.waited[waited:] == ["previous"]

@@ -43,6 +43,19 @@ epcomm_status_t guarded(const char* fn, Body body) {
   }
 }
 
+// Runs `op` on `stream` between the args' stream handoffs (epcomm_layout_args_t::upstream):
+// `stream` waits for upstream's work before the op, downstream waits for the op after it.
+template <class Op>
+epcomm_status_t with_handoffs(epcomm_buffer_t buffer, void* upstream, void* stream,
+                              void* downstream, Op op) {
+  if (upstream != nullptr) {
+    if (auto e = buffer->buffer->stream_wait(stream, upstream); !e.ok()) return fail(e);
+  }
+  if (auto e = op(); !e.ok()) return fail(e);
+  if (downstream == nullptr) return EPCOMM_SUCCESS;
+  return report(buffer->buffer->stream_wait(downstream, stream));
+}
+
 // Checks the leading struct_size of a versioned struct.
 template <class T>
 bool size_ok(const T* s, const char* fn, const char* arg, epcomm_status_t* status) {
@@ -362,7 +375,8 @@ epcomm_status_t epcomm_get_dispatch_layout(epcomm_buffer_t buffer, const epcomm_
                          to_view(args->num_tokens_per_rdma_rank),
                          to_view(args->num_tokens_per_expert),
                          to_view(args->is_token_in_rank)};
-    return report(buffer->buffer->get_dispatch_layout(a, stream));
+    return with_handoffs(buffer, args->upstream, stream, args->downstream,
+                         [&] { return buffer->buffer->get_dispatch_layout(a, stream); });
   });
 }
 
@@ -416,7 +430,8 @@ epcomm_status_t epcomm_dispatch(epcomm_buffer_t buffer, const epcomm_dispatch_ar
     a.recv_x_scales = to_view(args->recv_x_scales);
     a.recv_topk_idx = to_view(args->recv_topk_idx);
     a.recv_topk_weights = to_view(args->recv_topk_weights);
-    return report(buffer->buffer->dispatch(a, stream));
+    return with_handoffs(buffer, args->upstream, stream, args->downstream,
+                         [&] { return buffer->buffer->dispatch(a, stream); });
   });
 }
 
@@ -434,7 +449,8 @@ epcomm_status_t epcomm_combine(epcomm_buffer_t buffer, const epcomm_combine_args
                           to_config(args->config),
                           to_view(args->combined_x),
                           to_view(args->combined_topk_weights)};
-    return report(buffer->buffer->combine(a, stream));
+    return with_handoffs(buffer, args->upstream, stream, args->downstream,
+                         [&] { return buffer->buffer->combine(a, stream); });
   });
 }
 

@@ -202,6 +202,72 @@ int c_all_gather(const void* mine, void* all, size_t bytes, void* user) {
   }
 }
 
+epcomm_tensor_t c_view(void* data, int32_t dtype, std::initializer_list<int64_t> shape, int device) {
+  epcomm_tensor_t t;
+  epcomm_tensor_init(&t);
+  t.data = data;
+  t.dtype = dtype;
+  t.ndim = static_cast<int32_t>(shape.size());
+  int64_t stride = 1;
+  for (int d = t.ndim - 1; d >= 0; --d) {
+    t.shape[d] = shape.begin()[d];
+    t.strides[d] = stride;
+    stride *= t.shape[d];
+  }
+  t.device_kind = 1;
+  t.device_index = device;
+  return t;
+}
+
+// The args' stream handoffs (epcomm_layout_args_t::upstream/downstream): the layout reads
+// topk_idx written on `up` after a 50 ms host function, and a copy on `down` reads its counts.
+void check_layout_handoffs(GpuRank& r, epcomm_buffer_t b) {
+  const int R = r.ctx->num_ranks, T = 4, K = 2, E = 2 * R;
+  cudaStream_t up = nullptr, down = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&up, cudaStreamNonBlocking), cudaSuccess);
+  ASSERT_EQ(cudaStreamCreateWithFlags(&down, cudaStreamNonBlocking), cudaSuccess);
+  int64_t *topk = nullptr, *topk_host = nullptr;
+  int32_t *per_rank = nullptr, *per_expert = nullptr, *seen = nullptr;
+  bool* in_rank = nullptr;
+  ASSERT_EQ(cudaMalloc(&topk, T * K * 8), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&per_rank, R * 4), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&per_expert, E * 4), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&in_rank, T * R), cudaSuccess);
+  ASSERT_EQ(cudaMallocHost(&topk_host, T * K * 8), cudaSuccess);
+  ASSERT_EQ(cudaMallocHost(&seen, E * 4), cudaSuccess);
+  ASSERT_EQ(cudaMemset(topk, 0xFF, T * K * 8), cudaSuccess);  // -1: no expert, counts 0
+  ASSERT_EQ(cudaMemset(per_expert, 0xA5, E * 4), cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  for (int t = 0; t < T; ++t) topk_host[t * K] = 0, topk_host[t * K + 1] = E - 1;
+  ASSERT_EQ(
+      cudaLaunchHostFunc(
+          up, [](void*) { std::this_thread::sleep_for(std::chrono::milliseconds(50)); }, nullptr),
+      cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(topk, topk_host, T * K * 8, cudaMemcpyHostToDevice, up), cudaSuccess);
+  epcomm_layout_args_t a;
+  epcomm_layout_args_init(&a);
+  a.topk_idx = c_view(topk, EPCOMM_DTYPE_INT64, {T, K}, r.device);
+  a.num_experts = E;
+  a.num_tokens_per_rank = c_view(per_rank, EPCOMM_DTYPE_INT32, {R}, r.device);
+  a.num_tokens_per_expert = c_view(per_expert, EPCOMM_DTYPE_INT32, {E}, r.device);
+  a.is_token_in_rank = c_view(in_rank, EPCOMM_DTYPE_BOOL, {T, R}, r.device);
+  a.upstream = up;
+  a.downstream = down;
+  EXPECT_EQ(epcomm_get_dispatch_layout(b, &a, r.stream), EPCOMM_SUCCESS)
+      << epcomm_last_error_message();
+  ASSERT_EQ(cudaMemcpyAsync(seen, per_expert, E * 4, cudaMemcpyDeviceToHost, down), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(down), cudaSuccess);
+  for (int e = 0; e < E; ++e) EXPECT_EQ(seen[e], e == 0 || e == E - 1 ? T : 0) << "expert " << e;
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  for (void* p : {static_cast<void*>(topk), static_cast<void*>(per_rank),
+                  static_cast<void*>(per_expert), static_cast<void*>(in_rank)})
+    cudaFree(p);
+  cudaFreeHost(topk_host);
+  cudaFreeHost(seen);
+  cudaStreamDestroy(up);
+  cudaStreamDestroy(down);
+}
+
 TEST(GpuRuntime, CAbiCreateBarrierSynchronizeDestroy) {
   run_world([](GpuRank& r) {
     epcomm_buffer_options_t o;
@@ -242,6 +308,7 @@ TEST(GpuRuntime, CAbiCreateBarrierSynchronizeDestroy) {
     cudaFree(flag);
     cudaFreeHost(seen);
     cudaStreamDestroy(other);
+    check_layout_handoffs(r, b);
     void* region = nullptr;
     EXPECT_EQ(epcomm_buffer_local_region(b, 0, &region), EPCOMM_SUCCESS);
     EXPECT_NE(region, nullptr);
