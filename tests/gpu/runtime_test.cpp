@@ -202,7 +202,8 @@ int c_all_gather(const void* mine, void* all, size_t bytes, void* user) {
   }
 }
 
-epcomm_tensor_t c_view(void* data, int32_t dtype, std::initializer_list<int64_t> shape, int device) {
+epcomm_tensor_t c_view(void* data, int32_t dtype, std::initializer_list<int64_t> shape,
+                       int device) {
   epcomm_tensor_t t;
   epcomm_tensor_init(&t);
   t.data = data;
