@@ -75,6 +75,11 @@ typedef struct epcomm_config {
   int32_t num_max_rdma_chunked_recv_tokens;
 } epcomm_config_t;
 
+typedef enum epcomm_handoff {
+  EPCOMM_HANDOFF_UPSTREAM = 1,  /* the op's stream waits for `upstream` first */
+  EPCOMM_HANDOFF_DOWNSTREAM = 2 /* `downstream` waits for the op */
+} epcomm_handoff_t;
+
 typedef struct epcomm_layout_args {
   uint32_t struct_size;
   epcomm_tensor_t topk_idx;
@@ -83,11 +88,14 @@ typedef struct epcomm_layout_args {
   epcomm_tensor_t num_tokens_per_rdma_rank;
   epcomm_tensor_t num_tokens_per_expert;
   epcomm_tensor_t is_token_in_rank;
-  /* Stream handoffs done by this call (optional, NULL: none), so that a caller following
-     DeepEP's stream rules makes one C call per op: before the op, `stream` waits for the work
-     enqueued on `upstream` so far; once the op is enqueued, `downstream` waits for it. */
+  /* Stream handoffs done by this call, so that a caller following DeepEP's stream rules makes
+     one C call per op. handoffs is a mask of epcomm_handoff_t (0: none): with
+     EPCOMM_HANDOFF_UPSTREAM, `stream` first waits for the work enqueued on `upstream` so far; with
+     EPCOMM_HANDOFF_DOWNSTREAM, `downstream` waits for the op once it is enqueued. NULL is the
+     legacy default stream there, as everywhere in this API. */
   void* upstream;
   void* downstream;
+  int32_t handoffs;
 } epcomm_layout_args_t;
 
 typedef struct epcomm_dispatch_handle {
@@ -128,6 +136,7 @@ typedef struct epcomm_dispatch_args {
   epcomm_tensor_t recv_x, recv_x_scales, recv_topk_idx, recv_topk_weights;
   void* upstream; /* see epcomm_layout_args_t */
   void* downstream;
+  int32_t handoffs;
 } epcomm_dispatch_args_t;
 
 typedef struct epcomm_combine_args {
@@ -139,6 +148,7 @@ typedef struct epcomm_combine_args {
   epcomm_tensor_t combined_x, combined_topk_weights;
   void* upstream; /* see epcomm_layout_args_t */
   void* downstream;
+  int32_t handoffs;
 } epcomm_combine_args_t;
 
 typedef struct epcomm_low_latency_handle {

@@ -57,6 +57,11 @@ _EXCEPTIONS = {
     BUFFER_TOO_SMALL: BufferTooSmallError,
 }
 
+# ---- stream handoffs of the normal ops (epcomm_handoff_t) --------------------------------------
+
+HANDOFF_UPSTREAM = 1
+HANDOFF_DOWNSTREAM = 2
+
 # ---- dtypes --------------------------------------------------------------------------------
 
 DTYPE_BFLOAT16 = 0
@@ -140,6 +145,7 @@ class LayoutArgs(ctypes.Structure):
         ("is_token_in_rank", Tensor),
         ("upstream", c_void_p),
         ("downstream", c_void_p),
+        ("handoffs", c_int32),
     ]
 
 
@@ -191,6 +197,7 @@ class DispatchArgs(ctypes.Structure):
         ("recv_topk_weights", Tensor),
         ("upstream", c_void_p),
         ("downstream", c_void_p),
+        ("handoffs", c_int32),
     ]
 
 
@@ -207,6 +214,7 @@ class CombineArgs(ctypes.Structure):
         ("combined_topk_weights", Tensor),
         ("upstream", c_void_p),
         ("downstream", c_void_p),
+        ("handoffs", c_int32),
     ]
 
 

@@ -234,17 +234,17 @@ class Buffer:
 
     # ---- stream and event plumbing (DeepEP's rules) ----
     def _handoffs(self, previous_event, async_finish, allocate_on_comm_stream):
-        """The stream handoffs of a normal op, as raw handles for its args (upstream, downstream):
-        the op's C call makes the comm stream wait for the caller's stream (upstream; for
-        previous_event the wait is made here instead) and, unless async_finish, the caller's
-        stream wait for the op (downstream). One C call per op instead of three."""
+        """The stream handoffs of a normal op, done by its own C call (one C call per op instead
+        of three): (the caller's stream as a raw handle, the c.HANDOFF_* mask). The comm stream
+        waits for the caller's stream (for previous_event the wait is made here instead) and,
+        unless async_finish, the caller's stream waits for the op."""
         if allocate_on_comm_stream and not (previous_event is not None and async_finish):
             raise ValueError("allocate_on_comm_stream=True needs previous_event and async_finish=True")
-        compute = _raw_current_stream(self._device)
+        compute = _raw_current_stream(self._device)  # 0 is the legacy default stream, a stream too
         if previous_event is not None:
             self._comm_stream.wait_event(previous_event.event)
-            return 0, 0 if async_finish else compute
-        return compute, 0 if async_finish else compute
+            return compute, 0 if async_finish else c.HANDOFF_DOWNSTREAM
+        return compute, c.HANDOFF_UPSTREAM if async_finish else c.HANDOFF_UPSTREAM | c.HANDOFF_DOWNSTREAM
 
     def _comm_event(self, tensors):
         """async_finish: an event recorded on the comm stream, with `tensors` kept alive and
@@ -278,8 +278,9 @@ class Buffer:
     # from its stand-ins; the first call of a shape builds the struct the general way.
     def get_dispatch_layout(self, topk_idx, num_experts, previous_event=None, async_finish=False,
                             allocate_on_comm_stream=False):
-        upstream, downstream = self._handoffs(previous_event, async_finish, allocate_on_comm_stream)
-        key = ("layout", topk_idx.shape, topk_idx.stride(), topk_idx.dtype, topk_idx.get_device(), num_experts)
+        compute, handoffs = self._handoffs(previous_event, async_finish, allocate_on_comm_stream)
+        key = ("layout", topk_idx.shape, topk_idx.stride(), topk_idx.dtype, topk_idx.get_device(), num_experts,
+               handoffs)
         template = self._templates.get(key)
         with self._alloc(allocate_on_comm_stream):
             if template is not None:
@@ -292,13 +293,13 @@ class Buffer:
                 in_rank = self._new((topk_idx.size(0), self.group_size), torch.bool)
         if template is not None:
             a = template.make((topk_idx.data_ptr(), per_rank.data_ptr(), per_expert.data_ptr(), in_rank.data_ptr(),
-                               upstream, downstream))
+                               compute, compute))
         else:
             a = c.init(c.LayoutArgs)
             a.num_experts = int(num_experts)
             for field, t in zip(_LAYOUT_PATHS, (topk_idx, per_rank, per_expert, in_rank)):
                 tv.put(a, field, t)
-            a.upstream, a.downstream = upstream, downstream
+            a.upstream, a.downstream, a.handoffs = compute, compute, handoffs
             self._keep_template(key, a, _LAYOUT_PATHS, (per_rank, per_expert, in_rank))
         c.check(c.library().epcomm_get_dispatch_layout(self._handle, ctypes.byref(a), self._comm_raw))
         event = self._comm_event([topk_idx, per_rank, per_expert, in_rank]) if async_finish else EventOverlap()
@@ -311,12 +312,12 @@ class Buffer:
             _not_supported("num_tokens_per_rdma_rank", "multi-node dispatch")
         fp8 = isinstance(x, tuple)
         x_data, x_scales = (x[0], x[1]) if fp8 else (x, None)
-        upstream, downstream = self._handoffs(previous_event, async_finish, allocate_on_comm_stream)
+        compute, handoffs = self._handoffs(previous_event, async_finish, allocate_on_comm_stream)
         cached = handle is not None
         # A cached dispatch with the default Config: a template for everything but the handle,
         # whose views put_group keeps on the handle itself.
         key = (("dispatch", x_data.shape, x_data.stride(), x_data.dtype, x_data.get_device(), _view_key(x_scales),
-                handle[4], expert_alignment, num_worst_tokens) if cached and config is None else None)
+                handle[4], expert_alignment, num_worst_tokens, handoffs) if cached and config is None else None)
         template = self._templates.get(key) if key is not None else None
         if template is not None:
             rank_prefix_matrix, recv_src_idx, in_rank, send_slot = handle[0], handle[1], handle[2], handle[3]
@@ -326,7 +327,7 @@ class Buffer:
                 else:
                     recv_x, recv_scales = self._empty_like(template.outputs[0]), None
             a = template.make((x_data.data_ptr(), _address(x_scales), recv_x.data_ptr(), _address(recv_scales),
-                               upstream, downstream))
+                               compute, compute))
             tv.put_group(a, "handle.rank_prefix_matrix", (rank_prefix_matrix, recv_src_idx, in_rank, send_slot))
             c.check(c.library().epcomm_dispatch(self._handle, ctypes.byref(a), self._comm_raw))
             event = (self._comm_event([x_data, x_scales, topk_idx, topk_weights, recv_x, recv_scales,
@@ -351,9 +352,9 @@ class Buffer:
             in_rank = is_token_in_rank
             num_recv, per_expert_list = int(num_worst_tokens), []
             if num_worst_tokens == 0:  # the single host wait: learn the receive counts
-                if upstream:  # the notify runs first on the comm stream: the handoff moves before it
-                    c.check(lib.epcomm_buffer_stream_wait(self._handle, stream, upstream))
-                    upstream = 0
+                if handoffs & c.HANDOFF_UPSTREAM:  # the notify runs first on the comm stream
+                    c.check(lib.epcomm_buffer_stream_wait(self._handle, stream, compute))
+                    handoffs &= ~c.HANDOFF_UPSTREAM
                 E_local = num_tokens_per_expert.size(0) // R
                 counts = (ctypes.c_int32 * E_local)()
                 n = c.init(c.DispatchNotifyArgs)
@@ -388,7 +389,7 @@ class Buffer:
         tv.put_present(a, (("recv_x", recv_x), ("recv_x_scales", recv_scales), ("recv_topk_idx", recv_topk),
                            ("recv_topk_weights", recv_w)))
         a.handle.num_recv_tokens = 0 if num_worst_tokens else num_recv
-        a.upstream, a.downstream = upstream, downstream
+        a.upstream, a.downstream, a.handoffs = compute, compute, handoffs
         self._keep_template(key, a, _CACHED_DISPATCH_PATHS, (recv_x, recv_scales) if fp8 else (recv_x,))
         c.check(lib.epcomm_dispatch(self._handle, ctypes.byref(a), stream))
         event = (self._comm_event([x_data, x_scales, topk_idx, topk_weights, recv_x, recv_scales, recv_topk, recv_w,
@@ -403,11 +404,11 @@ class Buffer:
                 allocate_on_comm_stream=False):
         rank_prefix_matrix, recv_src_idx, in_rank, send_slot, num_recv, matrix_host = handle
         bias0, bias1 = (bias if isinstance(bias, tuple) else (bias, None)) if bias is not None else (None, None)
-        upstream, downstream = self._handoffs(previous_event, async_finish, allocate_on_comm_stream)
+        compute, handoffs = self._handoffs(previous_event, async_finish, allocate_on_comm_stream)
         T = in_rank.size(0)
         # With the default Config: a template for everything but the handle (see dispatch).
         key = (("combine", x.shape, x.stride(), x.dtype, x.get_device(), _view_key(topk_weights), _view_key(bias0),
-                _view_key(bias1), T, num_recv, matrix_host is None) if config is None else None)
+                _view_key(bias1), T, num_recv, matrix_host is None, handoffs) if config is None else None)
         template = self._templates.get(key) if key is not None else None
         with self._alloc(allocate_on_comm_stream):
             if template is not None:
@@ -423,7 +424,7 @@ class Buffer:
         if template is not None:
             a = template.make((x.data_ptr(), _address(topk_weights), _address(bias0), _address(bias1),
                                combined.data_ptr(), _address(combined_w),
-                               0 if matrix_host is None else ctypes.addressof(matrix_host), upstream, downstream))
+                               0 if matrix_host is None else ctypes.addressof(matrix_host), compute, compute))
         else:
             a = c.init(c.CombineArgs)
             tv.put_present(a, (("x", x), ("topk_weights", topk_weights), ("bias0", bias0), ("bias1", bias1),
@@ -432,7 +433,7 @@ class Buffer:
             a.config = self._combine_config_c if config is None else config._c()
             if matrix_host is not None:
                 tv.put_host_matrix(a, "handle.rank_prefix_matrix_host", matrix_host, self.group_size)
-            a.upstream, a.downstream = upstream, downstream
+            a.upstream, a.downstream, a.handoffs = compute, compute, handoffs
             self._keep_template(key, a, _COMBINE_PATHS,
                                 (combined,) if combined_w is None else (combined, combined_w))
         tv.put_group(a, "handle.rank_prefix_matrix", (rank_prefix_matrix, recv_src_idx, in_rank, send_slot))

@@ -188,24 +188,28 @@ def test_normal_templates_give_the_general_path_bytes_with_this_calls_addresses(
             assert _without_addresses(used, cpaths) == _without_addresses(general, cpaths)
 
 
-def test_normal_ops_hand_their_stream_handoffs_to_the_c_call(buffer):
-    """DeepEP's stream rules in the op's own call (semantics of epcomm_layout_args_t::upstream):
-    the comm stream waits for the caller's stream, or for previous_event (then made here), and the
-    caller's stream waits for the op, both with the template and on the general path."""
+def test_normal_ops_hand_their_stream_handoffs_to_the_c_call(buffer, monkeypatch):
+    """DeepEP's stream rules in the op's own call (epcomm_layout_args_t::handoffs): the comm
+    stream waits for the caller's stream, or for previous_event (then made here), and the caller's
+    stream waits for the op unless async_finish; with the template and on the general path, and
+    for the legacy default stream (handle 0) as for any other."""
     T, E, R, num_recv = 6, 16, 2, 9
     idx = torch.randint(0, E, (T, 4))
     handle = _handle(T, R, num_recv, with_host_matrix=True, seed=0)
     rx = torch.randn((num_recv, 512)).to(torch.bfloat16)
     previous = deep_ep.EventOverlap(event="previous")
-    for _ in range(2):  # general path, then template
-        for call in (lambda **kw: buffer.get_dispatch_layout(idx, E, **kw),
-                     lambda **kw: buffer.dispatch(rx[:T], handle=handle, **kw),
-                     lambda **kw: buffer.combine(rx, handle, **kw)):
-            call()
-            used = c._lib.structs[-1]
-            assert (used.upstream, used.downstream) == (_CALLER_STREAM, _CALLER_STREAM)
-            waited = len(buffer._comm_stream.waited)
-            call(previous_event=previous)
-            used = c._lib.structs[-1]
-            assert (used.upstream or 0, used.downstream) == (0, _CALLER_STREAM)
-            assert buffer._comm_stream.waited[waited:] == ["previous"]
+    both = c.HANDOFF_UPSTREAM | c.HANDOFF_DOWNSTREAM
+    for caller in (_CALLER_STREAM, 0):
+        monkeypatch.setattr(deep_ep, "_raw_current_stream", lambda device: caller)
+        for _ in range(2):  # general path, then template
+            for call in (lambda **kw: buffer.get_dispatch_layout(idx, E, **kw),
+                         lambda **kw: buffer.dispatch(rx[:T], handle=handle, **kw),
+                         lambda **kw: buffer.combine(rx, handle, **kw)):
+                call()
+                used = c._lib.structs[-1]
+                assert (used.upstream or 0, used.downstream or 0, used.handoffs) == (caller, caller, both)
+                waited = len(buffer._comm_stream.waited)
+                call(previous_event=previous)
+                used = c._lib.structs[-1]
+                assert (used.downstream or 0, used.handoffs) == (caller, c.HANDOFF_DOWNSTREAM)
+                assert buffer._comm_stream.waited[waited:] == ["previous"]

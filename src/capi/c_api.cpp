@@ -43,17 +43,22 @@ epcomm_status_t guarded(const char* fn, Body body) {
   }
 }
 
-// Runs `op` on `stream` between the args' stream handoffs (epcomm_layout_args_t::upstream):
+// Runs `op` on `stream` between the args' stream handoffs (epcomm_layout_args_t::handoffs):
 // `stream` waits for upstream's work before the op, downstream waits for the op after it.
-template <class Op>
-epcomm_status_t with_handoffs(epcomm_buffer_t buffer, void* upstream, void* stream,
-                              void* downstream, Op op) {
-  if (upstream != nullptr) {
-    if (auto e = buffer->buffer->stream_wait(stream, upstream); !e.ok()) return fail(e);
+template <class Args, class Op>
+epcomm_status_t with_handoffs(const char* fn, epcomm_buffer_t buffer, const Args* args,
+                              void* stream, Op op) {
+  constexpr int32_t kAll = EPCOMM_HANDOFF_UPSTREAM | EPCOMM_HANDOFF_DOWNSTREAM;
+  if ((args->handoffs & ~kAll) != 0)
+    return invalid(std::string(fn) +
+                   ": args->handoffs: expected a mask of EPCOMM_HANDOFF_* (0..3), got " +
+                   std::to_string(args->handoffs));
+  if (args->handoffs & EPCOMM_HANDOFF_UPSTREAM) {
+    if (auto e = buffer->buffer->stream_wait(stream, args->upstream); !e.ok()) return fail(e);
   }
   if (auto e = op(); !e.ok()) return fail(e);
-  if (downstream == nullptr) return EPCOMM_SUCCESS;
-  return report(buffer->buffer->stream_wait(downstream, stream));
+  if (!(args->handoffs & EPCOMM_HANDOFF_DOWNSTREAM)) return EPCOMM_SUCCESS;
+  return report(buffer->buffer->stream_wait(args->downstream, stream));
 }
 
 // Checks the leading struct_size of a versioned struct.
@@ -375,7 +380,7 @@ epcomm_status_t epcomm_get_dispatch_layout(epcomm_buffer_t buffer, const epcomm_
                          to_view(args->num_tokens_per_rdma_rank),
                          to_view(args->num_tokens_per_expert),
                          to_view(args->is_token_in_rank)};
-    return with_handoffs(buffer, args->upstream, stream, args->downstream,
+    return with_handoffs("epcomm_get_dispatch_layout", buffer, args, stream,
                          [&] { return buffer->buffer->get_dispatch_layout(a, stream); });
   });
 }
@@ -430,7 +435,7 @@ epcomm_status_t epcomm_dispatch(epcomm_buffer_t buffer, const epcomm_dispatch_ar
     a.recv_x_scales = to_view(args->recv_x_scales);
     a.recv_topk_idx = to_view(args->recv_topk_idx);
     a.recv_topk_weights = to_view(args->recv_topk_weights);
-    return with_handoffs(buffer, args->upstream, stream, args->downstream,
+    return with_handoffs("epcomm_dispatch", buffer, args, stream,
                          [&] { return buffer->buffer->dispatch(a, stream); });
   });
 }
@@ -449,7 +454,7 @@ epcomm_status_t epcomm_combine(epcomm_buffer_t buffer, const epcomm_combine_args
                           to_config(args->config),
                           to_view(args->combined_x),
                           to_view(args->combined_topk_weights)};
-    return with_handoffs(buffer, args->upstream, stream, args->downstream,
+    return with_handoffs("epcomm_combine", buffer, args, stream,
                          [&] { return buffer->buffer->combine(a, stream); });
   });
 }

@@ -220,12 +220,14 @@ epcomm_tensor_t c_view(void* data, int32_t dtype, std::initializer_list<int64_t>
   return t;
 }
 
-// The args' stream handoffs (epcomm_layout_args_t::upstream/downstream): the layout reads
-// topk_idx written on `up` after a 50 ms host function, and a copy on `down` reads its counts.
-void check_layout_handoffs(GpuRank& r, epcomm_buffer_t b) {
+// The args' stream handoffs (epcomm_layout_args_t::handoffs): the layout reads topk_idx written
+// on `up` after a 50 ms host function, and a copy on `down` reads its counts. With
+// legacy_upstream, `up` is the legacy default stream (handle NULL, a stream like any other).
+void check_layout_handoffs(GpuRank& r, epcomm_buffer_t b, bool legacy_upstream) {
   const int R = r.ctx->num_ranks, T = 4, K = 2, E = 2 * R;
   cudaStream_t up = nullptr, down = nullptr;
-  ASSERT_EQ(cudaStreamCreateWithFlags(&up, cudaStreamNonBlocking), cudaSuccess);
+  if (!legacy_upstream)
+    ASSERT_EQ(cudaStreamCreateWithFlags(&up, cudaStreamNonBlocking), cudaSuccess);
   ASSERT_EQ(cudaStreamCreateWithFlags(&down, cudaStreamNonBlocking), cudaSuccess);
   int64_t *topk = nullptr, *topk_host = nullptr;
   int32_t *per_rank = nullptr, *per_expert = nullptr, *seen = nullptr;
@@ -254,6 +256,11 @@ void check_layout_handoffs(GpuRank& r, epcomm_buffer_t b) {
   a.is_token_in_rank = c_view(in_rank, EPCOMM_DTYPE_BOOL, {T, R}, r.device);
   a.upstream = up;
   a.downstream = down;
+  a.handoffs = 4;  // not a handoff: refused before anything is enqueued
+  EXPECT_EQ(epcomm_get_dispatch_layout(b, &a, r.stream), EPCOMM_ERROR_INVALID_ARGUMENT);
+  EXPECT_NE(std::strstr(epcomm_last_error_message(), "args->handoffs"), nullptr)
+      << epcomm_last_error_message();
+  a.handoffs = EPCOMM_HANDOFF_UPSTREAM | EPCOMM_HANDOFF_DOWNSTREAM;
   EXPECT_EQ(epcomm_get_dispatch_layout(b, &a, r.stream), EPCOMM_SUCCESS)
       << epcomm_last_error_message();
   ASSERT_EQ(cudaMemcpyAsync(seen, per_expert, E * 4, cudaMemcpyDeviceToHost, down), cudaSuccess);
@@ -265,7 +272,7 @@ void check_layout_handoffs(GpuRank& r, epcomm_buffer_t b) {
     cudaFree(p);
   cudaFreeHost(topk_host);
   cudaFreeHost(seen);
-  cudaStreamDestroy(up);
+  if (up != nullptr) cudaStreamDestroy(up);
   cudaStreamDestroy(down);
 }
 
@@ -309,7 +316,8 @@ TEST(GpuRuntime, CAbiCreateBarrierSynchronizeDestroy) {
     cudaFree(flag);
     cudaFreeHost(seen);
     cudaStreamDestroy(other);
-    check_layout_handoffs(r, b);
+    check_layout_handoffs(r, b, false);
+    check_layout_handoffs(r, b, true);
     void* region = nullptr;
     EXPECT_EQ(epcomm_buffer_local_region(b, 0, &region), EPCOMM_SUCCESS);
     EXPECT_NE(region, nullptr);
