@@ -99,12 +99,10 @@ def put_group(args, path, tensors):
     offset = _OFFSETS.get((type(args), path))
     if offset is None:
         offset = _offset(type(args), path)
-    cached = getattr(first, "_epcomm_views", None)
-    if cached is not None:
-        others, blob = cached
-        if len(others) == len(rest) and all(map(operator.is_, others, rest)):
-            ctypes.memmove(ctypes.addressof(args) + offset, blob, len(blob))
-            return
+    blob = cached_group(tensors)
+    if blob is not None:
+        ctypes.memmove(ctypes.addressof(args) + offset, blob, len(blob))
+        return
     for i, t in enumerate(tensors):
         _put_at(args, offset + i * _VIEW_BYTES, t, f"{path} (+{i})")
     # The others only: holding tensors[0] from its own attribute would make a reference cycle,
@@ -113,6 +111,19 @@ def put_group(args, path, tensors):
         first._epcomm_views = (rest, ctypes.string_at(ctypes.addressof(args) + offset, len(tensors) * _VIEW_BYTES))
     except AttributeError:  # a tensor type without instance attributes: no cache, same result
         pass
+
+
+def cached_group(tensors):
+    """The views of `tensors` that put_group packed and cached on tensors[0], as bytes (the
+    group's consecutive tensor fields); None when they are not cached or tensors[0] was grouped
+    with other tensors."""
+    cached = getattr(tensors[0], "_epcomm_views", None)
+    if cached is None:
+        return None
+    others, blob = cached
+    if len(others) == len(tensors) - 1 and all(map(operator.is_, others, tensors[1:])):
+        return blob
+    return None
 
 
 _POINTER = struct.Struct("<Q")  # the data field, first in epcomm_tensor_t
@@ -134,18 +145,28 @@ class CallTemplate:
     contiguous tensor as new_empty(shape) without parsing a shape (the caller checks the strides
     in python/tests/test_call_templates.py)."""
 
-    __slots__ = ("_type", "_blob", "_offsets", "outputs")
+    __slots__ = ("_type", "_blob", "_offsets", "outputs", "strided", "_pre", "_post")
 
-    def __init__(self, args, paths, outputs=()):
+    def __init__(self, args, paths, outputs=(), strided=None, group=None):
         self._type = type(args)
         self._blob = bytes(memoryview(args).cast("B"))
         self._offsets = tuple(_address_offset(self._type, p) for p in paths)
         self.outputs = tuple(t.new_empty(1).expand(t.shape) for t in outputs)
+        # An output that is not contiguous: (a zero-size tensor of its dtype and device, shape,
+        # strides) for new_empty_strided.
+        self.strided = None if strided is None else (strided.new_empty(0), tuple(strided.shape), strided.stride())
+        # group = (path, count): the struct's bytes around that many consecutive tensor fields
+        # starting at path (a handle's views), so make() can take them as put_group cached them.
+        self._pre = self._post = None
+        if group is not None:
+            start = _offset(self._type, group[0])
+            self._pre, self._post = self._blob[:start], self._blob[start + group[1] * _VIEW_BYTES:]
 
-    def make(self, addresses):
+    def make(self, addresses, group=None):
         """A copy of the template with addresses[i] (an int, 0 for an absent tensor or stream)
-        written at paths[i]."""
-        args = self._type.from_buffer_copy(self._blob)
+        written at paths[i], and with `group` (bytes from cached_group, or None: left as the
+        template has them) as the group's views."""
+        args = self._type.from_buffer_copy(self._blob if group is None else self._pre + group + self._post)
         pack = _POINTER.pack_into
         for offset, address in zip(self._offsets, addresses):
             pack(args, offset, address)

@@ -326,9 +326,12 @@ class Buffer:
                     recv_x, recv_scales = map(self._empty_like, template.outputs)
                 else:
                     recv_x, recv_scales = self._empty_like(template.outputs[0]), None
+            views = (rank_prefix_matrix, recv_src_idx, in_rank, send_slot)
+            group = tv.cached_group(views)
             a = template.make((x_data.data_ptr(), _address(x_scales), recv_x.data_ptr(), _address(recv_scales),
-                               compute, compute))
-            tv.put_group(a, "handle.rank_prefix_matrix", (rank_prefix_matrix, recv_src_idx, in_rank, send_slot))
+                               compute, compute), group)
+            if group is None:
+                tv.put_group(a, "handle.rank_prefix_matrix", views)
             c.check(c.library().epcomm_dispatch(self._handle, ctypes.byref(a), self._comm_raw))
             event = (self._comm_event([x_data, x_scales, topk_idx, topk_weights, recv_x, recv_scales,
                                        rank_prefix_matrix, recv_src_idx, send_slot]) if async_finish else EventOverlap())
@@ -390,7 +393,8 @@ class Buffer:
                            ("recv_topk_weights", recv_w)))
         a.handle.num_recv_tokens = 0 if num_worst_tokens else num_recv
         a.upstream, a.downstream, a.handoffs = compute, compute, handoffs
-        self._keep_template(key, a, _CACHED_DISPATCH_PATHS, (recv_x, recv_scales) if fp8 else (recv_x,))
+        self._keep_template(key, a, _CACHED_DISPATCH_PATHS, (recv_x, recv_scales) if fp8 else (recv_x,),
+                            group=_HANDLE_GROUP)
         c.check(lib.epcomm_dispatch(self._handle, ctypes.byref(a), stream))
         event = (self._comm_event([x_data, x_scales, topk_idx, topk_weights, recv_x, recv_scales, recv_topk, recv_w,
                                    rank_prefix_matrix, recv_src_idx, send_slot]) if async_finish else EventOverlap())
@@ -421,11 +425,14 @@ class Buffer:
 
                 combined = self._new((T, x.size(1)), x.dtype)
                 combined_w = self._new((T, topk_weights.size(1)), torch.float32) if topk_weights is not None else None
+        views = (rank_prefix_matrix, recv_src_idx, in_rank, send_slot)
         if template is not None:
+            group = tv.cached_group(views)
             a = template.make((x.data_ptr(), _address(topk_weights), _address(bias0), _address(bias1),
                                combined.data_ptr(), _address(combined_w),
-                               0 if matrix_host is None else ctypes.addressof(matrix_host), compute, compute))
+                               0 if matrix_host is None else ctypes.addressof(matrix_host), compute, compute), group)
         else:
+            group = None
             a = c.init(c.CombineArgs)
             tv.put_present(a, (("x", x), ("topk_weights", topk_weights), ("bias0", bias0), ("bias1", bias1),
                                ("combined_x", combined), ("combined_topk_weights", combined_w)))
@@ -435,8 +442,9 @@ class Buffer:
                 tv.put_host_matrix(a, "handle.rank_prefix_matrix_host", matrix_host, self.group_size)
             a.upstream, a.downstream, a.handoffs = compute, compute, handoffs
             self._keep_template(key, a, _COMBINE_PATHS,
-                                (combined,) if combined_w is None else (combined, combined_w))
-        tv.put_group(a, "handle.rank_prefix_matrix", (rank_prefix_matrix, recv_src_idx, in_rank, send_slot))
+                                (combined,) if combined_w is None else (combined, combined_w), group=_HANDLE_GROUP)
+        if group is None:
+            tv.put_group(a, "handle.rank_prefix_matrix", views)
         c.check(c.library().epcomm_combine(self._handle, ctypes.byref(a), self._comm_raw))
         event = (self._comm_event([x, topk_weights, bias0, bias1, combined, combined_w]) if async_finish
                  else EventOverlap())
@@ -475,12 +483,12 @@ class Buffer:
         h = args.handle if prefix else args
         h.num_max_dispatch_tokens_per_rank, h.hidden, h.num_experts = int(n_max), int(hidden), int(num_experts)
 
-    def _keep_template(self, key, args, paths, outputs=()):
+    def _keep_template(self, key, args, paths, outputs=(), strided=None, group=None):
         if key is None:
             return
         if len(self._templates) >= 64:  # shapes that keep changing: start over rather than grow
             self._templates.clear()
-        self._templates[key] = tv.CallTemplate(args, paths, outputs)
+        self._templates[key] = tv.CallTemplate(args, paths, outputs, strided, group)
 
     def low_latency_dispatch(self, x, topk_idx, num_max_dispatch_tokens_per_rank, num_experts,
                              cumulative_local_expert_recv_stats=None, dispatch_wait_recv_cost_stats=None, use_fp8=True,
@@ -508,11 +516,15 @@ class Buffer:
             layout_range = self._like[torch.int64].new_empty((E_local, R))
         scales = None
         if use_fp8:
-            # [E_local, rows, groups] column-major in the last two dimensions, in one call (an empty
-            # [E_local, groups, rows] transposed).
-            groups = H // 512 if use_ue8m0 else H // 128
-            scales = self._scales_like[use_ue8m0].new_empty_strided(
-                (E_local, rows, groups), (groups * rows, 1, rows))
+            if template is not None:
+                like, shape, strides = template.strided
+                scales = like.new_empty_strided(shape, strides)
+            else:
+                # [E_local, rows, groups] column-major in the last two dimensions, in one call (an
+                # empty [E_local, groups, rows] transposed).
+                groups = H // 512 if use_ue8m0 else H // 128
+                scales = self._scales_like[use_ue8m0].new_empty_strided(
+                    (E_local, rows, groups), (groups * rows, 1, rows))
         if template is not None:
             a = template.make((x.data_ptr(), topk_idx.data_ptr(), recv_x.data_ptr(),
                                0 if scales is None else scales.data_ptr(), count.data_ptr(), src_info.data_ptr(),
@@ -530,7 +542,7 @@ class Buffer:
             a.return_recv_hook = int(return_recv_hook)
             h = a.handle
             h.num_max_dispatch_tokens_per_rank, h.hidden, h.num_experts = n_max, H, num_experts
-            self._keep_template(key, a, _LL_DISPATCH_PATHS, (recv_x, count, src_info, layout_range))
+            self._keep_template(key, a, _LL_DISPATCH_PATHS, (recv_x, count, src_info, layout_range), scales)
         c.check(c.library().epcomm_low_latency_dispatch(self._handle, ctypes.byref(a), stream))
         handle = (src_info, layout_range, n_max, H, num_experts)
         recv = (recv_x, scales) if use_fp8 else recv_x
@@ -630,6 +642,7 @@ _LAYOUT_PATHS = ("topk_idx", "num_tokens_per_rank", "num_tokens_per_expert", "is
 _CACHED_DISPATCH_PATHS = ("x", "x_scales", "recv_x", "recv_x_scales", "upstream", "downstream")
 _COMBINE_PATHS = ("x", "topk_weights", "bias0", "bias1", "combined_x", "combined_topk_weights",
                   "handle.rank_prefix_matrix_host", "upstream", "downstream")
+_HANDLE_GROUP = ("handle.rank_prefix_matrix", 4)  # a normal handle's views, in the C handle's order
 _LL_DISPATCH_PATHS = ("x", "topk_idx", "packed_recv_x", "packed_recv_x_scales", "packed_recv_count",
                       "handle.src_info", "handle.layout_range")
 _LL_COMBINE_PATHS = ("x", "topk_idx", "topk_weights", "out", "handle.src_info", "handle.layout_range")
