@@ -6,7 +6,8 @@ For each op, at `tokens` tokens per rank on 2 GPUs: the host time of the deep_ep
 handling, output allocation, stream/event plumbing, the C call) against the host time of the bare
 C ABI call with the same, prebuilt arguments (validation and kernel launches in C++). Both are
 host wall-clock times of issuing the call, with the GPU idle before each call (synchronised,
-untimed), median over `iters` calls. The difference is the Python layer's overhead. --profile
+untimed), the two calls alternated `iters` times; the overhead is the median of the pairs'
+differences (a host that drifts during the run moves both calls of a pair). --profile
 writes, for rank 0, each op's cProfile of `iters` calls (functions by own time) to FILE.
 """
 import argparse
@@ -34,17 +35,22 @@ class _Recorder:
         return call
 
 
-def _time_host(fn, iters):
+def _time_paired(op, bare, iters):
+    """Host times of op() and bare() called alternately, GPU idle before each call (median us of
+    each, and the median of the per-pair differences: a drift of the host during the run hits
+    both calls of a pair alike)."""
     import torch
 
-    times = []
+    py, c_abi = [], []
     for _ in range(iters):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+        for fn, times in ((op, py), (bare, c_abi)):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
     torch.cuda.synchronize()
-    return statistics.median(times) * 1e6
+    diff = statistics.median(p - b for p, b in zip(py, c_abi))
+    return statistics.median(py) * 1e6, statistics.median(c_abi) * 1e6, diff * 1e6
 
 
 def _primitives(buffer, x, f):
@@ -132,17 +138,16 @@ def worker(rank, world, port, tokens, iters, json_path, profile_path):
     rows = []
     real = c.library()
     for name, op in ops.items():
-        kept = op()  # warm-up; its outputs stay alive for the bare C calls below
-        python_us = _time_host(op, iters)
+        op()  # warm-up (builds the call's template)
         recorder = _Recorder(real)
         c._lib = recorder
-        kept = op()
+        kept = op()  # its outputs stay alive for the bare C calls below
         c._lib = real
         calls = [(fn, args) for fn, args in recorder.calls if fn.__name__ not in ("epcomm_last_error_message",)]
-        c_us = _time_host(lambda: [fn(*args) for fn, args in calls], iters)
+        python_us, c_us, overhead_us = _time_paired(op, lambda: [fn(*args) for fn, args in calls], iters)
         del kept
         rows.append({"op": name, "tokens": tokens, "python_us": round(python_us, 2), "c_abi_us": round(c_us, 2),
-                     "overhead_us": round(python_us - c_us, 2), "card": torch.cuda.get_device_name(), "ranks": world})
+                     "overhead_us": round(overhead_us, 2), "card": torch.cuda.get_device_name(), "ranks": world})
         dist.barrier()
     if profile_path:
         if rank == 0:
@@ -156,7 +161,8 @@ def worker(rank, world, port, tokens, iters, json_path, profile_path):
         dist.barrier()
     if rank == 0:
         print(f"# epcomm Python overhead, {world} x {torch.cuda.get_device_name()}, {tokens} tokens, hidden {H}, "
-              f"median of {iters} calls (host time of issuing the call)")
+              f"median of {iters} alternated pairs (host time of issuing the call; overhead: median of the pairs' "
+              "differences)")
         print(f"# {'op':22s} {'python_us':>10s} {'c_abi_us':>10s} {'overhead_us':>12s}")
         for r in rows:
             print(f"  {r['op']:22s} {r['python_us']:10.1f} {r['c_abi_us']:10.1f} {r['overhead_us']:12.1f}")
