@@ -95,7 +95,6 @@ def put_group(args, path, tensors):
     tensors[0] together with the others, so a handle passed again (cached dispatch, combine)
     costs one copy instead of a pack per tensor. A tensor's address, shape and strides are taken
     as fixed for its life (only resize_ or set_ would change them; handles are not resized)."""
-    first, rest = tensors[0], tuple(tensors[1:])
     offset = _OFFSETS.get((type(args), path))
     if offset is None:
         offset = _offset(type(args), path)
@@ -103,6 +102,7 @@ def put_group(args, path, tensors):
     if blob is not None:
         ctypes.memmove(ctypes.addressof(args) + offset, blob, len(blob))
         return
+    first, rest = tensors[0], tuple(tensors[1:])
     for i, t in enumerate(tensors):
         _put_at(args, offset + i * _VIEW_BYTES, t, f"{path} (+{i})")
     # The others only: holding tensors[0] from its own attribute would make a reference cycle,
@@ -145,7 +145,7 @@ class CallTemplate:
     contiguous tensor as new_empty(shape) without parsing a shape (the caller checks the strides
     in python/tests/test_call_templates.py)."""
 
-    __slots__ = ("_type", "_blob", "_offsets", "outputs", "strided", "_pre", "_post")
+    __slots__ = ("_type", "_blob", "_offsets", "outputs", "strided", "_group_path", "_pre", "_post")
 
     def __init__(self, args, paths, outputs=(), strided=None, group=None):
         self._type = type(args)
@@ -155,21 +155,26 @@ class CallTemplate:
         # An output that is not contiguous: (a zero-size tensor of its dtype and device, shape,
         # strides) for new_empty_strided.
         self.strided = None if strided is None else (strided.new_empty(0), tuple(strided.shape), strided.stride())
-        # group = (path, count): the struct's bytes around that many consecutive tensor fields
-        # starting at path (a handle's views), so make() can take them as put_group cached them.
-        self._pre = self._post = None
+        # group = (path, count): that many consecutive tensor fields from path (a handle's
+        # views), which make() writes from the tensors it is given; the struct's bytes around
+        # them are kept so that views put_group cached go in with the one copy.
+        self._group_path = self._pre = self._post = None
         if group is not None:
             start = _offset(self._type, group[0])
+            self._group_path = group[0]
             self._pre, self._post = self._blob[:start], self._blob[start + group[1] * _VIEW_BYTES:]
 
     def make(self, addresses, group=None):
         """A copy of the template with addresses[i] (an int, 0 for an absent tensor or stream)
-        written at paths[i], and with `group` (bytes from cached_group, or None: left as the
-        template has them) as the group's views."""
-        args = self._type.from_buffer_copy(self._blob if group is None else self._pre + group + self._post)
+        written at paths[i] and, for a template with a group, the views of the tensors `group`
+        in the group's fields (put_group's cached views where it has them)."""
+        blob = None if group is None else cached_group(group)
+        args = self._type.from_buffer_copy(self._blob if blob is None else self._pre + blob + self._post)
         pack = _POINTER.pack_into
         for offset, address in zip(self._offsets, addresses):
             pack(args, offset, address)
+        if group is not None and blob is None:
+            put_group(args, self._group_path, group)
         return args
 
 

@@ -156,8 +156,6 @@ class Buffer:
         self._like = {dt: torch.empty(0, dtype=dt, device=device)
                       for dt in (torch.int32, torch.int64, torch.float32, torch.bfloat16, torch.float8_e4m3fn,
                                  torch.bool)}
-        self._scales_like = (self._like[torch.float32], self._like[torch.int32])  # by use_ue8m0
-        self._bfloat16_like = self._like[torch.bfloat16]
         self._empty_like = torch.empty_like
         # Default Configs as C structs, built once (each call would otherwise build two).
         self._dispatch_config_c, self._combine_config_c = dispatch_config_c, combine_config_c
@@ -326,12 +324,8 @@ class Buffer:
                     recv_x, recv_scales = map(self._empty_like, template.outputs)
                 else:
                     recv_x, recv_scales = self._empty_like(template.outputs[0]), None
-            views = (rank_prefix_matrix, recv_src_idx, in_rank, send_slot)
-            group = tv.cached_group(views)
             a = template.make((x_data.data_ptr(), _address(x_scales), recv_x.data_ptr(), _address(recv_scales),
-                               compute, compute), group)
-            if group is None:
-                tv.put_group(a, "handle.rank_prefix_matrix", views)
+                               compute, compute), (rank_prefix_matrix, recv_src_idx, in_rank, send_slot))
             c.check(c.library().epcomm_dispatch(self._handle, ctypes.byref(a), self._comm_raw))
             event = (self._comm_event([x_data, x_scales, topk_idx, topk_weights, recv_x, recv_scales,
                                        rank_prefix_matrix, recv_src_idx, send_slot]) if async_finish else EventOverlap())
@@ -427,12 +421,10 @@ class Buffer:
                 combined_w = self._new((T, topk_weights.size(1)), torch.float32) if topk_weights is not None else None
         views = (rank_prefix_matrix, recv_src_idx, in_rank, send_slot)
         if template is not None:
-            group = tv.cached_group(views)
             a = template.make((x.data_ptr(), _address(topk_weights), _address(bias0), _address(bias1),
                                combined.data_ptr(), _address(combined_w),
-                               0 if matrix_host is None else ctypes.addressof(matrix_host), compute, compute), group)
+                               0 if matrix_host is None else ctypes.addressof(matrix_host), compute, compute), views)
         else:
-            group = None
             a = c.init(c.CombineArgs)
             tv.put_present(a, (("x", x), ("topk_weights", topk_weights), ("bias0", bias0), ("bias1", bias1),
                                ("combined_x", combined), ("combined_topk_weights", combined_w)))
@@ -441,10 +433,9 @@ class Buffer:
             if matrix_host is not None:
                 tv.put_host_matrix(a, "handle.rank_prefix_matrix_host", matrix_host, self.group_size)
             a.upstream, a.downstream, a.handoffs = compute, compute, handoffs
+            tv.put_group(a, _HANDLE_GROUP[0], views)
             self._keep_template(key, a, _COMBINE_PATHS,
                                 (combined,) if combined_w is None else (combined, combined_w), group=_HANDLE_GROUP)
-        if group is None:
-            tv.put_group(a, "handle.rank_prefix_matrix", views)
         c.check(c.library().epcomm_combine(self._handle, ctypes.byref(a), self._comm_raw))
         event = (self._comm_event([x, topk_weights, bias0, bias1, combined, combined_w]) if async_finish
                  else EventOverlap())
@@ -504,12 +495,12 @@ class Buffer:
                 topk_idx.get_device(), n_max, num_experts, use_fp8, round_scale, use_ue8m0, return_recv_hook)
                if cumulative_local_expert_recv_stats is None and dispatch_wait_recv_cost_stats is None else None)
         template = self._templates.get(key) if key is not None else None
-        E_local, rows = num_experts // R, R * n_max
         if template is not None:
             recv_x, count, src_info, layout_range = map(self._empty_like, template.outputs)
         else:
             import torch
 
+            E_local, rows = num_experts // R, R * n_max
             recv_x = self._like[torch.float8_e4m3fn if use_fp8 else torch.bfloat16].new_empty((E_local, rows, H))
             count = self._like[torch.int32].new_empty(E_local)
             src_info = self._like[torch.int32].new_empty((E_local, rows))
@@ -523,7 +514,7 @@ class Buffer:
                 # [E_local, rows, groups] column-major in the last two dimensions, in one call (an
                 # empty [E_local, groups, rows] transposed).
                 groups = H // 512 if use_ue8m0 else H // 128
-                scales = self._scales_like[use_ue8m0].new_empty_strided(
+                scales = self._like[torch.int32 if use_ue8m0 else torch.float32].new_empty_strided(
                     (E_local, rows, groups), (groups * rows, 1, rows))
         if template is not None:
             a = template.make((x.data_ptr(), topk_idx.data_ptr(), recv_x.data_ptr(),
@@ -580,7 +571,9 @@ class Buffer:
                                out.data_ptr(), src_info.data_ptr(), layout_range.data_ptr()))
         else:
             if not given_out:
-                out = self._bfloat16_like.new_empty((topk_idx.size(0), int(hidden)))
+                import torch
+
+                out = self._like[torch.bfloat16].new_empty((topk_idx.size(0), int(hidden)))
             a = c.init(c.LowLatencyCombineArgs)
             tv.put_present(a, (("x", None if zero_copy else x), ("topk_idx", topk_idx),
                                ("topk_weights", topk_weights), ("out", out),
