@@ -25,7 +25,7 @@ for round in $(seq "${ROUNDS:-3}"); do
     echo "=== round $round variant $name ($envs)" >>"$log"
     env $envs timeout "${RUN_TIMEOUT:-40}" "$bin" --mode ll "${ranks[@]}" --tokens "${TOKENS:-128}" \
       --hidden "${HIDDEN:-7168}" --iters "${ITERS:-300}" 2>&1 |
-      grep -E "^#|^  (nccl_)?ll_(dispatch|combine)(_kernel)? " >>"$log"
+      grep -E "^#|^  (nccl_|ceiling_)?ll_(dispatch|combine)(_kernel)? " >>"$log"
   done
 done
 if [ "${TRACE:-0}" = 1 ]; then

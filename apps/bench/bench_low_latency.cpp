@@ -8,6 +8,7 @@
 
 #include "bench_data.h"
 #include "bench_util.h"
+#include "ceiling.h"
 
 namespace epcomm::bench {
 
@@ -183,6 +184,30 @@ RankBench bench_low_latency(harness::RankContext& ctx, Buffer& buffer, Nccl* ncc
       kernel_time(back ? "nccl_ll_combine_kernel" : "nccl_ll_dispatch_kernel", dt, bytes, {"nccl"},
                   exchange);
     }
+  }
+  // Ceiling: the combine's remote rows (the selections received from each source, BF16) pushed
+  // to their sources by every SM, as one contiguous block per peer.
+  {
+    std::vector<int64_t> ranges(E_local * R);
+    check_cuda(cudaMemcpy(ranges.data(), range.p, ranges.size() * 8, cudaMemcpyDeviceToHost),
+               "d2h");
+    std::vector<uint8_t*> dst(R);
+    std::vector<int64_t> bytes_to(R, 0);
+    for (int32_t r = 0; r < R; ++r) {
+      dst[r] = static_cast<uint8_t*>(buffer.peer_region(r, false));
+      for (int32_t j = 0; j < E_local && r != me; ++j)
+        bytes_to[r] += (ranges[j * R + r] & 0xffffffff) * H * 2;
+    }
+    int sms = 0;
+    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "attribute");
+    DevMem dst_dev(R * sizeof(uint8_t*)), bytes_dev(R * 8);
+    check_cuda(cudaMemcpy(dst_dev.p, dst.data(), R * sizeof(uint8_t*), cudaMemcpyHostToDevice),
+               "h2d");
+    check_cuda(cudaMemcpy(bytes_dev.p, bytes_to.data(), R * 8, cudaMemcpyHostToDevice), "h2d");
+    PushParams pp{expert_out.as<uint8_t>(), dst_dev.as<uint8_t*>(), bytes_dev.as<int64_t>(), R, me};
+    const auto push = [&] { check_cuda(launch_push(pp, sms, s), "push"); };
+    out.samples.push_back(timer.time("ceiling_ll_combine", "bf16", combine_bytes, 0, push));
+    kernel_time("ceiling_ll_combine_kernel", "bf16", combine_bytes, {"push_kernel"}, push);
   }
   check(buffer.synchronize(s), "ll bench");
   cudaStreamDestroy(s);

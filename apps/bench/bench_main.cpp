@@ -215,6 +215,8 @@ int main(int argc, char** argv) {
       rdma_bytes = std::max(rdma_bytes, epcomm::get_low_latency_buffer_size_hint(
                                             static_cast<int32_t>(c.tokens),
                                             static_cast<int32_t>(c.hidden), R, c.experts));
+      // The NVLink ceiling of the combine's rows pushes them into the peers' normal region.
+      nvl_bytes = std::max(nvl_bytes, c.tokens * c.topk * c.hidden * 2);
     }
     if (rdma_bytes == 0) usage("--experts must be a multiple of the rank count with --mode ll");
   }
