@@ -80,9 +80,6 @@ struct LowLatencyCombineParams {
   int64_t out_stride;
   int64_t* wait_stats;  // [R] ns, or null
   bool pair_items;      // the receive takes two items per warp pass where top-k <= 8
-  // One-row combine's send (LL v26, EPCOMM_LL_COMBINE_BULK): 0 the warp's loads and stores; 1
-  // bulk loads into shared memory, then the warp's stores; 2 bulk loads and bulk stores.
-  uint32_t bulk_send;
   uint32_t diag;  // pre-reduced combine diagnostics (diagnostic builds, EPCOMM_LL_DIAG); else 0
 };
 

@@ -4,7 +4,6 @@
 
 #include "kernels/device/bf16x8.cuh"
 #include "kernels/device/bounded_wait.cuh"
-#include "kernels/device/bulk_copy.cuh"
 #include "kernels/device/copy.cuh"
 #include "kernels/device/expert_rows.cuh"
 #include "kernels/device/grid_sync.cuh"
@@ -18,59 +17,6 @@ namespace {
 
 constexpr int kThreads = kLowLatencyThreads;
 constexpr int kWarps = kThreads / 32;
-
-// Bulk sends (LL v26): a row goes through two shared-memory stages per warp of at most this
-// many bytes each, so that 16 warps' stages fit one block (2 x 16 x 6 KB = 192 KB).
-constexpr int64_t kBulkChunkBytes = 6144;
-__host__ __device__ inline int64_t bulk_chunk_bytes(int64_t row_bytes) {
-  return row_bytes < kBulkChunkBytes ? row_bytes : kBulkChunkBytes;
-}
-size_t combine_send_smem(const LowLatencyCombineParams& p) {
-  return p.bulk_send != 0 ? size_t{2} * kWarps * bulk_chunk_bytes(p.c.layout.hidden * 2) : 0;
-}
-
-// One row from local `src` to `dst` (a peer's) through the warp's two stages: bulk loads into
-// shared memory, one chunk ahead, then the warp's 16-byte stores (mode 1) or a bulk store by
-// lane 0 (mode 2). `parity` and `k` carry the stages' state from row to row. False when a
-// stage's wait failed (recorded). Mode 2 returns with the row's writes complete and ordered
-// before lane 0's later accesses; mode 1 leaves the ordering to the caller's __syncwarp.
-__device__ __forceinline__ bool send_row_staged(const LowLatencyCommon& c, uint32_t mode,
-                                                uint8_t* dst, const uint8_t* src, int64_t row_bytes,
-                                                uint8_t* stages, uint64_t* bars, uint32_t& parity,
-                                                int& k) {
-  const int lane = threadIdx.x % 32;
-  const int64_t chunk = bulk_chunk_bytes(row_bytes), n = (row_bytes + chunk - 1) / chunk;
-  const auto bytes_of = [&](int64_t i) {
-    return static_cast<uint32_t>(row_bytes - i * chunk < chunk ? row_bytes - i * chunk : chunk);
-  };
-  if (lane == 0) bulk_load_to_shared(stages + k * chunk, src, bytes_of(0), &bars[k]);
-  for (int64_t i = 0; i < n; ++i) {
-    const int s = k;
-    if (i + 1 < n && lane == 0) {
-      // Stage s ^ 1 held chunk i - 1: its bulk store has read it (mode 2), or every lane's
-      // stores from it are done (mode 1: the __syncwarp after them).
-      if (mode == 2) bulk_wait_reads();
-      bulk_load_to_shared(stages + (s ^ 1) * chunk, src + (i + 1) * chunk, bytes_of(i + 1),
-                          &bars[s ^ 1]);
-    }
-    // Acquire (every lane): the chunk's bytes in stage s are visible once its phase completed.
-    if (!bounded_wait(c.wait, c.rank, core::WaitStage::kDataArrival,
-                      [&] { return mbarrier_try_wait(&bars[s], (parity >> s) & 1u); }))
-      return false;
-    parity ^= 1u << s;
-    if (mode == 2) {
-      if (lane == 0) bulk_store_from_shared(dst + i * chunk, stages + s * chunk, bytes_of(i));
-    } else {
-      const auto* from = reinterpret_cast<const int4*>(stages + s * chunk);
-      auto* to = reinterpret_cast<int4*>(dst + i * chunk);
-      for (uint32_t v = lane; v < bytes_of(i) / 16; v += 32) st_na_v4(to + v, from[v]);
-      __syncwarp();  // every lane's reads of stage s are done before it is loaded again
-    }
-    k ^= 1;
-  }
-  if (mode == 2 && lane == 0) bulk_wait_writes();
-  return true;
-}
 
 // Preconditions: blockDim = kThreads.
 // (0) wait until every peer released this half from call epoch - 2; block 0 publishes the
@@ -98,20 +44,6 @@ __device__ __forceinline__ bool ll_combine_send(const LowLatencyCombineParams& p
   const int32_t total = ExpertRows::index(p.layout_range, E_local, R, range, first_row,
                                           /*first_thread=*/0, kThreads, /*barrier_id=*/0);
   const int64_t total_warps = int64_t{gridDim.x} * kWarps;
-  // Bulk sends (p.bulk_send, LL v26): this warp's two stages and their barriers.
-  extern __shared__ __align__(128) uint8_t stages_smem[];
-  __shared__ __align__(8) uint64_t stage_bars[kWarps][2];
-  uint8_t* const stages = stages_smem + 2 * warp * bulk_chunk_bytes(H * 2);
-  uint32_t parity = 0;  // bit k: the parity of stage k's next completion
-  int k = 0;
-  if (p.bulk_send != 0) {
-    if (lane == 0) {
-      mbarrier_init(&stage_bars[warp][0], 1);
-      mbarrier_init(&stage_bars[warp][1], 1);
-      fence_mbarrier_init();
-    }
-    __syncwarp();
-  }
   for (int64_t q = int64_t{warp} * gridDim.x + blockIdx.x; q < total; q += total_warps) {
     int32_t j, s;
     int64_t i;
@@ -120,13 +52,9 @@ __device__ __forceinline__ bool ll_combine_send(const LowLatencyCombineParams& p
     const int64_t t = p.src_info[m];
     const int64_t e = int64_t{me} * E_local + j;
     uint8_t* dst_half = half_base(c, s, epoch);
-    uint8_t* dst = dst_half + l.combine_recv_offset + (e * l.num_max_tokens + t) * H * 2;
-    if (p.bulk_send == 0)
-      warp_copy<false>(reinterpret_cast<int4*>(dst), reinterpret_cast<const int4*>(p.x + m * H),
-                       H * 2 / 16, lane);
-    else if (!send_row_staged(c, p.bulk_send, dst, reinterpret_cast<const uint8_t*>(p.x + m * H),
-                              H * 2, stages, stage_bars[warp], parity, k))
-      break;  // recorded; the row's tag stays unsent, so its source times out naming this rank
+    warp_copy<false>(reinterpret_cast<int4*>(dst_half + l.combine_recv_offset +
+                                             (e * l.num_max_tokens + t) * H * 2),
+                     reinterpret_cast<const int4*>(p.x + m * H), H * 2 / 16, lane);
     // __syncwarp orders every lane's stores of this row before lane 0's tag release, which
     // (cumulative) carries them to the source.
     __syncwarp();
@@ -245,8 +173,7 @@ __device__ __forceinline__ void ll_combine_recv(const LowLatencyCombineParams& p
   finish_recv(c, epoch, kernel, [] {});
 }
 
-using CombineOp =
-    LlOp<LowLatencyCombineParams, ll_combine_send, ll_combine_recv, combine_send_smem>;
+using CombineOp = LlOp<LowLatencyCombineParams, ll_combine_send, ll_combine_recv>;
 
 }  // namespace
 

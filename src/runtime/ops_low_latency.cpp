@@ -260,11 +260,6 @@ Error Buffer::low_latency_combine(const LowLatencyCombineArgs& args, StreamHandl
   // LL v10).
   static const bool pairs = !kernels::env_is("EPCOMM_LL_COMBINE_PAIRS", "0");
   p.pair_items = pairs;
-  // EPCOMM_LL_COMBINE_BULK=1 / 2: the one-row combine's rows through shared memory by bulk
-  // loads, sent by the warps' stores / by bulk stores; for A/B (docs/perf.md, LL v26).
-  static const uint32_t bulk =
-      static_cast<uint32_t>(kernels::env_override("EPCOMM_LL_COMBINE_BULK"));
-  p.bulk_send = bulk <= 2 ? bulk : 0;
   p.diag = 0;
 #ifdef EPCOMM_DIAGNOSTICS
   // Diagnostic builds only, EPCOMM_LL_DIAG (pre-reduced combine; results are wrong): bit 0 skips

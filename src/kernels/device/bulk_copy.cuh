@@ -1,7 +1,6 @@
-// Bulk copies through the copy unit (cp.async.bulk): global to shared memory, completed on an
-// mbarrier, and shared to global memory (a peer's included), completed as bulk groups. The
-// bytes in flight hold no registers and no load slots of the issuing warp (docs/perf.md, v21).
-// One lane issues; every lane that reads loaded data waits on the barrier.
+// Bulk copies from global to shared memory through the copy unit (cp.async.bulk), completed on
+// an mbarrier: the bytes in flight hold no registers and no load slots of the issuing warp
+// (docs/perf.md, v21). One lane issues; every lane that reads the data waits on the barrier.
 #pragma once
 
 #include <cstdint>
@@ -49,27 +48,6 @@ __device__ __forceinline__ bool mbarrier_try_wait(uint64_t* bar, uint32_t parity
       : "r"(shared_addr(bar)), "r"(parity)
       : "memory");
   return done != 0;
-}
-
-// Starts the copy of `bytes` (a multiple of 16, both addresses 16-byte aligned) from shared
-// `src` to global `dst` (a peer's memory too) as one bulk group of this thread.
-__device__ __forceinline__ void bulk_store_from_shared(void* dst, const void* src, uint32_t bytes) {
-  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;" ::"l"(dst),
-               "r"(shared_addr(src)), "r"(bytes)
-               : "memory");
-  asm volatile("cp.async.bulk.commit_group;" ::: "memory");
-}
-
-// Waits until this thread's bulk stores have read their shared source (the stages are free).
-__device__ __forceinline__ void bulk_wait_reads() {
-  asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
-}
-
-// Waits until this thread's bulk stores are complete, then orders their writes (async proxy)
-// before this thread's later generic-proxy accesses, such as a tag's release.
-__device__ __forceinline__ void bulk_wait_writes() {
-  asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
-  asm volatile("fence.proxy.async.global;" ::: "memory");
 }
 
 }  // namespace epcomm::kernels
