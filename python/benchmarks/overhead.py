@@ -7,7 +7,8 @@ handling, output allocation, stream/event plumbing, the C call) against the host
 C ABI call with the same, prebuilt arguments (validation and kernel launches in C++). Both are
 host wall-clock times of issuing the call, with the GPU idle before each call (synchronised,
 untimed), the two calls alternated `iters` times; the overhead is the median of the pairs'
-differences (a host that drifts during the run moves both calls of a pair). --profile
+differences (a host that drifts during the run moves both calls of a pair). alloc_us is the
+part of it that allocating the call's outputs costs in torch's CUDA allocator alone. --profile
 writes, for rank 0, each op's cProfile of `iters` calls (functions by own time) to FILE.
 """
 import argparse
@@ -51,6 +52,39 @@ def _time_paired(op, bare, iters):
     torch.cuda.synchronize()
     diff = statistics.median(p - b for p, b in zip(py, c_abi))
     return statistics.median(py) * 1e6, statistics.median(c_abi) * 1e6, diff * 1e6
+
+
+def _fresh_tensors(result, inputs):
+    """The tensors in `result` (nested tuples and lists) that are not among `inputs` (by
+    identity): the outputs the call allocated."""
+    import torch
+
+    seen, out, stack = {id(t) for t in inputs}, [], [result]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (tuple, list)):
+            stack.extend(item)
+        elif isinstance(item, torch.Tensor) and id(item) not in seen:
+            seen.add(id(item))
+            out.append(item)
+    return out
+
+
+def _alloc_us(tensors, iters):
+    """Median host time of allocating tensors of the same shapes, strides, dtypes and device as
+    `tensors` (what the call's outputs cost in torch's allocator alone; a C++ caller pays its own
+    allocator for them too), GPU idle before each round."""
+    import torch
+
+    specs = [(t.shape, t.stride(), t.dtype, t.device) for t in tensors]
+    times = []
+    for _ in range(iters):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        kept = [torch.empty_strided(shape, stride, dtype=dtype, device=device) for shape, stride, dtype, device in specs]
+        times.append(time.perf_counter() - t0)
+        del kept
+    return statistics.median(times) * 1e6
 
 
 def _primitives(buffer, x, f):
@@ -137,6 +171,8 @@ def worker(rank, world, port, tokens, iters, json_path, profile_path):
     }
     rows = []
     real = c.library()
+    # What the calls are given (their results' other tensors are the outputs they allocate).
+    inputs = [x, idx, w, recv_x, recv_w, ll_recv, *handle[:4], *ll_handle[:2]]
     for name, op in ops.items():
         op()  # warm-up (builds the call's template)
         recorder = _Recorder(real)
@@ -145,9 +181,11 @@ def worker(rank, world, port, tokens, iters, json_path, profile_path):
         c._lib = real
         calls = [(fn, args) for fn, args in recorder.calls if fn.__name__ not in ("epcomm_last_error_message",)]
         python_us, c_us, overhead_us = _time_paired(op, lambda: [fn(*args) for fn, args in calls], iters)
+        alloc_us = _alloc_us(_fresh_tensors(kept, inputs), iters)
         del kept
         rows.append({"op": name, "tokens": tokens, "python_us": round(python_us, 2), "c_abi_us": round(c_us, 2),
-                     "overhead_us": round(overhead_us, 2), "card": torch.cuda.get_device_name(), "ranks": world})
+                     "overhead_us": round(overhead_us, 2), "alloc_us": round(alloc_us, 2),
+                     "card": torch.cuda.get_device_name(), "ranks": world})
         dist.barrier()
     if profile_path:
         if rank == 0:
@@ -163,9 +201,11 @@ def worker(rank, world, port, tokens, iters, json_path, profile_path):
         print(f"# epcomm Python overhead, {world} x {torch.cuda.get_device_name()}, {tokens} tokens, hidden {H}, "
               f"median of {iters} alternated pairs (host time of issuing the call; overhead: median of the pairs' "
               "differences)")
-        print(f"# {'op':22s} {'python_us':>10s} {'c_abi_us':>10s} {'overhead_us':>12s}")
+        print("# alloc_us: the same outputs allocated by torch.empty_strided alone (part of the overhead)")
+        print(f"# {'op':22s} {'python_us':>10s} {'c_abi_us':>10s} {'overhead_us':>12s} {'alloc_us':>9s}")
         for r in rows:
-            print(f"  {r['op']:22s} {r['python_us']:10.1f} {r['c_abi_us']:10.1f} {r['overhead_us']:12.1f}")
+            print(f"  {r['op']:22s} {r['python_us']:10.1f} {r['c_abi_us']:10.1f} {r['overhead_us']:12.1f}"
+                  f" {r['alloc_us']:9.1f}")
         if json_path:
             with open(json_path, "w") as f:
                 json.dump(rows, f, indent=1)
