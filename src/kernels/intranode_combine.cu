@@ -66,7 +66,10 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
   __shared__ bool skip, mismatch;
   __shared__ uint32_t reduced;      // tokens this block has reduced (counted only when tracing)
   __shared__ uint32_t reduce_next;  // the block's next token to reduce, when taken (join_reduce)
-  __shared__ volatile bool reduce_open;  // the reducers checked every signature: senders may join
+  // The reducers checked every signature: senders may join. Written and read by warps that share
+  // no barrier there, so through atomics (a volatile flag is a data race, which racecheck reports);
+  // it orders nothing: a sender that sees it takes tokens from reduce_next, by atomics too.
+  __shared__ uint32_t reduce_open;
   __shared__ __align__(8) uint64_t stage_bars[kStagedSends ? kWarps : 1][2];  // v21's stages
 
   // ---- phase 0 ----
@@ -75,7 +78,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
     mismatch = false;
     reduced = 0;
     reduce_next = 0;
-    reduce_open = false;
+    reduce_open = 0;
     int32_t base = 0;
     for (int32_t d = 0; d < R; ++d) {
       const int32_t above = me > 0 ? p.rank_prefix_matrix[(me - 1) * R + d] : 0;
@@ -236,7 +239,10 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
     pending.flush(tag);
     trace.sends_done(reduced, lane);
     // Then reduce with the reducers when they take tokens from the block's counter (v16).
-    reduce_too = p.join_reduce && reduce_open;
+    // Lane 0's read for the whole warp: every lane reading it could see it change in between,
+    // and the reduce below is warp-collective.
+    const uint32_t open = p.join_reduce && lane == 0 ? atomicOr(&reduce_open, 0u) : 0u;
+    reduce_too = __shfl_sync(0xffffffffu, open, 0) != 0;
   } else {
     const int rwarp = warp - send_warps;
     if (rwarp == 0 &&
@@ -244,7 +250,7 @@ __global__ void __launch_bounds__(kCombineThreads) intranode_combine_kernel(Comb
       mismatch = true;
     // Reducer warps only (named barrier 1): the sender warps never wait for this.
     asm volatile("bar.sync 1, %0;" ::"r"(reduce_warps * 32));
-    if (rwarp == 0 && lane == 0 && !mismatch) reduce_open = true;
+    if (rwarp == 0 && lane == 0 && !mismatch) atomicExch(&reduce_open, 1u);
     reduce_too = !mismatch;
   }
   if (reduce_too) {

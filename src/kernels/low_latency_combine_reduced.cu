@@ -178,6 +178,12 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
         failed = true;
     }
     trace_mark(c, 9);
+    // As many barriers as the listing warps pass in ExpertRows::index, among the message warps
+    // only (no wait on the listing). Not for ordering: compute-sanitizer racecheck appears to
+    // order a block's accesses by how many barriers each warp has passed, and without these it
+    // reports the listing's writes, read by these warps after the bar.sync below, as hazards
+    // (docs/perf.md, LL v27).
+    for (int i = 0; i < ExpertRows::kIndexBarriers; ++i) named_barrier_sync(2, msg_warps * 32);
   } else {
     // (2) Every block lists, in its own shared memory, the rows of x of every (source, token):
     // no global atomics, no reset, and no item waits for another block's listing (the global

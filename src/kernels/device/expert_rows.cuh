@@ -10,6 +10,8 @@
 namespace epcomm::kernels {
 
 struct ExpertRows {
+  // How many times index() passes its named barrier.
+  static constexpr int kIndexBarriers = 3;
   // Collective of the `num_threads` threads from `first_thread` on (whole warps, at most 32; the
   // whole block with first_thread 0, num_threads = blockDim.x and barrier 0), while the block's
   // other warps may do other work: range[j * R + s] = layout_range[j * R + s] (begin << 32 |
