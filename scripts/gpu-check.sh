@@ -4,7 +4,7 @@
 # summary last.
 #   scripts/gpu-check.sh [--no-build] [--sanitize] [--no-bench] [--quick-bench] [--no-tests] [LOGDIR]
 # --sanitize additionally runs the GPU tests on 2 ranks under compute-sanitizer memcheck and
-# the normal-kernel tests under racecheck. --no-tests skips every test (GPU, sanitizers, Python
+# the normal-kernel tests under racecheck, and the paths of two or more peers at 3 ranks. --no-tests skips every test (GPU, sanitizers, Python
 # suite, example), keeping the benchmark and the Python overhead measurement. The benchmark (epcomm_bench: its --check, the
 # standard setting at 24 and 12 SMs, and the SM and token sweeps) writes LOGDIR/bench.json.
 # World sizes 2..N run on N GPUs; with fewer than 4 GPUs, 3 and 4 ranks also run with ranks
@@ -86,6 +86,12 @@ elif [ -x "$tests" ] && [ "$ngpu" -ge 1 ]; then
       GTEST_FILTER=${EPCOMM_CHECK_MEMCHECK_FILTER:-'-*TwoHundred*'} run_tests "memcheck, 2 ranks" "memcheck_r2" 2 1 \
         compute-sanitizer --tool memcheck --target-processes all --error-exitcode 9
       GTEST_FILTER='GpuNormal.Bf16*:GpuNormal.WorstCase*:GpuLowLatency.DispatchAndCombine*' run_tests "racecheck (shared memory), 2 ranks" "racecheck_r2" 2 1 \
+        compute-sanitizer --tool racecheck --target-processes all --error-exitcode 9
+      # Paths that only run with two or more peers (the combine's staged sends, v21): 3 ranks,
+      # sharing the GPUs where there are fewer. Racecheck missed their race at 2 ranks.
+      GTEST_FILTER='GpuNormal.Bf16*:GpuNormal.Fp8*:GpuLowLatency.DispatchAndCombine*' run_tests "memcheck, 3 ranks (two peers)" "memcheck_r3" 3 1 \
+        compute-sanitizer --tool memcheck --target-processes all --error-exitcode 9
+      GTEST_FILTER='GpuNormal.Bf16*:GpuLowLatency.DispatchAndCombine*' run_tests "racecheck (shared memory), 3 ranks" "racecheck_r3" 3 1 \
         compute-sanitizer --tool racecheck --target-processes all --error-exitcode 9
     else
       add "memcheck" "compute-sanitizer not found"
