@@ -182,7 +182,7 @@ __device__ __forceinline__ bool ll_reduced_send(const LowLatencyCombineParams& p
     // only (no wait on the listing). Not for ordering: compute-sanitizer racecheck appears to
     // order a block's accesses by how many barriers each warp has passed, and without these it
     // reports the listing's writes, read by these warps after the bar.sync below, as hazards
-    // (docs/perf.md, LL v27).
+    // (docs/perf.md, Sanitizers).
     for (int i = 0; i < ExpertRows::kIndexBarriers; ++i) named_barrier_sync(2, msg_warps * 32);
   } else {
     // (2) Every block lists, in its own shared memory, the rows of x of every (source, token):
