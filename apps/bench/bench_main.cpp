@@ -155,7 +155,7 @@ std::vector<eb::LowLatencyConfig> ll_configs(const Options& o) {
 
 // Per-rank results travel to rank 0 through the all-gather as fixed-size records.
 struct Wire {
-  char op[24];
+  char op[32];  // the longest op name, ll_overlap_send_compute_recv, and its NUL
   char dtype[8];
   double mean_us, median_us, bytes, nvlink_bytes;
 };
