@@ -43,33 +43,49 @@ Error check_handle_routing(const char* op, const DispatchHandle& h, int64_t num_
   return Error::success();
 }
 
+// The layout's outputs, which dispatch and dispatch_notify read back: num_tokens_per_rank [R],
+// num_tokens_per_expert [E] (E: kAnySize where the caller derives it from this tensor) and
+// is_token_in_rank [T, R] (T: kAnySize likewise).
+Error check_routing_counts(const char* op, const TensorView& per_rank, const TensorView& per_expert,
+                           const TensorView& in_rank, int32_t R, int64_t E, int64_t T,
+                           DeviceKind dev) {
+  if (auto e = check_tensor(op, "num_tokens_per_rank", per_rank, {DType::kInt32}, {{"R", R}}, dev);
+      !e.ok())
+    return e;
+  if (auto e =
+          check_tensor(op, "num_tokens_per_expert", per_expert, {DType::kInt32}, {{"E", E}}, dev);
+      !e.ok())
+    return e;
+  return check_tensor(op, "is_token_in_rank", in_rank, {DType::kBool}, {{"T", T}, {"R", R}}, dev);
+}
+
+// topk_idx [T, K] (T: kAnySize for any) of an index type with 1 <= K <= kMaxNormalTopk; K out.
+Error check_normal_topk(const char* op, const TensorView& topk_idx, int64_t T, DeviceKind dev,
+                        int64_t& K) {
+  if (auto e =
+          check_tensor(op, "topk_idx", topk_idx, kIndexTypes, {{"T", T}, {"K", kAnySize}}, dev);
+      !e.ok())
+    return e;
+  K = topk_idx.shape[1];
+  if (K < 1 || K > kMaxNormalTopk)
+    return invalid(op, "topk_idx",
+                   "expected K in [1, " + std::to_string(kMaxNormalTopk) + "], got shape " +
+                       shape_string(topk_idx));
+  return Error::success();
+}
+
 }  // namespace
 
 Error validate_layout_args(const LayoutArgs& a, const Topology& topo, DeviceKind dev) {
   const char* op = "get_dispatch_layout";
   const int32_t R = topo.num_ranks;
   if (auto e = check_num_experts(op, a.num_experts, R); !e.ok()) return e;
-  if (auto e = check_tensor(op, "topk_idx", a.topk_idx, kIndexTypes,
-                            {{"T", kAnySize}, {"K", kAnySize}}, dev);
-      !e.ok())
-    return e;
+  int64_t K = 0;
+  if (auto e = check_normal_topk(op, a.topk_idx, kAnySize, dev, K); !e.ok()) return e;
   const int64_t T = a.topk_idx.shape[0];
-  const int64_t K = a.topk_idx.shape[1];
-  if (K < 1 || K > kMaxNormalTopk)
-    return invalid(op, "topk_idx",
-                   "expected K in [1, " + std::to_string(kMaxNormalTopk) + "], got shape " +
-                       shape_string(a.topk_idx));
   if (auto e = check_topk_values(op, "topk_idx", a.topk_idx, a.num_experts); !e.ok()) return e;
-  if (auto e = check_tensor(op, "num_tokens_per_rank", a.num_tokens_per_rank, {DType::kInt32},
-                            {{"R", R}}, dev);
-      !e.ok())
-    return e;
-  if (auto e = check_tensor(op, "num_tokens_per_expert", a.num_tokens_per_expert, {DType::kInt32},
-                            {{"E", a.num_experts}}, dev);
-      !e.ok())
-    return e;
-  if (auto e = check_tensor(op, "is_token_in_rank", a.is_token_in_rank, {DType::kBool},
-                            {{"T", T}, {"R", R}}, dev);
+  if (auto e = check_routing_counts(op, a.num_tokens_per_rank, a.num_tokens_per_expert,
+                                    a.is_token_in_rank, R, a.num_experts, T, dev);
       !e.ok())
     return e;
   if (topo.single_node() && a.num_tokens_per_rdma_rank.defined())
@@ -90,19 +106,11 @@ Error validate_dispatch_notify_args(const DispatchNotifyArgs& a, const Topology&
   if (a.expert_alignment < 1)
     return invalid(op, "expert_alignment",
                    "expected >= 1, got " + std::to_string(a.expert_alignment));
-  if (auto e = check_tensor(op, "num_tokens_per_rank", a.num_tokens_per_rank, {DType::kInt32},
-                            {{"R", R}}, dev);
-      !e.ok())
-    return e;
-  if (auto e = check_tensor(op, "num_tokens_per_expert", a.num_tokens_per_expert, {DType::kInt32},
-                            {{"E", kAnySize}}, dev);
+  if (auto e = check_routing_counts(op, a.num_tokens_per_rank, a.num_tokens_per_expert,
+                                    a.is_token_in_rank, R, kAnySize, kAnySize, dev);
       !e.ok())
     return e;
   if (auto e = check_num_experts(op, static_cast<int32_t>(a.num_tokens_per_expert.shape[0]), R);
-      !e.ok())
-    return e;
-  if (auto e = check_tensor(op, "is_token_in_rank", a.is_token_in_rank, {DType::kBool},
-                            {{"T", kAnySize}, {"R", R}}, dev);
       !e.ok())
     return e;
   return check_handle_routing(op, a.handle, a.is_token_in_rank.shape[0], R, dev);
@@ -148,15 +156,7 @@ Error validate_dispatch_args(const DispatchArgs& a, const Topology& topo, Device
   if (has_topk) {
     if (a.cached)
       return invalid(op, "topk_idx", "expected none in cached mode (handle given), got a tensor");
-    if (auto e =
-            check_tensor(op, "topk_idx", a.topk_idx, kIndexTypes, {{"T", T}, {"K", kAnySize}}, dev);
-        !e.ok())
-      return e;
-    K = a.topk_idx.shape[1];
-    if (K < 1 || K > kMaxNormalTopk)
-      return invalid(op, "topk_idx",
-                     "expected K in [1, " + std::to_string(kMaxNormalTopk) + "], got shape " +
-                         shape_string(a.topk_idx));
+    if (auto e = check_normal_topk(op, a.topk_idx, T, dev, K); !e.ok()) return e;
     if (auto e = check_tensor(op, "topk_weights", a.topk_weights, {DType::kFloat32},
                               {{"T", T}, {"K", K}}, dev);
         !e.ok())
@@ -174,16 +174,8 @@ Error validate_dispatch_args(const DispatchArgs& a, const Topology& topo, Device
     if (a.expert_alignment < 1)
       return invalid(op, "expert_alignment",
                      "expected >= 1, got " + std::to_string(a.expert_alignment));
-    if (auto e = check_tensor(op, "num_tokens_per_rank", a.num_tokens_per_rank, {DType::kInt32},
-                              {{"R", R}}, dev);
-        !e.ok())
-      return e;
-    if (auto e = check_tensor(op, "num_tokens_per_expert", a.num_tokens_per_expert, {DType::kInt32},
-                              {{"E", a.num_experts}}, dev);
-        !e.ok())
-      return e;
-    if (auto e = check_tensor(op, "is_token_in_rank", a.is_token_in_rank, {DType::kBool},
-                              {{"T", T}, {"R", R}}, dev);
+    if (auto e = check_routing_counts(op, a.num_tokens_per_rank, a.num_tokens_per_expert,
+                                      a.is_token_in_rank, R, a.num_experts, T, dev);
         !e.ok())
       return e;
     if (auto e = check_handle_routing(op, a.handle, T, R, dev); !e.ok()) return e;
