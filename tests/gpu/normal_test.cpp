@@ -252,6 +252,53 @@ TEST(GpuNormal, TwoHundredRandomSizedIterationsHashTheSameTwice) {
       test_num_ranks(), 400);
 }
 
+// One rank's part of a reference dispatch on the device: its inputs and layout outputs, and the
+// reference's handle and receive tensors (where the error tests start from a valid call).
+struct ReferenceDispatch {
+  ReferenceDispatch(const NormalExpected& want, int32_t me, int device)
+      : x(want.inputs[me].x, device),
+        topk(want.inputs[me].topk_idx, device),
+        weights(want.inputs[me].topk_weights, device),
+        per_rank(want.layouts[me].num_tokens_per_rank, device),
+        per_expert(want.layouts[me].num_tokens_per_expert, device),
+        in_rank(want.layouts[me].is_token_in_rank, device),
+        rpm(want.outs[me].rank_prefix_matrix, device),
+        slot(want.outs[me].send_slot, device),
+        src(want.outs[me].recv_src_idx, device),
+        recv_x(want.outs[me].recv_x, device),
+        recv_topk(want.outs[me].recv_topk_idx, device),
+        recv_w(want.outs[me].recv_topk_weights, device),
+        num_recv(want.outs[me].counts.num_recv_tokens) {}
+  DispatchHandle handle() const {
+    return {rpm.view(), src.view(), in_rank.view(), slot.view(), num_recv};
+  }
+  DispatchNotifyArgs notify() const {
+    return {per_rank.view(), per_expert.view(), in_rank.view(), 1, {}, handle()};
+  }
+  // A full (non-cached) dispatch into the reference's receive tensors; top-k and its received
+  // copies when with_topk.
+  DispatchArgs args(int32_t num_experts, bool with_topk) const {
+    DispatchArgs da;
+    da.x = x.view();
+    da.num_tokens_per_rank = per_rank.view();
+    da.num_tokens_per_expert = per_expert.view();
+    da.is_token_in_rank = in_rank.view();
+    da.num_experts = num_experts;
+    da.handle = handle();
+    da.recv_x = recv_x.view();
+    if (with_topk) {
+      da.topk_idx = topk.view();
+      da.topk_weights = weights.view();
+      da.recv_topk_idx = recv_topk.view();
+      da.recv_topk_weights = recv_w.view();
+    }
+    return da;
+  }
+  DeviceTensor x, topk, weights, per_rank, per_expert, in_rank;
+  DeviceTensor rpm, slot, src, recv_x, recv_topk, recv_w;
+  int64_t num_recv;
+};
+
 TEST(GpuNormal, BadInputsAreRejectedWithClearErrors) {
   run_world([](GpuRank& r) {
     const int32_t R = r.ctx->num_ranks, me = r.ctx->rank;
@@ -260,29 +307,8 @@ TEST(GpuNormal, BadInputsAreRejectedWithClearErrors) {
     ASSERT_TRUE(small);
     NormalCase c = base_case("too small", 7168, R);
     const NormalExpected want = normal_reference(c, R, 5);
-    const RankInputs& in = want.inputs[me];
-    DeviceTensor x(in.x, r.device), topk(in.topk_idx, r.device), w(in.topk_weights, r.device);
-    DeviceTensor per_rank(want.layouts[me].num_tokens_per_rank, r.device),
-        per_expert(want.layouts[me].num_tokens_per_expert, r.device),
-        in_rank(want.layouts[me].is_token_in_rank, r.device);
-    DeviceTensor rpm(want.outs[me].rank_prefix_matrix, r.device),
-        slot(want.outs[me].send_slot, r.device), src(want.outs[me].recv_src_idx, r.device),
-        rx(want.outs[me].recv_x, r.device), ri(want.outs[me].recv_topk_idx, r.device),
-        rw(want.outs[me].recv_topk_weights, r.device);
-    DispatchHandle h{rpm.view(), src.view(), in_rank.view(), slot.view(),
-                     want.outs[me].counts.num_recv_tokens};
-    DispatchArgs da;
-    da.x = x.view();
-    da.topk_idx = topk.view();
-    da.topk_weights = w.view();
-    da.num_tokens_per_rank = per_rank.view();
-    da.num_tokens_per_expert = per_expert.view();
-    da.is_token_in_rank = in_rank.view();
-    da.num_experts = c.spec.num_experts;
-    da.handle = h;
-    da.recv_x = rx.view();
-    da.recv_topk_idx = ri.view();
-    da.recv_topk_weights = rw.view();
+    const ReferenceDispatch d(want, me, r.device);
+    const DispatchArgs da = d.args(c.spec.num_experts, /*with_topk=*/true);
     Error e = small->dispatch(da, r.stream);
     EXPECT_EQ(e.code(), ErrorCode::kBufferTooSmall) << e.to_string();
     EXPECT_NE(e.message().find("num_nvl_bytes"), std::string::npos) << e.message();
@@ -305,15 +331,14 @@ TEST(GpuNormal, BadInputsAreRejectedWithClearErrors) {
     // next host wait on that rank; the other ranks complete.
     auto buffer = make_buffer(r, normal_options(r, int64_t{256} << 20, 5.0));
     ASSERT_TRUE(buffer);
-    HostTensor bad_topk = in.topk_idx;
+    HostTensor bad_topk = want.inputs[me].topk_idx;
     if (me == 0) bad_topk.at<int64_t>({3, 2}) = c.spec.num_experts + 5;
     DeviceTensor topk2(bad_topk, r.device);
-    LayoutArgs la{topk2.view(), c.spec.num_experts, per_rank.view(),
-                  {},           per_expert.view(),  in_rank.view()};
+    LayoutArgs la{topk2.view(), c.spec.num_experts,  d.per_rank.view(),
+                  {},           d.per_expert.view(), d.in_rank.view()};
     ASSERT_TRUE(buffer->get_dispatch_layout(la, r.stream).ok());
     DispatchCounts counts;
-    e = buffer->dispatch_notify({per_rank.view(), per_expert.view(), in_rank.view(), 1, {}, h},
-                                &counts, r.stream);
+    e = buffer->dispatch_notify(d.notify(), &counts, r.stream);
     if (me == 0) {
       EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.to_string();
       EXPECT_NE(e.message().find("topk_idx: expected -1 or an expert id in [0, " +
@@ -335,36 +360,10 @@ TEST(GpuNormal, HiddenMismatchAcrossRanksIsReportedNotSilentlyCorrupted) {
     ASSERT_TRUE(buffer);
     NormalCase c = base_case("mismatch", me == 1 ? 2048 : 4096, R);
     const NormalExpected want = normal_reference(c, R, 9);  // routing identical on all ranks
-    const RankInputs& in = want.inputs[me];
-    DeviceTensor x(in.x, r.device), topk(in.topk_idx, r.device), w(in.topk_weights, r.device);
-    DeviceTensor per_rank(want.layouts[me].num_tokens_per_rank, r.device),
-        per_expert(want.layouts[me].num_tokens_per_expert, r.device),
-        in_rank(want.layouts[me].is_token_in_rank, r.device);
-    DeviceTensor rpm(want.outs[me].rank_prefix_matrix, r.device),
-        slot(want.outs[me].send_slot, r.device), src(want.outs[me].recv_src_idx, r.device),
-        rx(want.outs[me].recv_x, r.device), ri(want.outs[me].recv_topk_idx, r.device),
-        rw(want.outs[me].recv_topk_weights, r.device);
-    DispatchHandle h{rpm.view(), src.view(), in_rank.view(), slot.view(),
-                     want.outs[me].counts.num_recv_tokens};
+    const ReferenceDispatch d(want, me, r.device);
     DispatchCounts counts;
-    ASSERT_TRUE(
-        buffer
-            ->dispatch_notify({per_rank.view(), per_expert.view(), in_rank.view(), 1, {}, h},
-                              &counts, r.stream)
-            .ok());
-    DispatchArgs da;
-    da.x = x.view();
-    da.topk_idx = topk.view();
-    da.topk_weights = w.view();
-    da.num_tokens_per_rank = per_rank.view();
-    da.num_tokens_per_expert = per_expert.view();
-    da.is_token_in_rank = in_rank.view();
-    da.num_experts = c.spec.num_experts;
-    da.handle = h;
-    da.recv_x = rx.view();
-    da.recv_topk_idx = ri.view();
-    da.recv_topk_weights = rw.view();
-    ASSERT_TRUE(buffer->dispatch(da, r.stream).ok());
+    ASSERT_TRUE(buffer->dispatch_notify(d.notify(), &counts, r.stream).ok());
+    ASSERT_TRUE(buffer->dispatch(d.args(c.spec.num_experts, /*with_topk=*/true), r.stream).ok());
     const Error e = buffer->synchronize(r.stream);
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.to_string();
     EXPECT_NE(e.message().find("called with a different hidden size"), std::string::npos)
@@ -421,30 +420,11 @@ TEST(GpuNormal, RankSkippingADispatchIsNamedByTheOthers) {
     ASSERT_TRUE(buffer);
     NormalCase c = base_case("skip", 1024, R);
     const NormalExpected want = normal_reference(c, R, 3);
-    const RankInputs& in = want.inputs[me];
-    DeviceTensor x(in.x, r.device), per_rank(want.layouts[me].num_tokens_per_rank, r.device),
-        per_expert(want.layouts[me].num_tokens_per_expert, r.device),
-        in_rank(want.layouts[me].is_token_in_rank, r.device);
-    DeviceTensor rpm(want.outs[me].rank_prefix_matrix, r.device),
-        slot(want.outs[me].send_slot, r.device), src(want.outs[me].recv_src_idx, r.device),
-        rx(want.outs[me].recv_x, r.device);
-    DispatchHandle h{rpm.view(), src.view(), in_rank.view(), slot.view(),
-                     want.outs[me].counts.num_recv_tokens};
+    const ReferenceDispatch d(want, me, r.device);
     DispatchCounts counts;
-    ASSERT_TRUE(
-        buffer
-            ->dispatch_notify({per_rank.view(), per_expert.view(), in_rank.view(), 1, {}, h},
-                              &counts, r.stream)
-            .ok());
+    ASSERT_TRUE(buffer->dispatch_notify(d.notify(), &counts, r.stream).ok());
     if (me != missing) {
-      DispatchArgs da;
-      da.x = x.view();
-      da.num_tokens_per_rank = per_rank.view();
-      da.num_tokens_per_expert = per_expert.view();
-      da.is_token_in_rank = in_rank.view();
-      da.num_experts = c.spec.num_experts;
-      da.handle = h;
-      da.recv_x = rx.view();
+      const DispatchArgs da = d.args(c.spec.num_experts, /*with_topk=*/false);
       const auto start = std::chrono::steady_clock::now();
       ASSERT_TRUE(buffer->dispatch(da, r.stream).ok());
       const Error e = buffer->synchronize(r.stream);
